@@ -1,0 +1,1 @@
+"""Recipes written by `porter convert`: build output, not tracked by git."""

@@ -1,0 +1,3 @@
+"""porter: ports torchtune training recipes onto a job runtime, and runs them."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,208 @@
+"""The `porter` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import click
+
+from porter import __version__
+from porter.convert import (
+    check_output_folder,
+    convert as convert_sources,
+    exit_code,
+    FileReport,
+    Mode,
+    OutputFolderError,
+    read_source,
+    summary,
+)
+from porter.outputs import generated_text, unified_diff
+from porter.pipeline import CONVERTED, FAILED, port, SKIPPED, UNCHANGED
+from porter.rules.base import DEFAULT_RUNTIME_MODULE, Settings
+from porter.sources import discover, installed_recipes_dir, MissingSource, SourceFile
+
+DEFAULT_OUTPUT = Path("generated_recipes")
+_STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red"}
+
+
+def _echo_status(report: FileReport, mode: Mode) -> None:
+    status = report.status
+    if status == CONVERTED and mode is not Mode.WRITE:
+        status = "pending"
+    label = click.style(f"{status:<10}", fg=_STATUS_COLOURS.get(report.status), bold=status == FAILED)
+    if report.status in (CONVERTED, UNCHANGED):
+        click.echo(f"{label} {report.source} -> {report.output}", err=True)
+    else:
+        click.echo(f"{label} {report.source}: {report.reason}", err=True)
+
+
+def _sources(paths: Sequence[Path], installed: bool, version: Optional[str]) -> List[object]:
+    if not paths and not installed:
+        raise click.UsageError("give SOURCE files or folders, or --installed")
+    try:
+        return discover(paths, installed, version)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error))
+
+
+class _Failure(click.ClickException):
+    """An expected failure: one line on stderr, exit 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"porter: error: {self.format_message()}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="porter")
+def main() -> None:
+    """Port torchtune training recipes onto the job runtime, and run them."""
+
+
+source_arguments = [
+    click.argument("sources", nargs=-1, type=click.Path(path_type=Path)),
+    click.option("--installed", is_flag=True, help="Take the recipes shipped with the installed torchtune."),
+    click.option("--torchtune-version", metavar="VERSION", help="Version to record in headers (default: detected)."),
+]
+
+
+def with_sources(function):
+    for decorator in reversed(source_arguments):
+        function = decorator(function)
+    return function
+
+
+@main.command()
+@with_sources
+@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT, show_default=True, help="Folder to write generated recipes to.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print the diff of what would be written; write nothing.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if generated files are missing or stale.")
+@click.option("--force", is_flag=True, help="Overwrite generated files edited by hand.")
+@click.option("--report", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: a report per file on stdout.")
+@click.option("--runtime-module", default=DEFAULT_RUNTIME_MODULE, show_default=True, help="Module generated code imports RecipeBase, run_recipe and Dataset from.")
+def convert(
+    sources: Tuple[Path, ...],
+    installed: bool,
+    torchtune_version: Optional[str],
+    out_dir: Path,
+    show_diff: bool,
+    check: bool,
+    force: bool,
+    report: str,
+    runtime_module: str,
+) -> None:
+    """Convert recipes into the output folder.
+
+    \b
+    Examples:
+      porter convert --installed
+      porter convert path/to/torchtune/recipes -o generated_recipes
+      porter convert --installed --check      # CI: fail when outputs are stale
+      porter convert --installed --diff       # review what would change
+
+    \b
+    Exit codes: 0 success; 1 changes pending (--check, --diff);
+    2 some file failed (the others are still converted) or bad usage.
+    """
+    mode = Mode.DIFF if show_diff else Mode.CHECK if check else Mode.WRITE
+    try:
+        reports = convert_sources(
+            _sources(sources, installed, torchtune_version),
+            out_dir,
+            mode=mode,
+            force=force,
+            settings=Settings(runtime_module=runtime_module),
+        )
+    except OutputFolderError as error:
+        raise _Failure(str(error))
+    for file_report in reports:
+        if report == "text":
+            _echo_status(file_report, mode)
+        if file_report.diff and (mode is Mode.DIFF or file_report.status == FAILED):
+            if report == "text":
+                click.echo(file_report.diff, nl=False, err=mode is not Mode.DIFF)
+    if report == "json":
+        click.echo(json.dumps({"files": [r.as_json() for r in reports], "summary": summary(reports, mode)}, indent=2))
+    click.echo(summary(reports, mode), err=True)
+    sys.exit(exit_code(reports, mode))
+
+
+@main.command(name="list")
+@with_sources
+@click.option("--runtime-module", default=DEFAULT_RUNTIME_MODULE, show_default=True)
+def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], runtime_module: str) -> None:
+    """List every file found: in scope (with its variant) or skipped (with the reason).
+
+    \b
+    Examples:
+      porter list --installed
+      porter list path/to/recipes
+    """
+    settings = Settings(runtime_module=runtime_module)
+    counts = {CONVERTED: 0, SKIPPED: 0, FAILED: 0}
+    for source in _sources(sources, installed, torchtune_version):
+        if isinstance(source, MissingSource):
+            status, detail, name = FAILED, source.reason, str(source.path)
+        else:
+            name = str(source)
+            try:
+                result = port(read_source(source.path), settings)
+                status = result.status
+                detail = result.variant if status == CONVERTED else f"{result.reason}"
+                if status == FAILED and result.variant:
+                    detail = f"{result.variant}: {detail}"
+            except ValueError as error:
+                status, detail = FAILED, str(error)
+        counts[status] += 1
+        label = {CONVERTED: "in scope", SKIPPED: "skipped", FAILED: "failed"}[status]
+        click.echo(f"{click.style(f'{label:<9}', fg=_STATUS_COLOURS[status])} {name}  {detail}")
+    click.echo(f"porter: {counts[CONVERTED]} in scope, {counts[SKIPPED]} skipped, {counts[FAILED]} failed", err=True)
+    sys.exit(2 if counts[FAILED] else 0)
+
+
+def resolve_recipe_source(recipe: str) -> SourceFile:
+    """A recipe named by path, or by name among the installed torchtune's recipes."""
+    path = Path(recipe)
+    if path.is_file():
+        (source,) = discover([path], installed=False)
+        return source
+    name = recipe[:-3] if recipe.endswith(".py") else recipe
+    try:
+        recipes = installed_recipes_dir()
+    except FileNotFoundError as error:
+        raise _Failure(str(error))
+    candidate = recipes / f"{name}.py"
+    if candidate.is_file():
+        for source in discover([], installed=True):
+            if source.path == candidate:
+                return source
+    raise _Failure(f"{recipe}: no such recipe file, nor an installed torchtune recipe of that name")
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--runtime-module", default=DEFAULT_RUNTIME_MODULE, show_default=True)
+def diff(recipe: str, runtime_module: str) -> None:
+    """Print the upstream-to-generated diff of RECIPE (a path or an installed recipe name).
+
+    \b
+    Examples:
+      porter diff lora_finetune_single_device
+      porter diff dev/early_exit_finetune_distributed
+      porter diff path/to/my_recipe.py
+    """
+    source = resolve_recipe_source(recipe)
+    try:
+        text = read_source(source.path)
+    except ValueError as error:
+        raise _Failure(f"{source.path}: {error}")
+    result = port(text, Settings(runtime_module=runtime_module))
+    if result.status != CONVERTED:
+        raise _Failure(f"{source.path}: {result.status}: {result.reason}")
+    generated = generated_text(source, text, result.code)
+    click.echo(unified_diff(text, generated, f"upstream/{source.label}", f"generated/{source.output_name}"), nl=False)

@@ -1,0 +1,159 @@
+"""Line numbers and `self.<name>` uses of a source module, read from the stdlib ast.
+
+libcst can compute positions, but that costs more than parsing the module twice over.
+The stdlib ast has line numbers for free and the same statement structure, so porter
+walks both trees in step once and keeps, for each libcst statement of the source, its
+ast statement. Rules then ask where a node is, or which statements mention
+`self.<method>`, without another pass over the libcst tree.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Dict, Iterable, List, Optional, Sequence, Set
+
+import libcst as cst
+
+from porter.syntax import block_statements
+
+_COMPOUND_BLOCKS = {
+    # libcst node: its statement blocks, paired with the ast fields holding the same ones
+    cst.ClassDef: (("body", "body"),),
+    cst.FunctionDef: (("body", "body"),),
+    cst.For: (("body", "body"), ("orelse", "orelse")),
+    cst.While: (("body", "body"), ("orelse", "orelse")),
+    cst.With: (("body", "body"),),
+    cst.Try: (("body", "body"), ("orelse", "orelse"), ("finalbody", "finalbody")),
+    cst.TryStar: (("body", "body"), ("orelse", "orelse"), ("finalbody", "finalbody")),
+}
+
+
+class SourceIndex:
+    """Maps the statements of one parsed source (libcst) to its stdlib ast."""
+
+    def __init__(self, module: cst.Module, tree: ast.Module) -> None:
+        self._ast_of: Dict[int, ast.stmt] = {}
+        # libcst nodes are kept alive by `module`, so their ids stay unique.
+        self._module = module
+        self._pair_block(module.body, tree.body)
+
+    # -- building -------------------------------------------------------------------
+
+    def _pair_block(
+        self, statements: Sequence[cst.BaseStatement], nodes: Sequence[ast.stmt]
+    ) -> None:
+        position = 0
+        for stmt in statements:
+            if position >= len(nodes):
+                return
+            self._ast_of[id(stmt)] = nodes[position]
+            if isinstance(stmt, cst.SimpleStatementLine):
+                position += len(stmt.body)
+                continue
+            self._pair_compound(stmt, nodes[position])
+            position += 1
+
+    def _pair_suite(self, suite: cst.CSTNode, nodes: Sequence[ast.stmt]) -> None:
+        if isinstance(suite, cst.IndentedBlock):
+            self._pair_block(suite.body, nodes)
+
+    def _pair_compound(self, stmt: cst.BaseStatement, node: ast.stmt) -> None:
+        if isinstance(stmt, cst.If) and isinstance(node, ast.If):
+            self._pair_suite(stmt.body, node.body)
+            if isinstance(stmt.orelse, cst.If) and node.orelse:
+                self._ast_of[id(stmt.orelse)] = node.orelse[0]
+                self._pair_compound(stmt.orelse, node.orelse[0])
+            elif isinstance(stmt.orelse, cst.Else):
+                self._pair_suite(stmt.orelse.body, node.orelse)
+            return
+        if isinstance(stmt, (cst.Try, cst.TryStar)):
+            for handler, ast_handler in zip(stmt.handlers, node.handlers):
+                self._pair_suite(handler.body, ast_handler.body)
+        if isinstance(stmt, cst.Match) and isinstance(node, ast.Match):
+            for case, ast_case in zip(stmt.cases, node.cases):
+                self._pair_suite(case.body, ast_case.body)
+            return
+        for cst_field, ast_field in _COMPOUND_BLOCKS.get(type(stmt), ()):
+            child = getattr(stmt, cst_field)
+            if child is None:
+                continue
+            self._pair_suite(
+                child.body if not isinstance(child, cst.BaseSuite) else child,
+                getattr(node, ast_field, []),
+            )
+
+    # -- queries --------------------------------------------------------------------
+
+    def line(self, stmt: Optional[cst.CSTNode]) -> Optional[int]:
+        """The source line of a statement of the indexed module, if it is one."""
+        node = self._ast_of.get(id(stmt)) if stmt is not None else None
+        return node.lineno if node is not None else None
+
+    def statements_using_self(
+        self, root: cst.CSTNode, attributes: Iterable[str]
+    ) -> List[cst.BaseStatement]:
+        """The innermost statements under `root` whose own code reads `self.<attr>`.
+
+        A compound statement counts only for its header (an `if` test, a `for`
+        iterable), never for its body, so each use is reported once, where it is.
+        """
+        wanted = set(attributes)
+        found: List[cst.BaseStatement] = []
+        self._collect_self_uses(root, wanted, found)
+        return found
+
+    def _collect_self_uses(
+        self, root: cst.CSTNode, wanted: Set[str], found: List[cst.BaseStatement]
+    ) -> None:
+        for stmt in _child_statements(root):
+            node = self._ast_of.get(id(stmt))
+            if node is None:
+                continue
+            if any(_reads_self(expr, wanted) for expr in _own_expressions(node)):
+                found.append(stmt)
+                continue
+            self._collect_self_uses(stmt, wanted, found)
+
+
+def _child_statements(node: cst.CSTNode) -> List[cst.BaseStatement]:
+    children = list(block_statements(node))
+    orelse = getattr(node, "orelse", None)
+    if isinstance(orelse, cst.If):
+        children.append(orelse)
+    elif isinstance(orelse, cst.Else):
+        children.extend(block_statements(orelse))
+    for field in ("handlers", "cases"):
+        for part in getattr(node, field, ()) or ():
+            children.extend(block_statements(part))
+    finalbody = getattr(node, "finalbody", None)
+    if finalbody is not None:
+        children.extend(block_statements(finalbody))
+    return children
+
+
+def _own_expressions(node: ast.stmt) -> List[ast.AST]:
+    """The parts of a statement that are not nested statements."""
+    if not any(
+        isinstance(value, list) and value and isinstance(value[0], ast.stmt)
+        for _, value in ast.iter_fields(node)
+    ):
+        return [node]
+    parts: List[ast.AST] = []
+    for _, value in ast.iter_fields(node):
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, ast.AST) and not isinstance(
+                item, (ast.stmt, ast.excepthandler, ast.match_case)
+            ):
+                parts.append(item)
+    return parts
+
+
+def _reads_self(expr: ast.AST, wanted: Set[str]) -> bool:
+    return any(
+        isinstance(node, ast.Attribute)
+        and node.attr in wanted
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+        for node in ast.walk(expr)
+    )

@@ -1,0 +1,108 @@
+"""Finds recipe sources: files, folders of them, and the installed torchtune's recipes."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import Iterable, List, Optional
+
+UNKNOWN_VERSION = "unknown"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    output_name: PurePosixPath  # where it goes under the output folder
+    label: str  # how the generated header names it: stable across machines
+    torchtune_version: str
+    display: str = ""  # how messages name it: the path as given, or the label
+
+    def __str__(self) -> str:
+        return self.display or str(self.path)
+
+
+@dataclass(frozen=True)
+class MissingSource:
+    path: Path
+    reason: str
+
+
+def installed_recipes_dir() -> Path:
+    """The `recipes/` folder the installed torchtune wheel ships beside its package."""
+    spec = importlib.util.find_spec("torchtune")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("torchtune is not installed")
+    recipes = Path(spec.origin).parent.parent / "recipes"
+    if not recipes.is_dir():
+        raise FileNotFoundError(f"the installed torchtune has no recipes folder ({recipes})")
+    return recipes
+
+
+def installed_version() -> str:
+    try:
+        return importlib.metadata.version("torchtune")
+    except importlib.metadata.PackageNotFoundError:
+        return UNKNOWN_VERSION
+
+
+def discover(
+    paths: Iterable[Path], installed: bool, version: Optional[str] = None
+) -> List[object]:
+    """SourceFile for each Python file named or under a folder named; MissingSource for
+    paths that do not exist."""
+    found: List[object] = []
+    if installed:
+        version = version or installed_version()
+        found += [
+            replace(source, display=f"torchtune {version}: {source.label}")
+            for source in _folder(installed_recipes_dir(), version)
+        ]
+    for path in paths:
+        if path.is_dir():
+            found += _folder(path, version or detect_version(path))
+        elif path.exists() or path.is_symlink():
+            found.append(
+                SourceFile(
+                    path,
+                    PurePosixPath(path.name),
+                    f"{path.parent.name}/{path.name}" if path.parent.name else path.name,
+                    version or detect_version(path),
+                )
+            )
+        else:
+            found.append(MissingSource(path, "no such file or folder"))
+    return found
+
+
+def _folder(root: Path, version: str) -> List[SourceFile]:
+    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    label_root = root.resolve().name
+    return [
+        SourceFile(
+            path,
+            PurePosixPath(path.relative_to(root).as_posix()),
+            f"{label_root}/{path.relative_to(root).as_posix()}",
+            version,
+        )
+        for path in files
+    ]
+
+
+_VERSION_LINE = re.compile(r"^Version:\s*(\S+)", re.MULTILINE)
+
+
+def detect_version(path: Path) -> str:
+    """The torchtune version a recipes folder came with: from the wheel's dist-info
+    beside it, or a source checkout's version.txt, else 'unknown'."""
+    for folder in [path.resolve(), *path.resolve().parents][:4]:
+        for info in sorted(folder.glob("torchtune-*.dist-info/METADATA")):
+            match = _VERSION_LINE.search(info.read_text(errors="replace"))
+            if match:
+                return match.group(1)
+        version_txt = folder / "version.txt"
+        if version_txt.is_file() and (folder / "torchtune").is_dir():
+            return version_txt.read_text().strip() or UNKNOWN_VERSION
+    return UNKNOWN_VERSION

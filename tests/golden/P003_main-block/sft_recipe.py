@@ -1,0 +1,103 @@
+# A recipe-shaped fixture written for porter's tests: the shape of a torchtune
+# single-device fine-tuning recipe, small enough to read in one sitting.
+
+import sys
+import time
+
+from typing import Any, Dict
+
+from omegaconf import DictConfig, ListConfig
+
+from torch.utils.data import DataLoader
+from torchtune import config, training, utils
+from torchtune.datasets import ConcatDataset
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+log = utils.get_logger("DEBUG")
+
+
+class TinyRecipe(FTRecipeInterface):
+    """Trains a model for a few epochs and saves it after each one."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self._device = utils.get_device(device=cfg.device)
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._log_every_n_steps = cfg.get("log_every_n_steps", 1)
+
+    def load_checkpoint(self, cfg_checkpointer: DictConfig) -> Dict[str, Any]:
+        self._checkpointer = config.instantiate(cfg_checkpointer)
+        return self._checkpointer.load_checkpoint()
+
+    def setup(self, cfg: DictConfig) -> None:
+        self._metric_logger = config.instantiate(cfg.metric_logger)
+        checkpoint_dict = self.load_checkpoint(cfg_checkpointer=cfg.checkpointer)
+        self._model = config.instantiate(cfg.model)
+        self._model.load_state_dict(checkpoint_dict[training.MODEL_KEY])
+        self._tokenizer = config.instantiate(cfg.tokenizer)
+        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)
+        self._steps_per_epoch = len(self._dataloader)
+
+    def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+        """Builds the training data loader."""
+        # One dataset, or several concatenated
+        if isinstance(cfg_dataset, ListConfig):
+            datasets = [config.instantiate(c, self._tokenizer) for c in cfg_dataset]
+            ds = ConcatDataset(datasets=datasets)
+            packed = getattr(ds, "packed", False)
+        else:
+            ds = config.instantiate(cfg_dataset, self._tokenizer)
+            packed = cfg_dataset.get("packed", False)
+        return DataLoader(ds, batch_size=batch_size, drop_last=not packed)
+
+    def save_checkpoint(self, epoch: int) -> None:
+        self._checkpointer.save_checkpoint(
+            {training.MODEL_KEY: self._model.state_dict()}, epoch=epoch
+        )
+
+    def train(self) -> None:
+        """The training loop."""
+        self._model.train()
+
+        # Time the first step from here
+        t0 = time.perf_counter()
+        running_loss = 0
+
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for idx, batch in enumerate(self._dataloader):
+                loss = self._model(**batch)
+                loss.backward()
+                running_loss += loss.item()
+                self.global_step += 1
+
+                if self.global_step % self._log_every_n_steps == 0:
+                    time_per_step = time.perf_counter() - t0
+                    log_dict = {"loss": running_loss, "lr": 1e-3}
+                    self._metric_logger.log_dict(log_dict, step=self.global_step)
+
+                running_loss = 0
+                t0 = time.perf_counter()
+
+            self.epochs_run += 1
+            start_save_checkpoint = time.perf_counter()
+            log.info("Starting checkpoint save...")
+            self.save_checkpoint(epoch=curr_epoch)
+            log.info(
+                "Checkpoint saved in {:.2f} seconds.".format(
+                    time.perf_counter() - start_save_checkpoint
+                )
+            )
+
+    def cleanup(self) -> None:
+        self._metric_logger.close()
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    """Entry point for the recipe."""
+    config.log_config(recipe_name="TinyRecipe", cfg=cfg)
+    recipe = TinyRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
