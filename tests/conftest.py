@@ -77,3 +77,15 @@ def torchtune_wheel_recipes(version: str) -> Path:
         archive.extractall(partial, members)
     partial.rename(target)
     return recipes
+
+
+def run_porter(*args: str, cwd: Path = REPO, env: dict = None, timeout: float = 300):
+    """`porter ARGS` in a subprocess, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "porter", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )

@@ -1,0 +1,49 @@
+"""Times `porter convert` of every installed recipe against a bare libcst parse plus code
+generation of the same files, side by side in one run, and prints the ratio.
+
+Target: at most 2.0. Run: python bench/convert.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import libcst as cst
+
+from porter.convert import convert, read_source
+from porter.sources import discover
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    sources = discover([], installed=True)
+
+    def baseline() -> None:
+        for source in sources:
+            cst.parse_module(read_source(source.path)).code
+
+    def porter() -> None:
+        with tempfile.TemporaryDirectory() as out:
+            convert(sources, Path(out))
+
+    porter()  # warm caches both sides share: imports, templates, black
+    timings = {"baseline": [], "porter": []}
+    for _ in range(args.rounds):
+        for name, run in (("baseline", baseline), ("porter", porter)):
+            start = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - start)
+    base, ported = statistics.median(timings["baseline"]), statistics.median(timings["porter"])
+    print(f"files: {len(sources)}  rounds: {args.rounds}")
+    print(f"libcst parse + codegen: {base:.3f} s   porter convert: {ported:.3f} s")
+    print(f"ratio porter / baseline: {ported / base:.2f} (target <= 2.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Every in-scope recipe of torchtune 0.6.1 (installed) and 0.5.0 (downloaded) ports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import installed_recipes, torchtune_wheel_recipes
+from porter.outputs import generated_text
+from porter.pipeline import port
+from porter.sources import discover
+from upstream_checks import check_port
+
+# Recipes whose loops are not SFT-shaped: ported by the RL and multi-dataset rules.
+NOT_YET = {
+    "ppo_full_finetune_single_device.py": "P005 expected one `t0 = time.perf_counter()`",
+    "dev/grpo_full_finetune_distributed.py": "P005 expected one `t0 = time.perf_counter()`",
+    "dev/lora_finetune_distributed_multi_dataset.py": "P008 expected one `if isinstance(<dataset config>, ListConfig):`",
+}
+
+
+def training_recipes(root: Path):
+    """Files with a module-level FTRecipeInterface subclass, found with the stdlib ast."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        if any(
+            isinstance(node, ast.ClassDef)
+            and any(ast.unparse(base).endswith("FTRecipeInterface") for base in node.bases)
+            for node in tree.body
+        ):
+            found.append(path.relative_to(root).as_posix())
+    return found
+
+
+ROOTS = {"0.6.1": installed_recipes, "0.5.0": lambda: torchtune_wheel_recipes("0.5.0")}
+EXPECTED_COUNTS = {"0.6.1": 15, "0.5.0": 12}
+
+
+@pytest.fixture(scope="module", params=sorted(ROOTS))
+def release(request):
+    return request.param, ROOTS[request.param]()
+
+
+def test_every_training_recipe_is_found(release):
+    version, root = release
+    assert len(training_recipes(root)) == EXPECTED_COUNTS[version]
+
+
+def test_in_scope_recipes_port_with_every_invariant(release):
+    version, root = release
+    checked = 0
+    for name in training_recipes(root):
+        upstream = (root / name).read_text()
+        result = port(upstream)
+        if name in NOT_YET:
+            assert result.status == "failed" and NOT_YET[name] in result.reason, (name, result.reason)
+            continue
+        assert result.status == "converted", (name, result.reason)
+        try:
+            check_port(upstream, result.code)
+        except AssertionError as error:
+            raise AssertionError(f"torchtune {version} {name}: {error}") from error
+        checked += 1
+    assert checked >= EXPECTED_COUNTS[version] - len(NOT_YET)
+
+
+def test_ports_are_deterministic_and_idempotent(release):
+    version, root = release
+    for source in discover([root], installed=False, version=version):
+        upstream = source.path.read_text()
+        first = port(upstream)
+        if first.status != "converted":
+            continue
+        assert port(upstream).code == first.code, source.label
+        generated = generated_text(source, upstream, first.code)
+        again = port(generated)
+        assert again.status == "skipped" and "already ported" in again.reason
+        # Even without porter's header, a ported module is recognised.
+        assert "already ported" in port(first.code).reason
+
+
+def test_non_recipes_are_skipped_with_the_reason(release):
+    version, root = release
+    for name in ("generate.py", "quantize.py", "eleuther_eval.py"):
+        result = port((root / name).read_text())
+        assert result.status == "skipped"
+        assert result.reason.startswith("not a training recipe: no FTRecipeInterface subclass")
+    assert "EleutherEvalRecipe(EvalRecipeInterface)" in port((root / "eleuther_eval.py").read_text()).reason
