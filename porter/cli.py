@@ -206,3 +206,124 @@ def diff(recipe: str, runtime_module: str) -> None:
         raise _Failure(f"{source.path}: {result.status}: {result.reason}")
     generated = generated_text(source, text, result.code)
     click.echo(unified_diff(text, generated, f"upstream/{source.label}", f"generated/{source.output_name}"), nl=False)
+
+
+_TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port", "max_restarts")
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("recipe")
+@click.argument("overrides", nargs=-1)
+@click.option("--config", "config_name", required=True, help="Config file, or an installed torchtune config name (llama3_2/1B_lora_single_device).")
+@click.option("--job-id", required=True, help="Job id: 1-128 of A-Z a-z 0-9 . _ -")
+@click.option("--user-id", required=True, help="User id: 1-128 of A-Z a-z 0-9 . _ -")
+@click.option("--dataset", help="Dataset file or fsspec URL (chat JSONL, instruct JSON/JSONL, ...) to train on instead of the config's.")
+@click.option("--output-root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Job folders go to OUTPUT_ROOT/USER_ID/JOB_ID.")
+@click.option("--recipes-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT, show_default=True, help="Where generated recipes are found (and converted to when missing).")
+@click.option("--save-every-n-epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--save-every-n-steps", type=click.IntRange(min=1), default=None)
+@click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True)
+@click.option("--webhook", metavar="URL", help="POST events in batches to URL.")
+@click.option("--console/--no-console", default=True, show_default=True, help="A line per event on stderr.")
+@click.option("--nproc-per-node", help="Processes per node: runs through torch's elastic launcher (torchrun).")
+@click.option("--nnodes", help="torchrun --nnodes")
+@click.option("--node-rank", help="torchrun --node-rank")
+@click.option("--rdzv-backend", help="torchrun --rdzv-backend")
+@click.option("--rdzv-endpoint", help="torchrun --rdzv-endpoint")
+@click.option("--rdzv-id", help="torchrun --rdzv-id")
+@click.option("--master-addr", help="torchrun --master-addr")
+@click.option("--master-port", help="torchrun --master-port")
+@click.option("--max-restarts", help="torchrun --max-restarts")
+def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: Path, recipes_dir: Path, save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, **torchrun: Optional[str]) -> None:
+    """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them.
+
+    RECIPE is a generated recipe's name (converted from the installed torchtune on
+    the fly when missing) or a path to one.
+
+    \b
+    Examples:
+      porter run lora_finetune_single_device --config .porter-demo/configs/lora_finetune_single_device.yaml \\
+          --job-id j1 --user-id alice
+      porter run full_finetune_distributed --config cfg.yaml --job-id j2 --user-id bob \\
+          --nproc-per-node 2 --dataset data/chat.jsonl epochs=1
+      porter run lora_finetune_single_device --config cfg.yaml --job-id j1 --user-id alice \\
+          resume_from_checkpoint=True
+
+    \b
+    Exit codes: 0 completed; 1 training failed; 2 bad input (ids, config, dataset,
+    recipe); 130 cancelled by SIGINT; 143 cancelled by SIGTERM.
+    """
+    from runtime.job import JobError, JobPaths
+    from runtime.launch import Launch, raise_on_sigterm, supervise
+    from porter.running import load_config, resolve_recipe
+
+    try:
+        JobPaths.for_job(output_root, user_id, job_id)  # refuse bad ids before anything
+        recipe_path = resolve_recipe(recipe, recipes_dir)
+        cfg = load_config(config_name, overrides)
+        cfg.porter = {
+            "output_root": str(output_root),
+            "save_every_n_epochs": save_every_n_epochs,
+            "save_every_n_steps": save_every_n_steps,
+            "heartbeat_s": heartbeat_s,
+            "console": console,
+            "webhook": {"url": webhook} if webhook else None,
+            **(dict(cfg.porter) if "porter" in cfg and cfg.porter else {}),
+        }
+        launch = Launch(
+            recipe=recipe_path,
+            job_id=job_id,
+            user_id=user_id,
+            config=cfg,
+            dataset_source=dataset,
+            torchrun={key: value for key, value in torchrun.items() if value is not None},
+        )
+        raise_on_sigterm()
+        code = supervise(launch)
+    except JobError as error:
+        raise _Failure(str(error))
+    paths = JobPaths.for_job(output_root, user_id, job_id)
+    click.echo(f"events:  {paths.events}")
+    click.echo(f"weights: {paths.checkpoints}")
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path(".porter-demo"), show_default=True, help="Where the demo's model, data, configs and runs go.")
+@click.option("--prepare-only", is_flag=True, help="Make the assets and configs; train nothing.")
+def demo(directory: Path, prepare_only: bool) -> None:
+    """The main job: a tiny model, tokenizer, datasets and configs made here, offline;
+    then convert the installed torchtune's recipes and train lora_finetune_single_device
+    for 2 epochs on the CPU.
+
+    \b
+    Examples:
+      porter demo
+      porter demo --prepare-only --dir /tmp/demo
+    """
+    import datetime
+    import os
+
+    from porter.demo import prepare
+
+    # Everything the demo needs is on disk: never reach for a hub.
+    os.environ.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": ""})
+    assets = prepare(directory)
+    click.echo(f"demo assets: {assets.root} (model, data, configs)", err=True)
+    if prepare_only:
+        return
+    reports = convert_sources(discover([], installed=True), DEFAULT_OUTPUT)
+    click.echo(summary(reports, Mode.WRITE) + f" into {DEFAULT_OUTPUT}/", err=True)
+    job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    from runtime.job import JobPaths
+    from runtime.launch import Launch, raise_on_sigterm, supervise
+    from porter.running import load_config
+
+    cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
+    cfg.porter = {"output_root": str(assets.root / "runs")}
+    raise_on_sigterm()
+    code = supervise(Launch(DEFAULT_OUTPUT / "lora_finetune_single_device.py", job_id, "demo", cfg))
+    paths = JobPaths.for_job(assets.root / "runs", "demo", job_id)
+    click.echo(f"events:  {paths.events}")
+    click.echo(f"weights: {paths.checkpoints}")
+    sys.exit(code)

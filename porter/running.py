@@ -1,0 +1,57 @@
+"""What `porter run` needs before the runtime takes over: the recipe file and the config."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from porter.convert import convert
+from porter.pipeline import CONVERTED, UNCHANGED
+from porter.sources import discover, installed_recipes_dir
+from runtime.job import JobError
+
+
+def resolve_recipe(recipe: str, recipes_dir: Path) -> Path:
+    """A generated recipe's file: a path as given, or `<recipes_dir>/<name>.py`, which is
+    converted from the installed torchtune's recipe of that name when missing."""
+    path = Path(recipe)
+    if recipe.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise JobError(f"{recipe}: no such recipe file")
+        return path
+    generated = recipes_dir / f"{recipe}.py"
+    if generated.is_file():
+        return generated
+    upstream = installed_recipes_dir() / f"{recipe}.py"
+    if not upstream.is_file():
+        raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name")
+    (source,) = [s for s in discover([], installed=True) if s.path == upstream]
+    (report,) = convert([source], recipes_dir)
+    if report.status not in (CONVERTED, UNCHANGED):
+        raise JobError(f"{recipe}: cannot be converted: {report.reason}")
+    return generated
+
+
+def load_config(config: str, overrides: Sequence[str]) -> DictConfig:
+    """A config file, or an installed torchtune config by name (`llama3_2/1B_full`),
+    with `key=value` overrides applied as `tune run` applies them."""
+    from torchtune.config._utils import _merge_yaml_and_cli_args
+
+    path = Path(config)
+    if not path.is_file():
+        path = installed_recipes_dir() / "configs" / f"{config.removesuffix('.yaml')}.yaml"
+        if not path.is_file():
+            raise JobError(f"{config}: no such config file, nor an installed torchtune config of that name")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as error:
+        raise JobError(f"{path}: not a YAML config: {error}".splitlines()[0]) from error
+    if not isinstance(loaded, DictConfig):
+        raise JobError(f"{path}: a config must be a mapping at the top level")
+    try:
+        return _merge_yaml_and_cli_args(Namespace(**OmegaConf.to_container(loaded)), list(overrides))
+    except ValueError as error:
+        raise JobError(f"override: {error}") from error

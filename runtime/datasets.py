@@ -1,0 +1,206 @@
+"""The dataset a job is given (`--dataset`): fetched, validated, then tokenized.
+
+A local path or any fsspec URL. Formats, one JSON object a line (JSONL) or a JSON
+array:
+
+- chat:        {"messages": [{"role": "user", "content": "..."}, ...]}  (OpenAI style)
+- instruct:    {"instruction": "...", "input": "...", "output": "..."}  (input optional)
+- preference:  {"prompt": "...", "chosen": "...", "rejected": "..."}
+- prompt:      {"prompt": "...", "answer": "..."}                        (answer optional)
+
+The whole file is checked before training: the first bad line stops the job with its
+line number. The validated records are written, normalised, into the job folder; the
+recipe's own tokenizer turns them into a torchtune dataset when the recipe sets up
+its data, with the dataset options (`packed`, `train_on_input`) of its config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, IO, Iterator, List, Optional, Tuple
+
+from runtime.job import JobError
+
+MAX_LINE_BYTES = 1 << 20
+ROLES = ("system", "user", "assistant", "ipython", "tool")
+
+
+class DatasetError(JobError):
+    """A dataset that cannot be used: one line naming the file, line and field."""
+
+
+# Required and optional string fields of each record kind; chat is checked on its own.
+_FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    "instruct": (("instruction", "output"), ("input",)),
+    "preference": (("prompt", "chosen", "rejected"), ()),
+    "prompt": (("prompt",), ("answer",)),
+}
+SFT_KINDS = ("chat", "instruct")
+
+
+def detect_kind(record: Dict[str, Any]) -> Optional[str]:
+    if "messages" in record:
+        return "chat"
+    if "chosen" in record or "rejected" in record:
+        return "preference"
+    if "instruction" in record or "output" in record:
+        return "instruct"
+    if "prompt" in record:
+        return "prompt"
+    return None
+
+
+def _check(record: Any, kind: Optional[str], where: str) -> Tuple[str, Dict[str, Any]]:
+    """The record's kind and its normalised form, or DatasetError."""
+    if not isinstance(record, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    found = detect_kind(record)
+    if found is None:
+        raise DatasetError(
+            f"{where}: no 'messages', 'instruction'/'output', 'prompt'/'chosen'/'rejected' or 'prompt' field"
+        )
+    if kind is not None and found != kind:
+        raise DatasetError(f"{where}: a {found} record in a {kind} dataset")
+    if found == "chat":
+        return found, {"messages": _check_messages(record["messages"], where)}
+    required, optional = _FIELDS[found]
+    normal = {}
+    for name in required + optional:
+        if name not in record:
+            if name in required:
+                raise DatasetError(f"{where}: missing field '{name}'")
+            normal[name] = ""
+            continue
+        if not isinstance(record[name], str):
+            raise DatasetError(f"{where}: field '{name}' must be a string, got {_type(record[name])}")
+        normal[name] = record[name]
+    return found, normal
+
+
+def _check_messages(messages: Any, where: str) -> List[Dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"{where}: field 'messages' must be a non-empty list, got {_type(messages)}")
+    normal = []
+    for index, message in enumerate(messages):
+        field = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise DatasetError(f"{where}: {field} must be an object, got {_type(message)}")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise DatasetError(f"{where}: {field}.role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            raise DatasetError(f"{where}: {field}.content must be a string, got {_type(content)}")
+        normal.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in normal):
+        raise DatasetError(f"{where}: field 'messages' has no assistant message to learn from")
+    return normal
+
+
+def _type(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _lines(stream: IO[bytes], name: str) -> Iterator[Tuple[int, str]]:
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise DatasetError(f"{name}:{number}: line longer than {MAX_LINE_BYTES // (1 << 20)} MiB")
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DatasetError(
+                f"{name}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})"
+            )
+
+
+def _records(stream: IO[bytes], name: str) -> Iterator[Tuple[str, Any]]:
+    """(where, record) for each record of a JSONL file or a JSON array."""
+    lines = _lines(stream, name)
+    for number, line in lines:
+        if line.strip():
+            break
+    else:
+        raise DatasetError(f"{name}: empty dataset")
+    if line.lstrip().startswith("["):
+        text = line + "".join(rest for _, rest in lines)
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{name}:{number + error.lineno - 1}: malformed JSON: {error.msg}")
+        if not isinstance(items, list):
+            raise DatasetError(f"{name}: expected a JSON array of records")
+        for index, item in enumerate(items):
+            yield f"{name}: record {index + 1}", item
+        return
+    for number, line in [(number, line), *lines]:
+        if not line.strip():
+            continue
+        try:
+            yield f"{name}:{number}", json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DatasetError(f"{name}:{number}: malformed JSON: {error.msg} (column {error.colno})")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated job dataset: its normalised copy, kind and size."""
+
+    path: Path
+    kind: str
+    size: int
+    source: str
+
+    @classmethod
+    def fetch(cls, source: str, folder: Path) -> "Dataset":
+        """Read `source` (path or fsspec URL), validate every record, and write the
+        normalised records to `folder`; DatasetError on the first bad line."""
+        import fsspec
+
+        name = source
+        if "://" not in source and not Path(source).is_file():
+            raise DatasetError(f"{source}: no such dataset file")
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "records.jsonl"
+        partial = folder / ".records.jsonl.partial"
+        kind, size = None, 0
+        try:
+            with fsspec.open(source, "rb") as stream, open(partial, "w", encoding="utf-8") as out:
+                for where, record in _records(stream, name):
+                    kind, normal = _check(record, kind, where)
+                    out.write(json.dumps(normal, ensure_ascii=False) + "\n")
+                    size += 1
+        except DatasetError:
+            partial.unlink(missing_ok=True)
+            raise
+        except (OSError, ValueError, ImportError) as error:
+            partial.unlink(missing_ok=True)
+            raise DatasetError(f"{source}: cannot read: {error}") from error
+        if size == 0:
+            partial.unlink(missing_ok=True)
+            raise DatasetError(f"{source}: empty dataset")
+        os.replace(partial, target)
+        return cls(target, kind, size, source)
+
+    def builder_config(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        """The torchtune dataset config that builds this dataset, with the recipe
+        config's dataset `options` (packed, train_on_input) that apply to it."""
+        common = {"source": "json", "data_files": str(self.path), "split": "train"}
+        kept = {k: options[k] for k in ("packed", "train_on_input") if k in options}
+        if self.kind == "chat":
+            return {
+                "_component_": "torchtune.datasets.chat_dataset",
+                **common,
+                "conversation_column": "messages",
+                "conversation_style": "openai",
+                **kept,
+            }
+        if self.kind == "instruct":
+            return {"_component_": "torchtune.datasets.alpaca_dataset", **common, **kept}
+        raise DatasetError(f"{self.source}: {self.kind} datasets have no builder for this recipe")

@@ -1,0 +1,101 @@
+"""The job folder: `<output root>/<user_id>/<job_id>/`, and the ids that name it.
+
+Everything a job writes lives under its folder: the event log, the resolved config,
+checkpoints, metric logs, the validated dataset, caches and error reports.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class JobError(Exception):
+    """An expected failure of a job's inputs: bad ids, dataset or config. Exit code 2."""
+
+
+_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def validate_id(field: str, value: object) -> str:
+    if isinstance(value, str) and _ID.fullmatch(value) and value not in (".", ".."):
+        return value
+    shown = repr(value) if len(str(value)) <= 40 else f"{str(value)[:40]!r}... ({len(str(value))} characters)"
+    raise JobError(
+        f"{field} {shown} is not allowed: use 1 to 128 of A-Z a-z 0-9 . _ -, "
+        "and not '.' or '..'"
+    )
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    root: Path
+
+    @classmethod
+    def for_job(cls, output_root: Path, user_id: str, job_id: str) -> "JobPaths":
+        return cls(Path(output_root) / validate_id("user_id", user_id) / validate_id("job_id", job_id))
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def errors(self) -> Path:
+        return self.root / "errors"
+
+    @property
+    def dataset(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def error_report(self, rank: int) -> Path:
+        return self.errors / f"rank-{rank}.json"
+
+    def create(self) -> "JobPaths":
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+class JobCancelled(BaseException):
+    """Raised in the training thread when the job is told to stop (SIGTERM)."""
+
+
+class JobLock:
+    """Holds `<job folder>/.lock` so two runs of one job cannot share its folder."""
+
+    def __init__(self, paths: JobPaths) -> None:
+        self.path = paths.root / ".lock"
+        self._fd = -1
+
+    def __enter__(self) -> "JobLock":
+        import fcntl
+        import os
+
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise JobError(f"job folder {self.path.parent} is in use by another run")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import os
+
+        os.close(self._fd)

@@ -1,0 +1,194 @@
+"""The job's event log: one JSON object a line in events.jsonl, fanned out to sinks.
+
+Every event has `job_id`, `user_id`, `create_ts` (UTC, ISO 8601), `workflow`,
+`operation` and `data`. The file gets each event before the call returns (flushed; epoch,
+weights and terminal events also fsynced); other sinks get it from their own thread.
+Safe to call from the training loop and a heartbeat thread at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+from runtime.sinks import Event, JsonlFileSink, QueuedSink, Sink
+
+STEP_FIELDS = (
+    "gpu_rank",
+    "step_num",
+    "step_len",
+    "step_loss",
+    "step_lr",
+    "step_peak_memory_active",
+    "step_peak_memory_alloc",
+    "step_peak_memory_reserved",
+    "step_time_elapsed_s",
+    "epoch_num",
+    "epoch_len",
+)
+EPOCH_FIELDS = ("gpu_rank", "epoch_num", "epoch_len", "epoch_time_elapsed_s")
+TERMINAL = ("job_completed", "job_failed", "job_cancelled")
+# How long closing waits for slow sinks before counting what they hold as dropped.
+SINK_CLOSE_TIMEOUT_S = 5.0
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def read_events(path: Path) -> List[Event]:
+    """The events of a log; a torn last line (a process killed mid-write) is skipped."""
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
+
+
+def logged_keys(events: Iterable[Event]) -> Set[Tuple[str, int, int]]:
+    """Which steps and epochs a log already has, per rank: not logged again on resume."""
+    keys = set()
+    for event in events:
+        data = event.get("data") or {}
+        if event.get("operation") == "step":
+            keys.add(("step", data.get("gpu_rank"), data.get("step_num")))
+        elif event.get("operation") == "epoch":
+            keys.add(("epoch", data.get("gpu_rank"), data.get("epoch_num")))
+    return keys
+
+
+class JobLogger:
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        user_id: str,
+        workflow: str,
+        events_path: Path,
+        rank: int = 0,
+        sinks: Sequence[Sink] = (),
+        already_logged: Iterable[Tuple[str, int, int]] = (),
+    ) -> None:
+        self.job_id, self.user_id, self.workflow, self.rank = job_id, user_id, workflow, rank
+        self.events_path = events_path
+        self._file = JsonlFileSink(events_path)
+        self._queued = [QueuedSink(sink) for sink in sinks]
+        self._seen = set(already_logged)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._started = time.monotonic()
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat: Optional[threading.Thread] = None
+
+    # -- events ---------------------------------------------------------------------
+
+    def log(self, operation: str, data: Optional[Dict[str, Any]] = None, *, durable: bool = False) -> None:
+        event = {
+            "job_id": self.job_id,
+            "user_id": self.user_id,
+            "create_ts": utc_now(),
+            "workflow": self.workflow,
+            "operation": operation,
+            "data": data or {},
+        }
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"job logger of {self.job_id} is closed; cannot log {operation}")
+            self._file.emit([event], sync=durable)
+            for sink in self._queued:
+                sink.put(event)
+
+    def log_step(self, **fields: Any) -> None:
+        """A `step` event; the keyword arguments are exactly its data fields."""
+        data = _event_data("log_step", STEP_FIELDS, fields)
+        if self._first_time(("step", data["gpu_rank"], data["step_num"])):
+            self.log("step", data)
+
+    def log_epoch(self, **fields: Any) -> None:
+        """An `epoch` event, once per epoch and rank; fsynced."""
+        data = _event_data("log_epoch", EPOCH_FIELDS, fields)
+        if self._first_time(("epoch", data["gpu_rank"], data["epoch_num"])):
+            self.log("epoch", data, durable=True)
+
+    def _first_time(self, key: Tuple[str, int, int]) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+    # -- heartbeat ------------------------------------------------------------------
+
+    def start_heartbeat(self, interval_s: float) -> None:
+        if interval_s <= 0 or self._heartbeat is not None:
+            return
+        self._heartbeat = threading.Thread(
+            target=self._beat, args=(interval_s,), name="porter-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _beat(self, interval_s: float) -> None:
+        import psutil
+
+        process = psutil.Process()
+        while not self._heartbeat_stop.wait(interval_s):
+            try:
+                self.log(
+                    "heartbeat",
+                    {
+                        "gpu_rank": self.rank,
+                        "pid": os.getpid(),
+                        "uptime_s": round(time.monotonic() - self._started, 3),
+                        "rss_bytes": process.memory_info().rss,
+                    },
+                )
+            except RuntimeError:  # closed between the wait and the log
+                return
+
+    # -- closing --------------------------------------------------------------------
+
+    def dropped(self) -> Dict[str, int]:
+        return {sink.name: sink.dropped for sink in self._queued}
+
+    def close(self, operation: Optional[str] = None, data: Optional[Dict[str, Any]] = None) -> None:
+        """Stop the heartbeat, end the log with `operation` (a terminal event, if any)
+        carrying the sinks' drop counts, and close every sink."""
+        if self._closed:
+            return
+        self._heartbeat_stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+        deadline = time.monotonic() + SINK_CLOSE_TIMEOUT_S
+        for sink in self._queued:
+            sink.drain(max(0.0, deadline - time.monotonic()))
+        if operation is not None:
+            self.log(operation, {**(data or {}), "dropped_events": self.dropped()}, durable=True)
+        with self._lock:
+            self._closed = True
+        for sink in self._queued:
+            sink.close(max(0.1, deadline - time.monotonic()))
+        self._file.close()
+
+
+def _event_data(method: str, names: Tuple[str, ...], fields: Dict[str, Any]) -> Dict[str, Any]:
+    missing = [name for name in names if name not in fields]
+    unknown = [name for name in fields if name not in names]
+    if missing or unknown:
+        raise TypeError(f"{method}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
+    return {name: _plain(fields[name]) for name in names}
+
+
+def _plain(value: Any) -> Any:
+    """Tensors and numpy scalars as Python numbers; everything else as given."""
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    return value

@@ -1,0 +1,188 @@
+"""RecipeBase: what a ported recipe inherits instead of FTRecipeInterface.
+
+The recipe's own methods are `_init`, `_setup`, `_train`, `_save_checkpoint`,
+`_cleanup` (porter renamed them). The public methods here wrap them with what the
+job system needs: system facts and the resolved config at setup, checkpoints saved
+when the runtime's policy says so and recorded as `weights` events, the artifact list
+at cleanup. A recipe missing any of the methods can still be built.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from runtime.checkpoints import CheckpointPolicy, keep_recipe_state, snapshot, written_since
+from runtime.job import JobPaths
+from runtime.job_logger import JobLogger
+from runtime.system import process_rank_and_world, system_specs
+
+
+@dataclass
+class JobContext:
+    """What RecipeBase needs from the runtime; built by run_recipe."""
+
+    paths: JobPaths
+    logger: JobLogger
+    checkpoints: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    # The torchtune dataset config of the job's dataset, if one was injected.
+    dataset_config: Optional[DictConfig] = None
+    built_dataset: Any = None
+    last_saved_step: Optional[int] = None
+    final_saved: bool = False
+    last_epoch: Optional[int] = None
+
+
+class RecipeBase:
+    def __init__(
+        self,
+        job_id: str,
+        user_id: str,
+        cfg: DictConfig,
+        dataset: Any = None,
+        *,
+        job: JobContext,
+    ) -> None:
+        self.job_id = job_id
+        self.user_id = user_id
+        self._job = job
+        self._rank: Optional[int] = None
+        self._world_size: Optional[int] = None
+        if dataset is not None and job.dataset_config is None:
+            raise ValueError("a job dataset needs its dataset config in the JobContext")
+        self._init(cfg)
+
+    # -- what the generated code reads ------------------------------------------------
+
+    @property
+    def job_logger(self) -> JobLogger:
+        return self._job.logger
+
+    @property
+    def dataset(self) -> Any:
+        """The job's dataset as a torchtune dataset, tokenized with the recipe's own
+        tokenizer (so it must be read after `_setup` made `self._tokenizer`)."""
+        if self._job.dataset_config is None:
+            return None
+        if self._job.built_dataset is None:
+            from torchtune import config
+
+            self._job.built_dataset = config.instantiate(self._job.dataset_config, self._tokenizer)
+        return self._job.built_dataset
+
+    # Right in every process: from the process group once there is one, else from the
+    # launcher's environment, which exists before a recipe starts its group in `_init`.
+    # A recipe that sets them itself (`self.world_size, self.rank = ...`) is obeyed.
+    @property
+    def rank(self) -> int:
+        return self._rank if self._rank is not None else process_rank_and_world()[0]
+
+    @rank.setter
+    def rank(self, value: int) -> None:
+        self._rank = value
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size if self._world_size is not None else process_rank_and_world()[1]
+
+    @world_size.setter
+    def world_size(self, value: int) -> None:
+        self._world_size = value
+
+    # -- the interface ---------------------------------------------------------------
+
+    def setup(self, cfg: DictConfig) -> None:
+        if self.rank == 0:
+            self.job_logger.log("system_specs", system_specs())
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            self._job.paths.config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            self.job_logger.log("job_config", {"config": resolved})
+        self._setup(cfg)
+
+    def train(self) -> None:
+        self._train()
+
+    def save_checkpoint_if_due(
+        self, epoch: int, total_epochs: Optional[int] = None, step: Optional[int] = None
+    ) -> None:
+        """The runtime's checkpoint policy, called where the recipe used to save: at the
+        end of each epoch (with `total_epochs`) or after an optimizer step (with `step`)."""
+        policy = self._job.checkpoints
+        if step is not None:
+            if policy.step_due(step):
+                self.save_checkpoint(epoch, step=step)
+            return
+        if total_epochs is None:
+            raise TypeError("save_checkpoint_if_due: give `step` or `total_epochs`")
+        self._job.last_epoch = epoch
+        if policy.epoch_due(epoch, total_epochs):
+            self.save_checkpoint(epoch, final=epoch + 1 >= total_epochs)
+
+    def save_checkpoint(self, epoch: int, *, step: Optional[int] = None, final: bool = False) -> None:
+        """Save through the recipe's `_save_checkpoint`, passing the arguments its
+        signature names (`epoch`; `step`, `full_tensors`, `is_intermediate_checkpoint`
+        where torchtune versions added them), then record what was written."""
+        step = step if step is not None else getattr(self, "global_step", None)
+        if step is not None and step == self._job.last_saved_step and not final:
+            return  # this state is already on disk
+        parameters = inspect.signature(self._save_checkpoint).parameters
+        arguments: dict = {"epoch": epoch}
+        if "step" in parameters:
+            arguments["step"] = step
+        if "full_tensors" in parameters:
+            arguments["full_tensors"] = final
+        if "is_intermediate_checkpoint" in parameters:
+            arguments["is_intermediate_checkpoint"] = not final
+        checkpoints = self._job.paths.checkpoints
+        before = snapshot(checkpoints) if self.rank == 0 else {}
+        self._save_checkpoint(**arguments)
+        self._job.last_saved_step, self._job.final_saved = step, final
+        if self.rank == 0:
+            state = None if final else keep_recipe_state(checkpoints, epoch)
+            self.job_logger.log(
+                "weights",
+                {
+                    "kind": "final" if final else "intermediate",
+                    "epoch": epoch,
+                    "step": step,
+                    "resumable": state is not None,
+                    "files": self._relative(written_since(before, checkpoints)),
+                },
+                durable=True,
+            )
+
+    def save_final_checkpoint_if_missing(self) -> None:
+        """The final weights are always written: a loop that ended early (RL recipes
+        stop at a step budget) still gets its final save."""
+        if not self._job.final_saved and self._job.last_epoch is not None:
+            self.save_checkpoint(self._job.last_epoch, final=True)
+
+    def cleanup(self) -> None:
+        self._cleanup()
+        if self.rank == 0:
+            files = sorted(Path(p) for p in snapshot(self._job.paths.checkpoints))
+            self.job_logger.log("weights", {"kind": "all", "files": self._relative(files)}, durable=True)
+
+    def _relative(self, files) -> list:
+        return [str(Path(f).relative_to(self._job.paths.root)) for f in files]
+
+    # -- what the recipe provides (porter renamed its methods to these) ---------------
+
+    def _init(self, cfg: DictConfig) -> None:
+        """The recipe's constructor; a recipe without one has nothing to set up."""
+
+    def _setup(self, cfg: DictConfig) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no _setup method")
+
+    def _train(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no _train method")
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no _save_checkpoint method")
+
+    def _cleanup(self) -> None:
+        """Nothing to release by default."""

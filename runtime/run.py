@@ -1,0 +1,161 @@
+"""run_recipe: runs a ported recipe as a job.
+
+Builds the job logger, points every output of the config into the job folder, builds
+the recipe, runs setup, train, the checkpoint policy and cleanup, and ends the event log
+with `job_completed`, `job_failed` or `job_cancelled` (the error's type, message and a
+traceback file in the job folder), re-raising so the process exits non-zero. Under
+`porter run` (`porter.supervised`), the supervisor writes the start and end events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+from pathlib import Path
+from typing import List, Optional, Type
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from runtime.checkpoints import CheckpointPolicy, resume_config
+from runtime.datasets import Dataset
+from runtime.errors import terminal_operation, write_error_report
+from runtime.job import JobError, JobLock, JobPaths
+from runtime.job_logger import JobLogger, logged_keys, read_events
+from runtime.recipe_base import JobContext, RecipeBase
+from runtime.settings import RuntimeSettings
+from runtime.sinks import ConsoleSink, Sink, WebhookSink
+from runtime.system import package_version, process_rank_and_world
+
+
+def run_recipe(
+    recipe_class: Type[RecipeBase],
+    job_id: str,
+    user_id: str,
+    cfg: DictConfig,
+    dataset: Optional[Dataset] = None,
+) -> None:
+    settings = RuntimeSettings.from_config(cfg)
+    paths = JobPaths.for_job(Path(settings.output_root), user_id, job_id).create()
+    rank, world_size = process_rank_and_world()
+    resuming = bool(cfg.get("resume_from_checkpoint", False))
+    owns_lifecycle = not settings.supervised
+    with JobLock(paths) if owns_lifecycle and rank == 0 else contextlib.nullcontext():
+        history = read_events(paths.events)
+        if owns_lifecycle and rank == 0:
+            refuse_rerun(paths, history, resuming)
+        logger = JobLogger(
+            job_id=job_id,
+            user_id=user_id,
+            workflow=workflow_name(recipe_class),
+            events_path=paths.events,
+            rank=rank,
+            sinks=build_sinks(settings, rank),
+            already_logged=logged_keys(history) if resuming else (),
+        )
+        try:
+            if owns_lifecycle and rank == 0:
+                logger.log(
+                    "job_started",
+                    started_data(
+                        recipe_class.__name__,
+                        world_size,
+                        dataset.source if dataset is not None else None,
+                        resuming,
+                    ),
+                )
+            job_cfg = job_config(cfg, paths, dataset, history if resuming else None)
+            job = JobContext(
+                paths=paths,
+                logger=logger,
+                checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps),
+                dataset_config=job_cfg.dataset if dataset is not None else None,
+            )
+            if rank == 0:
+                logger.start_heartbeat(settings.heartbeat_s)
+            recipe = recipe_class(job_id, user_id, job_cfg, dataset, job=job)
+            recipe.setup(job_cfg)
+            recipe.train()
+            recipe.save_final_checkpoint_if_missing()
+            recipe.cleanup()
+        except BaseException as error:
+            data = write_error_report(paths, rank, error)
+            logger.close(terminal_operation(error) if owns_lifecycle else None, data)
+            raise
+        logger.close("job_completed" if owns_lifecycle and rank == 0 else None, {})
+
+
+def workflow_name(recipe_class: type) -> str:
+    """The recipe's file name without .py: `lora_finetune_single_device`."""
+    try:
+        return Path(inspect.getfile(recipe_class)).stem
+    except (TypeError, OSError):
+        return recipe_class.__name__
+
+
+def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool) -> dict:
+    return {
+        "recipe": recipe,
+        "world_size": world_size,
+        "dataset": dataset,
+        "resumed": resuming,
+        "porter_version": package_version("porter"),
+    }
+
+
+def refuse_rerun(paths: JobPaths, history: List[dict], resuming: bool) -> None:
+    if history and not resuming:
+        raise JobError(
+            f"job folder {paths.root} already holds a run: use a new job id, "
+            "or resume_from_checkpoint=True to continue it"
+        )
+
+
+def build_sinks(settings: RuntimeSettings, rank: int) -> List[Sink]:
+    """The non-file sinks of a process: the console on rank 0 only (one line per
+    event, not one per rank), the webhook and custom sinks on every rank."""
+    from torchtune import config
+
+    sinks: List[Sink] = []
+    if settings.console and rank == 0:
+        sinks.append(ConsoleSink())
+    if settings.webhook is not None:
+        options = dict(settings.webhook)
+        options.pop("max_queue", None)
+        sinks.append(WebhookSink(**options))
+    for spec in settings.sinks:
+        sinks.append(config.instantiate(OmegaConf.create(spec)))
+    return sinks
+
+
+# Config keys that name where a recipe writes, by section.
+_OUTPUT_KEYS = {"metric_logger": "log_dir", "profiler": "output_dir"}
+
+
+def job_config(
+    cfg: DictConfig, paths: JobPaths, dataset: Optional[Dataset], history: Optional[List[dict]]
+) -> DictConfig:
+    """`cfg` with every output inside the job folder, the job's dataset in place of the
+    config's, and, when resuming, the checkpointer pointed at the last save."""
+    cfg = copy.deepcopy(cfg)
+    cfg.output_dir = str(paths.checkpoints)
+    for key in list(cfg.keys()):
+        section = cfg.get(key)
+        if not isinstance(section, DictConfig):
+            continue
+        if key.endswith("checkpointer") and "output_dir" in section:
+            raw = OmegaConf.to_container(section, resolve=False)["output_dir"]
+            if not (isinstance(raw, str) and "${output_dir}" in raw):
+                section.output_dir = str(paths.checkpoints if key == "checkpointer" else paths.checkpoints / key)
+        elif key in _OUTPUT_KEYS and _OUTPUT_KEYS[key] in section:
+            section[_OUTPUT_KEYS[key]] = str(paths.logs if key == "metric_logger" else paths.logs / "profiling")
+    if dataset is not None:
+        options = cfg.dataset if isinstance(cfg.get("dataset"), DictConfig) else {}
+        if isinstance(cfg.get("dataset"), ListConfig):
+            options = {"packed": any(d.get("packed", False) for d in cfg.dataset)}
+        built = dataset.builder_config(dict(options))
+        built["cache_dir"] = str(paths.cache / "datasets")
+        cfg.dataset = built
+    if history is not None:
+        cfg = resume_config(cfg, paths, history)
+    return cfg

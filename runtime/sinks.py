@@ -1,0 +1,244 @@
+"""Where job events go: the JSONL file (always), the console, a webhook, or your own.
+
+A sink receives batches of events. The JSONL file is written in the caller's thread,
+so an event is on disk before `log_step` returns. Every other sink sits behind a
+bounded queue served by its own thread: a slow, failing or hung sink never blocks or
+kills training; what it could not take is counted and reported in the terminal event.
+
+To add a sink, subclass `Sink` and name it in the config:
+
+    porter:
+      sinks:
+        - _component_: mypackage.sinks.KafkaSink
+          topic: jobs
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List, Optional, TextIO
+
+Event = Dict[str, Any]
+
+
+class Sink:
+    """Receives job events in batches, from one thread at a time."""
+
+    name = "sink"
+
+    def emit(self, events: List[Event]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources; called once, after the last emit."""
+
+
+def encode(event: Event) -> str:
+    return json.dumps(event, default=_json_default, separators=(",", ":"), allow_nan=True)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):  # torch and numpy scalars
+        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return repr(value)
+
+
+class JsonlFileSink(Sink):
+    """Appends one JSON object a line to the job's events.jsonl.
+
+    Several processes append to the same file: each line goes out in one write() of
+    an O_APPEND descriptor under an exclusive flock, so lines never interleave or tear.
+    """
+
+    name = "jsonl"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def emit(self, events: List[Event], sync: bool = False) -> None:
+        data = "".join(encode(event) + "\n" for event in events).encode("utf-8")
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if sync:
+                os.fsync(self._fd)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class ConsoleSink(Sink):
+    """A human-readable line per event."""
+
+    name = "console"
+
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
+        self.stream = stream
+
+    def emit(self, events: List[Event]) -> None:
+        stream = self.stream or sys.stderr
+        for event in events:
+            stream.write(describe(event) + "\n")
+        stream.flush()
+
+
+def describe(event: Event) -> str:
+    data, operation = event.get("data", {}), event.get("operation")
+    head = f"[porter {event.get('job_id')}]"
+    if operation == "step":
+        return (
+            f"{head} epoch {data.get('epoch_num')}/{data.get('epoch_len')} "
+            f"step {data.get('step_num')}/{data.get('step_len')} "
+            f"loss {_number(data.get('step_loss'))} lr {_number(data.get('step_lr'))} "
+            f"{_number(data.get('step_time_elapsed_s'))}s"
+        )
+    if operation == "epoch":
+        return (
+            f"{head} epoch {data.get('epoch_num')}/{data.get('epoch_len')} done on rank "
+            f"{data.get('gpu_rank')} in {_number(data.get('epoch_time_elapsed_s'))}s"
+        )
+    if operation == "weights":
+        return f"{head} weights: {', '.join(data.get('files', [])) or 'none'}"
+    if operation in ("job_failed", "job_cancelled"):
+        return f"{head} {operation}: {data.get('error_type')}: {data.get('message')}"
+    return f"{head} {operation}"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+
+
+class WebhookSink(Sink):
+    """POSTs batches of events as a JSON array, retrying with exponential backoff."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 5.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        headers: Optional[Dict[str, str]] = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must be http(s): {url!r}")
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+
+    def emit(self, events: List[Event]) -> None:
+        body = ("[" + ",".join(encode(event) for event in events) + "]").encode("utf-8")
+        for attempt in range(self.retries + 1):
+            try:
+                request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    if 200 <= response.status < 300:
+                        return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            if attempt < self.retries:
+                time.sleep(self.backoff_s * 2**attempt)
+        raise ConnectionError(f"webhook {self.url} did not accept {len(events)} events")
+
+
+class QueuedSink:
+    """Runs a sink on its own thread behind a bounded queue; counts what it drops."""
+
+    def __init__(self, sink: Sink, max_queue: int = 10_000, batch_size: int = 64) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.dropped = 0
+        self.last_error: Optional[str] = None
+        self._queue: "queue.Queue[Optional[Event]]" = queue.Queue(maxsize=max_queue)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name=f"porter-sink-{sink.name}", daemon=True)
+        self._thread.start()
+
+    def put(self, event: Event) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._deliver(batch)
+                    return
+                batch.append(item)
+            self._deliver(batch)
+
+    def _deliver(self, batch: List[Event]) -> None:
+        try:
+            self.sink.emit(batch)
+        except Exception as error:  # a sink must never take the job down
+            with self._lock:
+                self.dropped += len(batch)
+                self.last_error = f"{type(error).__name__}: {error}"
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the queue to empty."""
+        deadline = time.monotonic() + timeout_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self, timeout_s: float) -> None:
+        """Stop after what is queued, waiting at most `timeout_s`; the rest is dropped."""
+        deadline = time.monotonic() + timeout_s
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        undelivered = 0
+        while True:
+            try:
+                undelivered += self._queue.get_nowait() is not None
+            except queue.Empty:
+                break
+        with self._lock:
+            self.dropped += undelivered
+        if not self._thread.is_alive():
+            try:
+                self.sink.close()
+            except Exception:
+                pass
