@@ -139,7 +139,7 @@ def check_port(upstream: str, generated: str) -> None:
     position = block.index(stmt)
     assert [ast.unparse(s) for s in block[position - 2 : position]] == [
         "self.epochs_run += 1",
-        "self.save_checkpoint_if_due(epoch=curr_epoch)",
+        "self.save_checkpoint_if_due(epoch=curr_epoch, total_epochs=self.total_epochs)",
     ]
     assert ast.unparse(block[position + 1]) == "t_epoch_start = time.perf_counter()"
     assert keywords(stmt.value) == EPOCH_EVENT_ARGS

@@ -101,7 +101,9 @@ class TinyDistributedRecipe(RecipeBase):
                 t0 = time.perf_counter()
 
             self.epochs_run += 1
-            self.save_checkpoint_if_due(epoch=curr_epoch)
+            self.save_checkpoint_if_due(
+                epoch=curr_epoch, total_epochs=self.total_epochs
+            )
             self.job_logger.log_epoch(
                 gpu_rank=self.rank,
                 epoch_num=curr_epoch + 1,
