@@ -279,13 +279,10 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
             torchrun={key: value for key, value in torchrun.items() if value is not None},
         )
         raise_on_sigterm()
-        code = supervise(launch)
+        outcome = supervise(launch)
     except JobError as error:
         raise _Failure(str(error))
-    paths = JobPaths.for_job(output_root, user_id, job_id)
-    click.echo(f"events:  {paths.events}")
-    click.echo(f"weights: {paths.checkpoints}")
-    sys.exit(code)
+    _report_outcome(outcome, JobPaths.for_job(output_root, user_id, job_id))
 
 
 @main.command()
@@ -322,8 +319,17 @@ def demo(directory: Path, prepare_only: bool) -> None:
     cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
     cfg.porter = {"output_root": str(assets.root / "runs")}
     raise_on_sigterm()
-    code = supervise(Launch(DEFAULT_OUTPUT / "lora_finetune_single_device.py", job_id, "demo", cfg))
-    paths = JobPaths.for_job(assets.root / "runs", "demo", job_id)
+    outcome = supervise(Launch(DEFAULT_OUTPUT / "lora_finetune_single_device.py", job_id, "demo", cfg))
+    _report_outcome(outcome, JobPaths.for_job(assets.root / "runs", "demo", job_id))
+
+
+def _report_outcome(outcome, paths) -> None:
+    """Where the job's events and weights are; one line on stderr if it did not complete."""
+    if outcome.operation != "job_completed":
+        data = outcome.data
+        message = str(data.get("message", "")).splitlines()[0] if data.get("message") else ""
+        where = f" (traceback: {paths.root / data['traceback_file']})" if data.get("traceback_file") else ""
+        click.echo(f"porter: {outcome.operation}: {data.get('error_type')}: {message}{where}", err=True)
     click.echo(f"events:  {paths.events}")
     click.echo(f"weights: {paths.checkpoints}")
-    sys.exit(code)
+    sys.exit(outcome.exit_code)

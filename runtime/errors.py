@@ -1,4 +1,8 @@
-"""Error reports: what failed, where, with its traceback, kept in the job folder."""
+"""Error reports: what failed, where, with its traceback, kept in the job folder.
+
+One file per failing process, `errors/rank-<rank>-<pid>.json`, so a resumed job's
+reports never overwrite the last attempt's.
+"""
 
 from __future__ import annotations
 
@@ -10,41 +14,49 @@ from typing import Any, Dict, Optional
 from runtime.job import JobCancelled, JobPaths
 from runtime.job_logger import utc_now
 
+_EVENT_FIELDS = ("error_type", "message", "gpu_rank", "traceback_file")
+
 
 def terminal_operation(error: BaseException) -> str:
     return "job_cancelled" if isinstance(error, (JobCancelled, KeyboardInterrupt)) else "job_failed"
 
 
 def write_error_report(paths: JobPaths, rank: int, error: BaseException) -> Dict[str, Any]:
-    """Write `errors/rank-<rank>.json` (unless this rank has one) and return the
+    """Write this process's report (the first error it reports wins) and return the
     event data that names it."""
-    report = paths.error_report(rank)
+    report = paths.errors / f"rank-{rank}-{os.getpid()}.json"
     data = {
         "error_type": type(error).__name__,
         "message": str(error) or type(error).__name__,
         "gpu_rank": rank,
         "traceback_file": str(report.relative_to(paths.root)),
     }
-    if not report.exists():
-        report.parent.mkdir(parents=True, exist_ok=True)
-        partial = report.with_suffix(".partial")
-        partial.write_text(
-            json.dumps(
-                {
-                    **data,
-                    "create_ts": utc_now(),
-                    "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
-                },
-                indent=1,
-            )
-        )
-        os.replace(partial, report)
+    if report.exists():
+        return read_report(report, paths) or data
+    report.parent.mkdir(parents=True, exist_ok=True)
+    partial = report.with_suffix(".partial")
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    partial.write_text(json.dumps({**data, "create_ts": utc_now(), "traceback": trace}, indent=1))
+    os.replace(partial, report)
     return data
 
 
-def read_error_report(paths: JobPaths, rank: int) -> Optional[Dict[str, Any]]:
+def read_report(report, paths: JobPaths) -> Optional[Dict[str, Any]]:
     try:
-        report = json.loads(paths.error_report(rank).read_text())
+        content = json.loads(report.read_text())
     except (OSError, ValueError):
         return None
-    return {key: report[key] for key in ("error_type", "message", "gpu_rank", "traceback_file") if key in report}
+    return {key: content[key] for key in _EVENT_FIELDS if key in content} | {"create_ts": content.get("create_ts", "")}
+
+
+def first_failure(paths: JobPaths, since: str) -> Optional[Dict[str, Any]]:
+    """The error of the process that failed first since `since` (an ISO timestamp).
+    Processes stopped because another failed report JobCancelled: they come last."""
+    if not paths.errors.exists():
+        return None
+    reports = [read_report(path, paths) for path in paths.errors.glob("rank-*.json")]
+    reports = [r for r in reports if r is not None and r["create_ts"] >= since]
+    if not reports:
+        return None
+    first = min(reports, key=lambda r: (r["error_type"] == "JobCancelled", r["create_ts"]))
+    return {key: first[key] for key in _EVENT_FIELDS}

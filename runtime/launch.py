@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from runtime import cpu_compat
 from runtime.datasets import Dataset
-from runtime.errors import read_error_report, terminal_operation, write_error_report
+from runtime.errors import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
-from runtime.job_logger import JobLogger, read_events
+from runtime.job_logger import JobLogger, read_events, utc_now
 from runtime.run import build_sinks, refuse_rerun, started_data
 from runtime.settings import RuntimeSettings
 
@@ -81,8 +81,15 @@ def run_recipe_main(recipe: Path, job_id: str, user_id: str, cfg: DictConfig, da
     load_recipe_module(recipe).recipe_main(job_id, user_id, cfg, dataset)
 
 
-def supervise(launch: Launch) -> int:
-    """Run a job to its end; return the exit code of `porter run`."""
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    operation: str  # the terminal event: job_completed, job_failed or job_cancelled
+    data: Dict[str, object]
+
+
+def supervise(launch: Launch) -> Outcome:
+    """Run a job to its end, and say how it ended."""
     settings = RuntimeSettings.from_config(launch.config)
     paths = JobPaths.for_job(Path(settings.output_root), launch.user_id, launch.job_id).create()
     resuming = bool(launch.config.get("resume_from_checkpoint", False))
@@ -95,6 +102,7 @@ def supervise(launch: Launch) -> int:
             events_path=paths.events,
             sinks=build_sinks(settings, rank=0),
         )
+        started = utc_now()
         try:
             logger.log(
                 "job_started",
@@ -107,16 +115,18 @@ def supervise(launch: Launch) -> int:
             else:
                 run_recipe_main(launch.recipe, launch.job_id, launch.user_id, config, dataset)
         except BaseException as error:
-            data = _root_cause(paths) or write_error_report(paths, 0, error)
+            data = first_failure(paths, since=started) or write_error_report(paths, 0, error)
             operation = terminal_operation(error)
             logger.close(operation, data)
             if operation == "job_cancelled":
-                return EXIT_SIGINT if isinstance(error, KeyboardInterrupt) else EXIT_SIGTERM
-            if isinstance(error, JobError) or data.get("error_type") in _BAD_INPUT_ERRORS:
-                return EXIT_BAD_INPUT
-            return EXIT_FAILED
+                code = EXIT_SIGINT if isinstance(error, KeyboardInterrupt) else EXIT_SIGTERM
+            elif isinstance(error, JobError) or data.get("error_type") in _BAD_INPUT_ERRORS:
+                code = EXIT_BAD_INPUT
+            else:
+                code = EXIT_FAILED
+            return Outcome(code, operation, data)
         logger.close("job_completed", {})
-    return EXIT_OK
+    return Outcome(EXIT_OK, "job_completed", {})
 
 
 # Errors that mean the job's inputs were wrong rather than the training: exit code 2.
@@ -166,19 +176,6 @@ class WorkerFailed(Exception):
     def __init__(self, error: Exception) -> None:
         first_rank, failure = error.get_first_failure()
         super().__init__(f"rank {first_rank} exited with code {failure.exitcode}")
-
-
-def _root_cause(paths: JobPaths) -> Optional[dict]:
-    """The error of the rank that failed first; ranks stopped because of it report
-    JobCancelled and come after."""
-    reports = []
-    for path in sorted(paths.errors.glob("rank-*.json")) if paths.errors.exists() else ():
-        report = json.loads(path.read_text())
-        reports.append((report.get("error_type") == "JobCancelled", report.get("create_ts", ""), report))
-    if not reports:
-        return None
-    _, _, first = min(reports, key=lambda item: item[:2])
-    return read_error_report(paths, first["gpu_rank"])
 
 
 def worker_main(spec_path: str) -> None:

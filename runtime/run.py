@@ -104,10 +104,14 @@ def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming:
 
 
 def refuse_rerun(paths: JobPaths, history: List[dict], resuming: bool) -> None:
-    if history and not resuming:
+    """A job id runs again only to resume, or when its last attempt left nothing."""
+    operations = {event.get("operation") for event in history}
+    if "job_completed" in operations:
+        raise JobError(f"job {paths.root} already completed: use a new job id")
+    if "weights" in operations and not resuming:
         raise JobError(
-            f"job folder {paths.root} already holds a run: use a new job id, "
-            "or resume_from_checkpoint=True to continue it"
+            f"job {paths.root} has checkpoints: resume_from_checkpoint=True continues it, "
+            "or use a new job id"
         )
 
 

@@ -89,3 +89,66 @@ def run_porter(*args: str, cwd: Path = REPO, env: dict = None, timeout: float = 
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+# -- training runs ---------------------------------------------------------------------
+
+JOB_ENV = {
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TIKTOKEN_CACHE_DIR": "",
+    # faults.py (failing metric logger, slow sinks) is importable by the jobs.
+    "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+}
+
+
+@pytest.fixture(scope="session")
+def demo():
+    """The demo's model, tokenizer, data and configs, made once per cache."""
+    from porter.demo import prepare
+
+    return prepare(CACHE / "demo")
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> Path:
+    """The installed torchtune's recipes, converted once per test session."""
+    from porter.convert import convert
+    from porter.sources import discover
+
+    out = tmp_path_factory.mktemp("generated_recipes")
+    convert(discover([], installed=True), out)
+    return out
+
+
+def events_of(path: Path) -> list:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def job_runner(demo, generated, root: Path):
+    """`porter run` of a generated recipe on the demo config; returns (process, events)."""
+
+    def run(recipe: str, *args: str, job_id: str = "job", user_id: str = "tester", config: Path = None, env: dict = None, timeout: float = 300):
+        done = run_porter(
+            "run", recipe,
+            "--config", config or demo.config(recipe),
+            "--job-id", job_id, "--user-id", user_id,
+            "--output-root", root,
+            "--recipes-dir", generated,
+            "--no-console",
+            *args,
+            env={**JOB_ENV, **(env or {})},
+            timeout=timeout,
+        )
+        events_path = root / user_id / job_id / "events.jsonl"
+        return done, (events_of(events_path) if events_path.exists() else [])
+
+    run.root = root
+    return run
+
+
+@pytest.fixture
+def run_job(demo, generated, tmp_path):
+    return job_runner(demo, generated, tmp_path / "runs")

@@ -80,10 +80,10 @@ def _lora(config: Config) -> Config:
         "lora_alpha": 16,
         "lora_dropout": 0.0,
     }
-    # Merging LoRA into the base weights on CPU writes into the live model (upstream's
-    # `v.cpu()` is no copy there); porter's runtime guards against it, `tune run` does
-    # not, so the configs save adapters only to stay comparable with upstream runs.
-    config["save_adapter_weights_only"] = True
+    # Saves the merged model too. On CPU upstream's merge writes into the live model
+    # (`v.cpu()` is no copy there) and corrupts training after the first save; porter's
+    # runtime guards against it (runtime/cpu_compat.py), `tune run` does not.
+    config["save_adapter_weights_only"] = False
     return config
 
 
@@ -92,10 +92,15 @@ def _distributed(config: Config) -> Config:
     return config
 
 
+def _full(config: Config) -> Config:
+    config["optimizer_in_bwd"] = False
+    return config
+
+
 RECIPE_CONFIGS: Dict[str, Callable[[Config], Config]] = {
-    "full_finetune_single_device": lambda c: c,
+    "full_finetune_single_device": _full,
     "lora_finetune_single_device": _lora,
-    "full_finetune_distributed": _distributed,
+    "full_finetune_distributed": lambda c: _distributed(_full(c)),
     "lora_finetune_distributed": lambda c: _distributed(_lora(c)),
 }
 

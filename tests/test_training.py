@@ -1,0 +1,263 @@
+"""Generated recipes train on the demo model on CPU, as `porter run` runs them.
+
+Each run takes seconds; runs whose results several tests read are made once per module.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import JOB_ENV, job_runner
+
+pytestmark = pytest.mark.slow
+
+EVENT_KEYS = {"job_id", "user_id", "create_ts", "workflow", "operation", "data"}
+STEPS = 20  # 2 epochs x max_steps_per_epoch 10, logging every step
+
+
+def operations(events):
+    return [event["operation"] for event in events]
+
+
+def steps(events, rank=0):
+    return [e["data"] for e in events if e["operation"] == "step" and e["data"]["gpu_rank"] == rank]
+
+
+def losses(events):
+    return {d["step_num"]: d["step_loss"] for d in steps(events)}
+
+
+def upstream_losses(recipe: str, config: Path, output_dir: Path, *overrides: str) -> dict:
+    """Per-step losses of `tune run` on the same config, from its DiskLogger."""
+    done = subprocess.run(
+        ["tune", "run", recipe, "--config", str(config), f"output_dir={output_dir}", *overrides],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **JOB_ENV},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (log,) = (output_dir / "logs").glob("log_*.txt")
+    return {
+        int(match.group(1)): float(match.group(2))
+        for match in re.finditer(r"Step (\d+) \| loss:([0-9.e+-]+)", log.read_text())
+    }
+
+
+def assert_same_losses(ours: dict, theirs: dict) -> None:
+    assert sorted(ours) == sorted(theirs) == list(range(1, STEPS + 1))
+    for step, loss in theirs.items():
+        assert abs(ours[step] - loss) <= 1e-6 * abs(loss), (step, ours[step], loss)
+
+
+@pytest.fixture(scope="module")
+def runs(demo, generated, tmp_path_factory):
+    return job_runner(demo, generated, tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def lora_run(runs):
+    return runs("lora_finetune_single_device", job_id="lora")
+
+
+@pytest.fixture(scope="module")
+def full_run(runs):
+    return runs("full_finetune_single_device", job_id="full")
+
+
+@pytest.mark.parametrize("which", ["lora_run", "full_run"])
+def test_single_device_run_logs_every_event_of_the_schema(which, request):
+    done, events = request.getfixturevalue(which)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(set(event) == EVENT_KEYS for event in events)
+    for event in events:
+        stamp = datetime.datetime.fromisoformat(event["create_ts"])
+        assert stamp.utcoffset() == datetime.timedelta(0)
+    ops = operations(events)
+    assert ops[0] == "job_started" and ops[-1] == "job_completed"
+    assert ops.index("system_specs") < ops.index("job_config") < ops.index("step")
+    assert [d["step_num"] for d in steps(events)] == list(range(1, STEPS + 1))
+    assert all(d["step_len"] == STEPS and d["epoch_len"] == 2 for d in steps(events))
+    assert [d["epoch_num"] for d in steps(events)] == [1] * 10 + [2] * 10
+    epochs = [e["data"] for e in events if e["operation"] == "epoch"]
+    assert [(d["gpu_rank"], d["epoch_num"]) for d in epochs] == [(0, 1), (0, 2)]
+    assert all(d["epoch_time_elapsed_s"] > 0 for d in epochs)
+    weights = [e["data"] for e in events if e["operation"] == "weights"]
+    assert [w["kind"] for w in weights] == ["intermediate", "final", "all"]
+    assert weights[0]["resumable"] and "checkpoints/epoch_0/recipe_state.pt" in weights[0]["files"]
+    assert events[-1]["data"]["dropped_events"] == {}
+
+
+@pytest.mark.parametrize("which", ["lora_run", "full_run"])
+def test_final_weights_load_back_into_the_model(which, request, demo, runs):
+    import torch
+    from torchtune.models.llama3_2 import llama3_2
+    from torchtune.training import FullModelHFCheckpointer, MODEL_KEY
+
+    from porter.demo.model import MODEL_ARGS
+
+    done, events = request.getfixturevalue(which)
+    final = [e["data"] for e in events if e["operation"] == "weights" and e["data"]["kind"] == "final"][0]
+    job = runs.root / "tester" / events[0]["job_id"]
+    shards = [f for f in final["files"] if re.search(r"model-\d+-of-\d+\.safetensors$", f)]
+    assert shards, final["files"]
+    checkpointer = FullModelHFCheckpointer(
+        checkpoint_dir=str(job / Path(shards[0]).parent),
+        checkpoint_files=[Path(s).name for s in shards],
+        model_type="LLAMA3_2",
+        output_dir=str(job / "reload"),
+    )
+    trained = checkpointer.load_checkpoint()[MODEL_KEY]
+    model = llama3_2(**MODEL_ARGS)
+    model.load_state_dict(trained, strict=True)
+    from safetensors.torch import load_file
+
+    base = load_file(str(demo.model / "model.safetensors"))
+    assert not torch.equal(base["model.layers.0.self_attn.q_proj.weight"], load_file(str(job / shards[0]))["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_loss_parity_with_upstream_full_finetune(full_run, demo, tmp_path):
+    done, events = full_run
+    theirs = upstream_losses("full_finetune_single_device", demo.config("full_finetune_single_device"), tmp_path / "upstream")
+    assert_same_losses(losses(events), theirs)
+
+
+def test_loss_parity_with_upstream_lora(runs, demo, tmp_path):
+    # Upstream corrupts LoRA base weights at each intermediate save on CPU unless it
+    # saves adapters only; both sides run that way so their losses are comparable.
+    override = "save_adapter_weights_only=True"
+    done, events = runs("lora_finetune_single_device", override, job_id="lora-adapter-only")
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = upstream_losses("lora_finetune_single_device", demo.config("lora_finetune_single_device"), tmp_path / "upstream", override)
+    assert_same_losses(losses(events), theirs)
+
+
+def test_lora_run_guards_base_weights_that_upstream_corrupts_on_cpu(lora_run, runs):
+    # With merged saves, the second epoch trains on intact base weights: its losses
+    # equal the adapter-only run's, which never merges.
+    _, merged = lora_run
+    _, adapter_only = runs("lora_finetune_single_device", "save_adapter_weights_only=True", job_id="lora-guard")
+    assert_same_losses(losses(merged), losses(adapter_only))
+
+
+@pytest.mark.parametrize("recipe", ["full_finetune_distributed", "lora_finetune_distributed"])
+def test_distributed_recipe_on_two_processes(recipe, runs):
+    done, events = runs(recipe, "--nproc-per-node", "2", job_id=f"{recipe}-2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ops = operations(events)
+    assert ops[0] == "job_started" and ops[-1] == "job_completed"
+    assert events[0]["data"]["world_size"] == 2
+    # A step event per logging step, from rank 0 only; an epoch event per epoch and rank.
+    assert [d["step_num"] for d in steps(events, rank=0)] == list(range(1, STEPS + 1))
+    assert steps(events, rank=1) == []
+    epochs = Counter((e["data"]["gpu_rank"], e["data"]["epoch_num"]) for e in events if e["operation"] == "epoch")
+    assert epochs == Counter({(0, 1): 1, (1, 1): 1, (0, 2): 1, (1, 2): 1})
+    keys = [(e["operation"], e["data"].get("gpu_rank"), e["data"].get("step_num"), e["data"].get("epoch_num")) for e in events if e["operation"] in ("step", "epoch")]
+    assert len(keys) == len(set(keys))
+    assert [e["data"]["kind"] for e in events if e["operation"] == "weights"] == ["intermediate", "final", "all"]
+
+
+def test_exception_at_step_k_fails_the_job_with_every_earlier_event(runs):
+    done, events = runs(
+        "full_finetune_single_device",
+        "metric_logger._component_=faults.FailingLogger",
+        "metric_logger.fail_at_step=13",
+        job_id="fault",
+    )
+    assert done.returncode == 1
+    assert operations(events)[-1] == "job_failed"
+    failed = events[-1]["data"]
+    assert failed["error_type"] == "StepFault" and failed["message"] == "injected fault at step 13"
+    assert [d["step_num"] for d in steps(events)] == list(range(1, 13))
+    assert [e["data"]["epoch_num"] for e in events if e["operation"] == "epoch"] == [1]
+    report = json.loads((runs.root / "tester" / "fault" / failed["traceback_file"]).read_text())
+    assert "StepFault: injected fault at step 13" in report["traceback"]
+    assert f"porter: job_failed: StepFault: injected fault at step 13 (traceback: {runs.root}/tester/fault/errors/" in done.stderr
+
+
+def test_resume_continues_with_the_uninterrupted_losses(runs, full_run):
+    _, uninterrupted = full_run
+    crashed, _ = runs(
+        "full_finetune_single_device",
+        "metric_logger._component_=faults.FailingLogger",
+        "metric_logger.fail_at_step=15",
+        job_id="resume",
+    )
+    assert crashed.returncode == 1
+    done, events = runs("full_finetune_single_device", "resume_from_checkpoint=True", job_id="resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ops = operations(events)
+    assert ops.count("job_started") == 2 and ops[-1] == "job_completed"
+    assert events[ops.index("job_started", 1)]["data"]["resumed"] is True
+    assert ops.index("job_failed") < ops.index("job_started", 1)
+    numbers = [d["step_num"] for d in steps(events)]
+    assert sorted(numbers) == list(range(1, STEPS + 1)), "no step lost or logged twice"
+    assert_same_losses(losses(events), losses(uninterrupted))
+
+
+def test_resume_without_a_checkpoint_is_refused(runs):
+    done, events = runs("full_finetune_single_device", "resume_from_checkpoint=True", job_id="nothing-to-resume")
+    assert done.returncode == 2
+    assert "has no saved checkpoint to resume from" in done.stderr
+    assert operations(events) == ["job_started", "job_failed"]
+
+
+def test_rerun_of_a_finished_job_is_refused_and_its_log_untouched(runs, full_run):
+    log = runs.root / "tester" / "full" / "events.jsonl"
+    before = log.read_bytes()
+    done, _ = runs("full_finetune_single_device", job_id="full")
+    assert done.returncode == 2
+    assert "already completed: use a new job id" in done.stderr
+    assert log.read_bytes() == before
+
+
+def test_a_job_that_failed_before_saving_can_run_again(runs, tmp_path, demo):
+    done, _ = runs("lora_finetune_single_device", "--dataset", str(tmp_path / "missing.jsonl"), job_id="again")
+    assert done.returncode == 2
+    done, events = runs("lora_finetune_single_device", "epochs=1", "max_steps_per_epoch=2", job_id="again")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert operations(events)[:2] == ["job_started", "job_failed"]
+    assert operations(events)[-1] == "job_completed"
+
+
+def test_job_dataset_replaces_the_configs(runs, demo):
+    done, events = runs("lora_finetune_single_device", "--dataset", str(demo.data / "chat.jsonl"), job_id="chat")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert events[0]["data"]["dataset"] == str(demo.data / "chat.jsonl")
+    config = next(e for e in events if e["operation"] == "job_config")["data"]["config"]
+    assert config["dataset"]["_component_"] == "torchtune.datasets.chat_dataset"
+    assert config["dataset"]["data_files"].endswith("/chat/dataset/records.jsonl")
+    assert len(steps(events)) == STEPS
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"messages": [{"role": "user", "content": "hi"}]}', "data.jsonl:2: field 'messages' has no assistant message"),
+        ('{"messages": "hello"}', "data.jsonl:2: field 'messages' must be a non-empty list, got str"),
+        ("{not json", "data.jsonl:2: malformed JSON"),
+    ],
+)
+def test_bad_dataset_fails_before_training_with_its_line(runs, tmp_path, line, message):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n' + line + "\n")
+    done, events = runs("lora_finetune_single_device", "--dataset", str(data), job_id=f"bad-data-{abs(hash(line))}")
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert operations(events) == ["job_started", "job_failed"]
+    assert message in events[-1]["data"]["message"]
+
+
+@pytest.mark.parametrize("job_id", ["../escape", "a/b", ".", "x" * 129, "tab\there"])
+def test_bad_ids_are_refused_before_anything_is_written(runs, job_id):
+    done, _ = runs("lora_finetune_single_device", job_id=job_id, user_id="ids")
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("porter: error: job_id ")
+    assert not (runs.root / "ids").exists()
