@@ -16,6 +16,7 @@ its data, with the dataset options (`packed`, `train_on_input`) of its config.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def _records(stream: IO[bytes], name: str) -> Iterator[Tuple[str, Any]]:
         for index, item in enumerate(items):
             yield f"{name}: record {index + 1}", item
         return
-    for number, line in [(number, line), *lines]:
+    for number, line in itertools.chain([(number, line)], lines):
         if not line.strip():
             continue
         try:

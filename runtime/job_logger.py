@@ -156,9 +156,6 @@ class JobLogger:
 
     # -- closing --------------------------------------------------------------------
 
-    def dropped(self) -> Dict[str, int]:
-        return {sink.name: sink.dropped for sink in self._queued}
-
     def close(self, operation: Optional[str] = None, data: Optional[Dict[str, Any]] = None) -> None:
         """Stop the heartbeat, end the log with `operation` (a terminal event, if any)
         carrying the sinks' drop counts, and close every sink."""
@@ -170,8 +167,9 @@ class JobLogger:
         deadline = time.monotonic() + SINK_CLOSE_TIMEOUT_S
         for sink in self._queued:
             sink.drain(max(0.0, deadline - time.monotonic()))
+        dropped = {sink.name: sink.abandon() for sink in self._queued}
         if operation is not None:
-            self.log(operation, {**(data or {}), "dropped_events": self.dropped()}, durable=True)
+            self.log(operation, {**(data or {}), "dropped_events": dropped}, durable=True)
         with self._lock:
             self._closed = True
         for sink in self._queued:

@@ -174,6 +174,7 @@ class QueuedSink:
         self.name = sink.name
         self.dropped = 0
         self.last_error: Optional[str] = None
+        self._in_flight = 0
         self._queue: "queue.Queue[Optional[Event]]" = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
         self._lock = threading.Lock()
@@ -188,55 +189,65 @@ class QueuedSink:
                 self.dropped += 1
 
     def _serve(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self._batch_size:
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) == self._batch_size:
+                    break
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
-                    self._deliver(batch)
-                    return
-                batch.append(item)
-            self._deliver(batch)
+            stopping = item is None
+            if batch:
+                self._deliver(batch)
 
     def _deliver(self, batch: List[Event]) -> None:
+        with self._lock:
+            self._in_flight = len(batch)
         try:
             self.sink.emit(batch)
         except Exception as error:  # a sink must never take the job down
             with self._lock:
                 self.dropped += len(batch)
                 self.last_error = f"{type(error).__name__}: {error}"
+        finally:
+            with self._lock:
+                self._in_flight = 0
 
     def drain(self, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for the queue to empty."""
+        """Wait up to `timeout_s` for everything queued to be delivered."""
         deadline = time.monotonic() + timeout_s
-        while not self._queue.empty() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._queue.empty() and not self._in_flight:
+                    return
             time.sleep(0.01)
 
-    def close(self, timeout_s: float) -> None:
-        """Stop after what is queued, waiting at most `timeout_s`; the rest is dropped."""
-        deadline = time.monotonic() + timeout_s
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    break
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        undelivered = 0
+    def abandon(self) -> int:
+        """Give up on what is still queued; return every event not known delivered:
+        dropped, abandoned, and any batch the sink still has in hand."""
         while True:
             try:
-                undelivered += self._queue.get_nowait() is not None
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if item is not None:
+                with self._lock:
+                    self.dropped += 1
         with self._lock:
-            self.dropped += undelivered
+            return self.dropped + self._in_flight
+
+    def close(self, timeout_s: float) -> None:
+        """Stop the thread once what is queued went out, waiting at most `timeout_s`."""
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._thread.join(timeout_s)
         if not self._thread.is_alive():
             try:
                 self.sink.close()

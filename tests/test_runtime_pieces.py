@@ -1,0 +1,196 @@
+"""Ids, settings, the checkpoint policy and resume, and RecipeBase on their own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from runtime.checkpoints import CheckpointPolicy, resume_config
+from runtime.job import JobError, JobPaths, validate_id
+from runtime.job_logger import JobLogger, read_events
+from runtime.recipe_base import JobContext, RecipeBase
+from runtime.settings import RuntimeSettings
+
+
+@pytest.mark.parametrize("good", ["a", "job-1", "A.b_c-9", "x" * 128, "..a"])
+def test_good_ids(good):
+    assert validate_id("job_id", good) == good
+
+
+@pytest.mark.parametrize(
+    "bad, shown",
+    [(".", "'.'"), ("..", "'..'"), ("a/b", "'a/b'"), ("../x", "'../x'"), ("", "''"), ("tab\t", "'tab\\t'"),
+     ("nul\x00", "'nul\\x00'"), ("x" * 129, "(129 characters)"), ("ümlaut", "'ümlaut'"), (7, "7")],
+)
+def test_bad_ids_are_refused_naming_the_field(bad, shown):
+    with pytest.raises(JobError) as error:
+        validate_id("user_id", bad)
+    assert str(error.value).startswith("user_id ")
+    assert shown in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_job_folder_is_root_user_job(tmp_path):
+    paths = JobPaths.for_job(tmp_path, "alice", "j1")
+    assert paths.root == tmp_path / "alice" / "j1"
+    assert paths.events == paths.root / "events.jsonl"
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"save_every_n_epochs": 0}, "porter.save_every_n_epochs: must be a positive integer, got 0"),
+        ({"save_every_n_steps": "5"}, "porter.save_every_n_steps: must be a positive integer, got '5'"),
+        ({"heartbeat_s": -1}, "porter.heartbeat_s: must be a number of seconds >= 0, got -1"),
+        ({"colour": True}, "porter.colour: unknown setting"),
+        ({"webhook": {"uri": "x"}}, "porter.webhook: must be a mapping with a url"),
+        ({"sinks": [{"topic": "x"}]}, "porter.sinks[0]: must be a mapping with a _component_"),
+    ],
+)
+def test_bad_settings_name_their_field(section, message):
+    with pytest.raises(JobError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        RuntimeSettings.from_config(OmegaConf.create({"porter": section}))
+
+
+def test_settings_default_without_a_section():
+    assert RuntimeSettings.from_config(OmegaConf.create({})) == RuntimeSettings()
+
+
+@pytest.mark.parametrize(
+    "every, total, saved",
+    [(1, 3, [0, 1, 2]), (2, 3, [1, 2]), (2, 4, [1, 3]), (5, 3, [2])],
+)
+def test_epoch_policy_saves_every_n_and_always_the_last(every, total, saved):
+    policy = CheckpointPolicy(every_n_epochs=every)
+    assert [epoch for epoch in range(total) if policy.epoch_due(epoch, total)] == saved
+
+
+def test_step_policy():
+    assert [s for s in range(1, 13) if CheckpointPolicy(every_n_steps=5).step_due(s)] == [5, 10]
+    assert not CheckpointPolicy().step_due(5)
+
+
+def weights_event(kind, epoch):
+    return {"operation": "weights", "data": {"kind": kind, "epoch": epoch, "files": []}}
+
+
+def test_resume_points_a_lora_checkpointer_at_the_last_adapter(tmp_path):
+    paths = JobPaths(tmp_path)
+    for epoch in (0, 1):
+        folder = paths.checkpoints / f"epoch_{epoch}"
+        folder.mkdir(parents=True)
+        (folder / "recipe_state.pt").write_text("")
+        (folder / "adapter_model.pt").write_text("")
+    cfg = OmegaConf.create({"checkpointer": {"checkpoint_files": ["model.safetensors"]}})
+    resumed = resume_config(cfg, paths, [weights_event("intermediate", 0), weights_event("intermediate", 1)])
+    assert resumed.resume_from_checkpoint is True
+    assert resumed.checkpointer.recipe_checkpoint == "epoch_1/recipe_state.pt"
+    assert resumed.checkpointer.adapter_checkpoint == "epoch_1/adapter_model.pt"
+    assert list(resumed.checkpointer.checkpoint_files) == ["model.safetensors"]
+
+
+def test_resume_points_a_full_checkpointer_at_the_last_weights(tmp_path):
+    paths = JobPaths(tmp_path)
+    folder = paths.checkpoints / "epoch_0"
+    folder.mkdir(parents=True)
+    for name in ("recipe_state.pt", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "config.json"):
+        (folder / name).write_text("")
+    resumed = resume_config(OmegaConf.create({"checkpointer": {}}), paths, [weights_event("intermediate", 0)])
+    assert list(resumed.checkpointer.checkpoint_files) == [
+        "epoch_0/model-00001-of-00002.safetensors", "epoch_0/model-00002-of-00002.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "events, message",
+    [([], "has no saved checkpoint to resume from"), ([weights_event("final", 1)], "already finished")],
+)
+def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path, events, message):
+    with pytest.raises(JobError, match=message):
+        resume_config(OmegaConf.create({}), JobPaths(tmp_path), events)
+
+
+# -- RecipeBase -------------------------------------------------------------------------
+
+
+def context(tmp_path, **kwargs) -> JobContext:
+    paths = JobPaths(tmp_path).create()
+    logger = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    return JobContext(paths=paths, logger=logger, **kwargs)
+
+
+class Bare(RecipeBase):
+    pass
+
+
+def test_a_recipe_without_interface_methods_is_still_instantiable(tmp_path):
+    recipe = Bare("j", "u", OmegaConf.create({}), job=context(tmp_path))
+    assert recipe.dataset is None
+    recipe.train.__func__  # exists
+    with pytest.raises(NotImplementedError, match="Bare has no _train method"):
+        recipe.train()
+    recipe._cleanup()  # nothing to release
+
+
+def test_rank_comes_from_the_launcher_before_a_process_group_exists(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    recipe = Bare("j", "u", OmegaConf.create({}), job=context(tmp_path))
+    assert (recipe.rank, recipe.world_size) == (3, 4)
+
+
+def test_a_rank_the_recipe_sets_itself_is_kept(tmp_path):
+    class SetsRank(RecipeBase):
+        def _init(self, cfg):
+            self.world_size, self.rank = 2, 1
+
+    recipe = SetsRank("j", "u", OmegaConf.create({}), job=context(tmp_path))
+    assert (recipe.rank, recipe.world_size) == (1, 2)
+
+
+class Saves(RecipeBase):
+    def _init(self, cfg):
+        self.global_step = 0
+        self.calls = []
+
+    def _save_checkpoint(self, *, epoch, step, full_tensors):
+        self.calls.append((epoch, step, full_tensors))
+        target = self._job.paths.checkpoints / f"epoch_{epoch}"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "model.safetensors").write_text(str(step))
+        if not full_tensors:
+            state = self._job.paths.checkpoints / "recipe_state" / "recipe_state.pt"
+            state.parent.mkdir(exist_ok=True)
+            state.write_text("state")
+
+
+def test_saves_follow_the_policy_and_the_signature(tmp_path):
+    job = context(tmp_path, checkpoints=CheckpointPolicy(every_n_epochs=2, every_n_steps=3))
+    recipe = Saves("j", "u", OmegaConf.create({}), job=job)
+    for epoch in range(3):
+        for _ in range(2):
+            recipe.global_step += 1
+            recipe.save_checkpoint_if_due(epoch=epoch, step=recipe.global_step)
+        recipe.save_checkpoint_if_due(epoch=epoch, total_epochs=3)
+    # steps 3 and 6 by the step policy; epoch 1 (every 2 epochs); the final epoch 2
+    # saves again, as final, though step 6 saved the same state as intermediate
+    assert recipe.calls == [(1, 3, False), (1, 4, False), (2, 6, False), (2, 6, True)]
+    job.logger.close()
+    weights = [e["data"] for e in read_events(job.paths.events) if e["operation"] == "weights"]
+    assert [(w["kind"], w["step"], w["resumable"]) for w in weights] == [
+        ("intermediate", 3, True), ("intermediate", 4, True), ("intermediate", 6, True), ("final", 6, False)]
+    assert weights[1]["files"] == ["checkpoints/epoch_1/model.safetensors", "checkpoints/epoch_1/recipe_state.pt"]
+    assert (job.paths.checkpoints / "epoch_1" / "recipe_state.pt").read_text() == "state"
+
+
+def test_a_loop_that_ends_early_still_gets_its_final_save(tmp_path):
+    job = context(tmp_path)
+    recipe = Saves("j", "u", OmegaConf.create({}), job=job)
+    recipe.global_step = 5
+    recipe.save_checkpoint_if_due(epoch=0, total_epochs=4)
+    recipe.save_final_checkpoint_if_missing()
+    assert recipe.calls == [(0, 5, False), (0, 5, True)]
+    recipe.save_final_checkpoint_if_missing()
+    assert len(recipe.calls) == 2
