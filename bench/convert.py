@@ -14,7 +14,8 @@ from pathlib import Path
 
 import libcst as cst
 
-from porter.convert import convert, read_source
+from porter.convert import convert
+from porter.sources import read_source
 from porter.sources import discover
 
 

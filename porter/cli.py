@@ -9,21 +9,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import click
 
+# Commands import the converter (libcst, black) and the runtime (torch) when they run:
+# `porter run` then trains in a process that never loaded the converter.
 from porter import __version__
-from porter.convert import (
-    check_output_folder,
-    convert as convert_sources,
-    exit_code,
-    FileReport,
-    Mode,
-    OutputFolderError,
-    read_source,
-    summary,
-)
-from porter.outputs import generated_text, unified_diff
-from porter.pipeline import CONVERTED, FAILED, port, SKIPPED, UNCHANGED
-from porter.rules.base import DEFAULT_RUNTIME_MODULE, Settings
-from porter.sources import discover, installed_recipes_dir, MissingSource, SourceFile
+from porter.report import CONVERTED, exit_code, FAILED, FileReport, Mode, SKIPPED, summary, UNCHANGED
+from porter.settings import DEFAULT_RUNTIME_MODULE, Settings
+from porter.sources import discover, installed_recipes_dir, MissingSource, read_source, SourceFile
 
 DEFAULT_OUTPUT = Path("generated_recipes")
 _STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red"}
@@ -109,6 +100,8 @@ def convert(
     Exit codes: 0 success; 1 changes pending (--check, --diff);
     2 some file failed (the others are still converted) or bad usage.
     """
+    from porter.convert import convert as convert_sources, OutputFolderError
+
     mode = Mode.DIFF if show_diff else Mode.CHECK if check else Mode.WRITE
     try:
         reports = convert_sources(
@@ -143,6 +136,8 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
       porter list --installed
       porter list path/to/recipes
     """
+    from porter.pipeline import port
+
     settings = Settings(runtime_module=runtime_module)
     counts = {CONVERTED: 0, SKIPPED: 0, FAILED: 0}
     for source in _sources(sources, installed, torchtune_version):
@@ -196,6 +191,9 @@ def diff(recipe: str, runtime_module: str) -> None:
       porter diff dev/early_exit_finetune_distributed
       porter diff path/to/my_recipe.py
     """
+    from porter.outputs import generated_text, unified_diff
+    from porter.pipeline import port
+
     source = resolve_recipe_source(recipe)
     try:
         text = read_source(source.path)
@@ -309,6 +307,8 @@ def demo(directory: Path, prepare_only: bool) -> None:
     click.echo(f"demo assets: {assets.root} (model, data, configs)", err=True)
     if prepare_only:
         return
+    from porter.convert import convert as convert_sources
+
     reports = convert_sources(discover([], installed=True), DEFAULT_OUTPUT)
     click.echo(summary(reports, Mode.WRITE) + f" into {DEFAULT_OUTPUT}/", err=True)
     job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -7,10 +7,8 @@ unchanged, skipped or failed, and a reason where there is one.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from porter.outputs import (
     ensure_package,
@@ -19,29 +17,10 @@ from porter.outputs import (
     unified_diff,
     write_atomically,
 )
-from porter.pipeline import CONVERTED, FAILED, port, SKIPPED, UNCHANGED
-from porter.rules.base import Settings
-from porter.sources import MissingSource, SourceFile
-
-
-class Mode(Enum):
-    WRITE = "write"
-    CHECK = "check"  # write nothing; report what is missing or stale
-    DIFF = "diff"  # write nothing; show what would change
-
-
-@dataclass
-class FileReport:
-    source: str
-    status: str
-    output: Optional[str] = None
-    rules: List[str] = field(default_factory=list)
-    reason: Optional[str] = None
-    variant: Optional[str] = None
-    diff: Optional[str] = None  # current output -> new output, when they differ
-
-    def as_json(self) -> Dict[str, object]:
-        return asdict(self)
+from porter.pipeline import port
+from porter.report import CONVERTED, FAILED, FileReport, Mode, UNCHANGED
+from porter.settings import Settings
+from porter.sources import MissingSource, read_source, SourceFile
 
 
 class OutputFolderError(Exception):
@@ -54,22 +33,6 @@ def check_output_folder(out_dir: Path) -> None:
     for parent in out_dir.parents:
         if parent.exists() and not parent.is_dir():
             raise OutputFolderError(f"{out_dir}: {parent} is a file, not a folder")
-
-
-def read_source(path: Path) -> str:
-    """The text of a source, or ValueError saying why it is not one."""
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise ValueError("is a folder")
-    except OSError as error:
-        raise ValueError(f"cannot read: {error.strerror or error}")
-    if b"\0" in data:
-        raise ValueError("binary file, not Python source")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"not UTF-8 text (byte {error.start}: {data[error.start]:#04x})")
 
 
 def convert(
@@ -149,23 +112,3 @@ def _failed(report: FileReport, reason: str) -> FileReport:
     report.status = FAILED
     report.reason = reason
     return report
-
-
-def summary(reports: Sequence[FileReport], mode: Mode) -> str:
-    counts = {status: 0 for status in (CONVERTED, UNCHANGED, SKIPPED, FAILED)}
-    for report in reports:
-        counts[report.status] += 1
-    converted = "to convert" if mode is not Mode.WRITE else CONVERTED
-    return (
-        f"porter: {counts[CONVERTED]} {converted}, {counts[UNCHANGED]} unchanged, "
-        f"{counts[SKIPPED]} skipped, {counts[FAILED]} failed"
-    )
-
-
-def exit_code(reports: Sequence[FileReport], mode: Mode) -> int:
-    """0 success; 1 changes pending (--check, --diff); 2 some file failed."""
-    if any(report.status == FAILED for report in reports):
-        return 2
-    if mode is not Mode.WRITE and any(report.status == CONVERTED for report in reports):
-        return 1
-    return 0

@@ -8,8 +8,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from porter.convert import convert
-from porter.pipeline import CONVERTED, UNCHANGED
+from porter.report import CONVERTED, UNCHANGED
 from porter.sources import discover, installed_recipes_dir
 from runtime.job import JobError
 
@@ -28,6 +27,8 @@ def resolve_recipe(recipe: str, recipes_dir: Path) -> Path:
     upstream = installed_recipes_dir() / f"{recipe}.py"
     if not upstream.is_file():
         raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name")
+    from porter.convert import convert  # the converter loads only when it is needed
+
     (source,) = [s for s in discover([], installed=True) if s.path == upstream]
     (report,) = convert([source], recipes_dir)
     if report.status not in (CONVERTED, UNCHANGED):

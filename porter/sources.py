@@ -106,3 +106,19 @@ def detect_version(path: Path) -> str:
         if version_txt.is_file() and (folder / "torchtune").is_dir():
             return version_txt.read_text().strip() or UNKNOWN_VERSION
     return UNKNOWN_VERSION
+
+
+def read_source(path: Path) -> str:
+    """The text of a source, or ValueError saying why it is not one."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise ValueError("is a folder")
+    except OSError as error:
+        raise ValueError(f"cannot read: {error.strerror or error}")
+    if b"\0" in data:
+        raise ValueError("binary file, not Python source")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text (byte {error.start}: {data[error.start]:#04x})")

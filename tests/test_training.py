@@ -261,3 +261,14 @@ def test_bad_ids_are_refused_before_anything_is_written(runs, job_id):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("porter: error: job_id ")
     assert not (runs.root / "ids").exists()
+
+
+def test_job_dataset_honours_packed(runs, demo):
+    done, events = runs("lora_finetune_single_device", "--dataset", str(demo.data / "chat.jsonl"), "dataset.packed=True", job_id="packed")
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = next(e for e in events if e["operation"] == "job_config")["data"]["config"]
+    assert config["dataset"]["packed"] is True
+    packed_steps = steps(events)
+    # 128 short conversations packed into 256-token sequences make fewer batches.
+    assert 0 < len(packed_steps) < STEPS
+    assert packed_steps[-1]["step_num"] == packed_steps[-1]["step_len"] == len(packed_steps)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 import libcst as cst
@@ -19,15 +18,7 @@ from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
 
 from porter.errors import PortError
 from porter.index import SourceIndex
-
-DEFAULT_RUNTIME_MODULE = "runtime"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a team may change about the generated code."""
-
-    runtime_module: str = DEFAULT_RUNTIME_MODULE
+from porter.settings import DEFAULT_RUNTIME_MODULE, Settings
 
 
 class PortingRule(CodemodCommand):

@@ -1,0 +1,49 @@
+"""How a conversion run reports: a status per file, a summary line, an exit code."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Dict, List, Optional, Sequence
+
+CONVERTED, UNCHANGED, SKIPPED, FAILED = "converted", "unchanged", "skipped", "failed"
+
+
+class Mode(Enum):
+    WRITE = "write"
+    CHECK = "check"  # write nothing; report what is missing or stale
+    DIFF = "diff"  # write nothing; show what would change
+
+
+@dataclass
+class FileReport:
+    source: str
+    status: str
+    output: Optional[str] = None
+    rules: List[str] = field(default_factory=list)
+    reason: Optional[str] = None
+    variant: Optional[str] = None
+    diff: Optional[str] = None  # current output -> new output, when they differ
+
+    def as_json(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+def summary(reports: Sequence[FileReport], mode: Mode) -> str:
+    counts = {status: 0 for status in (CONVERTED, UNCHANGED, SKIPPED, FAILED)}
+    for report in reports:
+        counts[report.status] += 1
+    converted = "to convert" if mode is not Mode.WRITE else CONVERTED
+    return (
+        f"porter: {counts[CONVERTED]} {converted}, {counts[UNCHANGED]} unchanged, "
+        f"{counts[SKIPPED]} skipped, {counts[FAILED]} failed"
+    )
+
+
+def exit_code(reports: Sequence[FileReport], mode: Mode) -> int:
+    """0 success; 1 changes pending (--check, --diff); 2 some file failed."""
+    if any(report.status == FAILED for report in reports):
+        return 2
+    if mode is not Mode.WRITE and any(report.status == CONVERTED for report in reports):
+        return 1
+    return 0
