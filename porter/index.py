@@ -108,6 +108,9 @@ class SourceIndex:
         for stmt in _child_statements(root):
             node = self._ast_of.get(id(stmt))
             if node is None:
+                # Rebuilt by an earlier rule (a renamed method): its own code is not
+                # indexed, but the statements inside it still are.
+                self._collect_self_uses(stmt, wanted, found)
                 continue
             if any(_reads_self(expr, wanted) for expr in _own_expressions(node)):
                 found.append(stmt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import libcst as cst
 import libcst.matchers as m
@@ -111,3 +111,62 @@ def epoch_loop(train: cst.FunctionDef, rule_id: str) -> cst.For:
 def epoch_attribute(loop: cst.For, index: int) -> str:
     """`self.epochs_run` / `self.total_epochs` as the loop spells them (PPO: `_`)."""
     return f"self.{loop.iter.args[index].value.attr.value}"
+
+
+_SELF = m.Name("self")
+# `self.global_step % self._log_every_n_steps == 0` in SFT loops; RL loops (PPO, GRPO)
+# count `self._steps_run` instead and log through a `log_metrics` method.
+_STEP_COUNTERS = {"global_step": "sft", "_steps_run": "rl"}
+_LOGGING_TEST = m.Comparison(
+    left=m.BinaryOperation(
+        left=m.Attribute(value=_SELF, attr=m.Name()),
+        operator=m.Modulo(),
+        right=m.Attribute(value=_SELF, attr=m.Name("_log_every_n_steps")),
+    ),
+    comparisons=[m.ComparisonTarget(operator=m.Equal(), comparator=m.Integer("0"))],
+)
+
+
+def _logging_kind(test: cst.BaseExpression) -> Optional[str]:
+    for comparison in m.findall(test, _LOGGING_TEST):
+        counter = comparison.left.left
+        if isinstance(counter, cst.Attribute) and m.matches(counter.value, _SELF):
+            kind = _STEP_COUNTERS.get(counter.attr.value)
+            if kind is not None:
+                return kind
+    return None
+
+
+def step_logging_block(loop: cst.For, rule_id: str) -> Tuple[cst.If, str]:
+    """The `if` that logs every N steps in the epoch loop, and the loop's kind:
+    'sft' (counts `self.global_step`) or 'rl' (counts `self._steps_run`)."""
+    blocks = [
+        (stmt, _logging_kind(stmt.test))
+        for stmt, _ in iter_statements(loop)
+        if isinstance(stmt, cst.If) and _logging_kind(stmt.test) is not None
+    ]
+    if len(blocks) != 1:
+        raise PortError(
+            rule_id,
+            "expected one `if self.global_step % self._log_every_n_steps == 0` block "
+            f"(`self._steps_run` in RL loops) in the epoch loop, found {len(blocks)}",
+            blocks[1][0] if len(blocks) > 1 else loop,
+        )
+    return blocks[0]
+
+
+def step_loop(loop: cst.For, rule_id: str) -> cst.For:
+    """The loop over the dataloader directly inside the epoch loop."""
+    loops = [
+        stmt
+        for stmt in block_statements(loop)
+        if isinstance(stmt, cst.For)
+        and m.findall(stmt.iter, m.Attribute(value=_SELF, attr=m.Name("_dataloader")))
+    ]
+    if len(loops) != 1:
+        raise PortError(
+            rule_id,
+            f"expected one loop over `self._dataloader` directly in the epoch loop, found {len(loops)}",
+            loops[1] if len(loops) > 1 else loop,
+        )
+    return loops[0]

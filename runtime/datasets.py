@@ -5,8 +5,12 @@ array:
 
 - chat:        {"messages": [{"role": "user", "content": "..."}, ...]}  (OpenAI style)
 - instruct:    {"instruction": "...", "input": "...", "output": "..."}  (input optional)
-- preference:  {"prompt": "...", "chosen": "...", "rejected": "..."}
+- preference:  {"prompt": "...", "chosen": "...", "rejected": "..."}, or chosen and
+               rejected as whole conversations (message lists, as in chat)
 - prompt:      {"prompt": "...", "answer": "..."}                        (answer optional)
+
+Which kinds a recipe trains on follows from its config's loss: DPO-style losses take
+preference data, PPO takes prompts, everything else chat or instruct data.
 
 The whole file is checked before training: the first bad line stops the job with its
 line number. The validated records are written, normalised, into the job folder; the
@@ -40,6 +44,24 @@ _FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "prompt": (("prompt",), ("answer",)),
 }
 SFT_KINDS = ("chat", "instruct")
+KIND_FIELDS = {
+    "chat": "messages",
+    "instruct": "instruction, input, output",
+    "preference": "prompt, chosen, rejected",
+    "prompt": "prompt",
+}
+
+
+def expected_kinds(loss_component: Optional[str]) -> Tuple[str, ...]:
+    """The dataset kinds a recipe trains on, from its config's loss component."""
+    name = (loss_component or "").rsplit(".", 1)[-1]
+    if "GRPO" in name:
+        return ("prompt",)
+    if any(tag in name for tag in ("DPO", "RSO", "SimPO", "IPO")):
+        return ("preference",)
+    if "PPO" in name:
+        return ("prompt",)
+    return SFT_KINDS
 
 
 def detect_kind(record: Dict[str, Any]) -> Optional[str]:
@@ -67,6 +89,11 @@ def _check(record: Any, kind: Optional[str], where: str) -> Tuple[str, Dict[str,
         raise DatasetError(f"{where}: a {found} record in a {kind} dataset")
     if found == "chat":
         return found, {"messages": _check_messages(record["messages"], where)}
+    if found == "preference" and isinstance(record.get("chosen"), list):
+        return found, {
+            "chosen": _check_messages(record["chosen"], where, "chosen"),
+            "rejected": _check_messages(record.get("rejected"), where, "rejected"),
+        }
     required, optional = _FIELDS[found]
     normal = {}
     for name in required + optional:
@@ -78,15 +105,23 @@ def _check(record: Any, kind: Optional[str], where: str) -> Tuple[str, Dict[str,
         if not isinstance(record[name], str):
             raise DatasetError(f"{where}: field '{name}' must be a string, got {_type(record[name])}")
         normal[name] = record[name]
+    if found == "preference":  # as conversations, the form torchtune's builder reads
+        return found, {
+            answer: [
+                {"role": "user", "content": normal["prompt"]},
+                {"role": "assistant", "content": normal[answer]},
+            ]
+            for answer in ("chosen", "rejected")
+        }
     return found, normal
 
 
-def _check_messages(messages: Any, where: str) -> List[Dict[str, str]]:
+def _check_messages(messages: Any, where: str, name: str = "messages") -> List[Dict[str, str]]:
     if not isinstance(messages, list) or not messages:
-        raise DatasetError(f"{where}: field 'messages' must be a non-empty list, got {_type(messages)}")
+        raise DatasetError(f"{where}: field '{name}' must be a non-empty list, got {_type(messages)}")
     normal = []
     for index, message in enumerate(messages):
-        field = f"messages[{index}]"
+        field = f"{name}[{index}]"
         if not isinstance(message, dict):
             raise DatasetError(f"{where}: {field} must be an object, got {_type(message)}")
         role, content = message.get("role"), message.get("content")
@@ -96,7 +131,7 @@ def _check_messages(messages: Any, where: str) -> List[Dict[str, str]]:
             raise DatasetError(f"{where}: {field}.content must be a string, got {_type(content)}")
         normal.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in normal):
-        raise DatasetError(f"{where}: field 'messages' has no assistant message to learn from")
+        raise DatasetError(f"{where}: field '{name}' has no assistant message to learn from")
     return normal
 
 
@@ -189,6 +224,11 @@ class Dataset:
         os.replace(partial, target)
         return cls(target, kind, size, source)
 
+    def check_kind(self, kinds: Tuple[str, ...], recipe: str) -> None:
+        if self.kind not in kinds:
+            wanted = " or ".join(f"{kind} ({KIND_FIELDS[kind]})" for kind in kinds)
+            raise DatasetError(f"{self.source}: a {self.kind} dataset, but {recipe} trains on {wanted} data")
+
     def builder_config(self, options: Dict[str, Any]) -> Dict[str, Any]:
         """The torchtune dataset config that builds this dataset, with the recipe
         config's dataset `options` (packed, train_on_input) that apply to it."""
@@ -204,4 +244,41 @@ class Dataset:
             }
         if self.kind == "instruct":
             return {"_component_": "torchtune.datasets.alpaca_dataset", **common, **kept}
-        raise DatasetError(f"{self.source}: {self.kind} datasets have no builder for this recipe")
+        if self.kind == "preference":
+            return {"_component_": "torchtune.datasets.preference_dataset", **common}
+        return {
+            "_component_": "torchtune.datasets.text_completion_dataset",
+            **common,
+            "column": "prompt",
+            "add_eos": False,
+        }
+
+    def mix_entry(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        """This dataset as an entry of a dataset mix (`datasets:` in multi-dataset
+        recipes): loaded by `load_hf_dataset`, turned into messages by its transform."""
+        if self.kind not in SFT_KINDS:
+            raise DatasetError(f"{self.source}: a {self.kind} dataset cannot join a dataset mix")
+        transform = "OpenAIToMessages" if self.kind == "chat" else "AlpacaToMessages"
+        return {
+            "source": "json",
+            "data_files": str(self.path),
+            "split": "train",
+            "transform": {
+                "_component_": f"torchtune.data.{transform}",
+                "train_on_input": options.get("train_on_input", False),
+            },
+            "weight": 1.0,
+        }
+
+
+def build(config: Any, tokenizer: Any) -> Any:
+    """A job dataset from its config: a torchtune dataset tokenized by `tokenizer`, or
+    for a dataset-mix entry the torchdata node the mix recipe tokenizes itself."""
+    from torchtune import config as torchtune_config
+
+    if "_component_" in config:
+        return torchtune_config.instantiate(config, tokenizer)
+    from torchtune.data._utils import load_hf_dataset
+
+    options = {key: value for key, value in config.items() if key not in ("transform", "weight")}
+    return load_hf_dataset(**options, transform=torchtune_config.instantiate(config.transform))

@@ -25,7 +25,7 @@ from runtime.datasets import Dataset
 from runtime.errors import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
 from runtime.job_logger import JobLogger, read_events, utc_now
-from runtime.run import build_sinks, refuse_rerun, started_data
+from runtime.run import build_sinks, check_dataset_kind, refuse_rerun, started_data
 from runtime.settings import RuntimeSettings
 
 # Exit codes of `porter run`.
@@ -109,6 +109,8 @@ def supervise(launch: Launch) -> Outcome:
                 started_data(launch.recipe.stem, _world_size(launch), launch.dataset_source, resuming),
             )
             dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
+            if dataset is not None:
+                check_dataset_kind(launch.config, dataset, launch.recipe.stem)
             config = OmegaConf.merge(launch.config, {"porter": {"supervised": True}})
             if launch.distributed:
                 _run_distributed(launch, paths, config, dataset)

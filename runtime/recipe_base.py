@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from runtime.datasets import build as build_dataset
 from runtime.checkpoints import CheckpointPolicy, keep_recipe_state, snapshot, written_since
 from runtime.job import JobPaths
 from runtime.job_logger import JobLogger
@@ -64,15 +65,19 @@ class RecipeBase:
 
     @property
     def dataset(self) -> Any:
-        """The job's dataset as a torchtune dataset, tokenized with the recipe's own
-        tokenizer (so it must be read after `_setup` made `self._tokenizer`)."""
+        """The job's dataset, built with the recipe's own tokenizer (so read it after
+        `_setup` made `self._tokenizer`); None when the job brought none."""
         if self._job.dataset_config is None:
             return None
         if self._job.built_dataset is None:
-            from torchtune import config
-
-            self._job.built_dataset = config.instantiate(self._job.dataset_config, self._tokenizer)
+            self._job.built_dataset = build_dataset(self._job.dataset_config, self._tokenizer)
         return self._job.built_dataset
+
+    @property
+    def job_dataset_config(self) -> Optional[DictConfig]:
+        """The config node the job's dataset replaced: recipes that also build a
+        validation set take the job's dataset only for this one."""
+        return self._job.dataset_config
 
     # Right in every process: from the process group once there is one, else from the
     # launcher's environment, which exists before a recipe starts its group in `_init`.

@@ -18,7 +18,7 @@ from typing import List, Optional, Type
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runtime.checkpoints import CheckpointPolicy, resume_config
-from runtime.datasets import Dataset
+from runtime.datasets import Dataset, expected_kinds
 from runtime.errors import terminal_operation, write_error_report
 from runtime.job import JobError, JobLock, JobPaths
 from runtime.job_logger import JobLogger, logged_keys, read_events
@@ -64,12 +64,14 @@ def run_recipe(
                         resuming,
                     ),
                 )
-            job_cfg = job_config(cfg, paths, dataset, history if resuming else None)
+            job_cfg = job_config(
+                cfg, paths, dataset, history if resuming else None, workflow_name(recipe_class)
+            )
             job = JobContext(
                 paths=paths,
                 logger=logger,
                 checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps),
-                dataset_config=job_cfg.dataset if dataset is not None else None,
+                dataset_config=job_dataset_config(job_cfg) if dataset is not None else None,
             )
             if rank == 0:
                 logger.start_heartbeat(settings.heartbeat_s)
@@ -137,7 +139,11 @@ _OUTPUT_KEYS = {"metric_logger": "log_dir", "profiler": "output_dir"}
 
 
 def job_config(
-    cfg: DictConfig, paths: JobPaths, dataset: Optional[Dataset], history: Optional[List[dict]]
+    cfg: DictConfig,
+    paths: JobPaths,
+    dataset: Optional[Dataset],
+    history: Optional[List[dict]],
+    recipe: str = "the recipe",
 ) -> DictConfig:
     """`cfg` with every output inside the job folder, the job's dataset in place of the
     config's, and, when resuming, the checkpointer pointed at the last save."""
@@ -154,12 +160,35 @@ def job_config(
         elif key in _OUTPUT_KEYS and _OUTPUT_KEYS[key] in section:
             section[_OUTPUT_KEYS[key]] = str(paths.logs if key == "metric_logger" else paths.logs / "profiling")
     if dataset is not None:
-        options = cfg.dataset if isinstance(cfg.get("dataset"), DictConfig) else {}
-        if isinstance(cfg.get("dataset"), ListConfig):
-            options = {"packed": any(d.get("packed", False) for d in cfg.dataset)}
-        built = dataset.builder_config(dict(options))
-        built["cache_dir"] = str(paths.cache / "datasets")
-        cfg.dataset = built
+        check_dataset_kind(cfg, dataset, recipe)
+        inject_dataset(cfg, dataset, paths)
     if history is not None:
         cfg = resume_config(cfg, paths, history)
     return cfg
+
+
+def inject_dataset(cfg: DictConfig, dataset: Dataset, paths: JobPaths) -> None:
+    """Put the job's dataset where the config names its training data: `dataset`, or
+    `datasets` in recipes that mix datasets. The config then says what the job ran."""
+    if isinstance(cfg.get("dataset"), (DictConfig, ListConfig)):
+        options = cfg.dataset
+        if isinstance(options, ListConfig):
+            options = {"packed": any(d.get("packed", False) for d in options)}
+        cfg.dataset = {**dataset.builder_config(dict(options)), "cache_dir": str(paths.cache / "datasets")}
+    elif isinstance(cfg.get("datasets"), ListConfig):
+        options = cfg.get("dataloader") or {}
+        cfg.datasets = [{**dataset.mix_entry(dict(options)), "cache_dir": str(paths.cache / "datasets")}]
+    else:
+        raise JobError("dataset: the config has no `dataset` or `datasets` section for the job's dataset to replace")
+
+
+def check_dataset_kind(cfg: DictConfig, dataset: Dataset, recipe: str) -> None:
+    """Refuse data of another kind than the recipe trains on (its config's loss says)."""
+    loss = cfg.get("loss")
+    component = loss.get("_component_") if isinstance(loss, DictConfig) else None
+    dataset.check_kind(expected_kinds(component), recipe)
+
+
+def job_dataset_config(cfg: DictConfig) -> DictConfig:
+    """The config node of the injected dataset, as the recipe will be given it."""
+    return cfg.dataset if "dataset" in cfg else cfg.datasets[0]

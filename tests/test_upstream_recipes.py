@@ -13,14 +13,6 @@ from porter.pipeline import port
 from porter.sources import discover
 from upstream_checks import check_port
 
-# Recipes whose loops are not SFT-shaped: ported by the RL and multi-dataset rules.
-NOT_YET = {
-    "ppo_full_finetune_single_device.py": "P005 expected one `t0 = time.perf_counter()`",
-    "dev/grpo_full_finetune_distributed.py": "P005 expected one `t0 = time.perf_counter()`",
-    "dev/lora_finetune_distributed_multi_dataset.py": "P008 expected one `if isinstance(<dataset config>, ListConfig):`",
-}
-
-
 def training_recipes(root: Path):
     """Files with a module-level FTRecipeInterface subclass, found with the stdlib ast."""
     found = []
@@ -51,20 +43,16 @@ def test_every_training_recipe_is_found(release):
 
 def test_in_scope_recipes_port_with_every_invariant(release):
     version, root = release
-    checked = 0
-    for name in training_recipes(root):
+    names = training_recipes(root)
+    for name in names:
         upstream = (root / name).read_text()
         result = port(upstream)
-        if name in NOT_YET:
-            assert result.status == "failed" and NOT_YET[name] in result.reason, (name, result.reason)
-            continue
         assert result.status == "converted", (name, result.reason)
         try:
             check_port(upstream, result.code)
         except AssertionError as error:
-            raise AssertionError(f"torchtune {version} {name}: {error}") from error
-        checked += 1
-    assert checked >= EXPECTED_COUNTS[version] - len(NOT_YET)
+            raise AssertionError(f"torchtune {version} {name}: {error!r}") from error
+    assert len(names) == EXPECTED_COUNTS[version]
 
 
 def test_ports_are_deterministic_and_idempotent(release):

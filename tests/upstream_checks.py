@@ -13,10 +13,10 @@ from typing import Dict, List
 import black
 from pyflakes.checker import Checker
 
-STEP_EVENT_ARGS = {
+SFT_STEP_EVENT = {
     "gpu_rank": "self.rank",
     "step_num": "self.global_step",
-    "step_len": "self._steps_per_epoch * self.total_epochs",
+    "step_len": "self._steps_per_epoch * {total}",
     "step_loss": "float(log_dict['loss'])",
     "step_lr": "log_dict['lr']",
     "step_peak_memory_active": "log_dict.get('peak_memory_active')",
@@ -24,12 +24,25 @@ STEP_EVENT_ARGS = {
     "step_peak_memory_reserved": "log_dict.get('peak_memory_reserved')",
     "step_time_elapsed_s": "time_per_step",
     "epoch_num": "curr_epoch + 1",
-    "epoch_len": "self.total_epochs",
+    "epoch_len": "{total}",
 }
-EPOCH_EVENT_ARGS = {
+RL_STEP_EVENT = {
+    "gpu_rank": "self.rank",
+    "step_num": "self._steps_run",
+    "step_len": "self._total_steps",
+    "step_loss": "float({stats}.loss.detach().mean())",
+    "step_lr": "training.get_lr(self._optimizer or self._optim_ckpt_wrapper)",
+    "step_peak_memory_active": "None",
+    "step_peak_memory_alloc": "None",
+    "step_peak_memory_reserved": "None",
+    "step_time_elapsed_s": "time.perf_counter() - t_step_start",
+    "epoch_num": "curr_epoch + 1",
+    "epoch_len": "{total}",
+}
+EPOCH_EVENT = {
     "gpu_rank": "self.rank",
     "epoch_num": "curr_epoch + 1",
-    "epoch_len": "self.total_epochs",
+    "epoch_len": "{total}",
     "epoch_time_elapsed_s": "time.perf_counter() - t_epoch_start",
 }
 INTERFACE = ("load_checkpoint", "setup", "train", "save_checkpoint", "cleanup")
@@ -78,6 +91,28 @@ def methods(cls: ast.ClassDef) -> Dict[str, ast.FunctionDef]:
     return {node.name: node for node in cls.body if isinstance(node, ast.FunctionDef)}
 
 
+def names_in(node: ast.AST) -> set:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def pyflakes_messages(tree: ast.Module) -> List[tuple]:
+    """(kind, name) of each pyflakes message: undefined and unused names."""
+    return [(type(m).__name__, m.message_args[0]) for m in Checker(tree).messages if m.message_args]
+
+
+def epoch_loop(train: ast.FunctionDef) -> ast.For:
+    (loop,) = [
+        stmt
+        for stmt, _, _ in walk_statements(train.body)
+        if isinstance(stmt, ast.For) and ast.unparse(stmt.iter).startswith(("range(self.epochs_run", "range(self._epochs_run"))
+    ]
+    return loop
+
+
+def is_rl(train: ast.FunctionDef) -> bool:
+    return "self._steps_run % self._log_every_n_steps == 0" in ast.unparse(train)
+
+
 def check_port(upstream: str, generated: str) -> None:
     """Assert everything the converter promises about one ported recipe."""
     compile(generated, "<generated>", "exec")
@@ -93,9 +128,10 @@ def check_port(upstream: str, generated: str) -> None:
     for name in INTERFACE + ("__init__",):
         assert name not in ported, f"public `{name}` left"
     assert "_init" in ported and "_train" in ported and "_setup" in ported
+    assert "_save_checkpoint" in ported, "a port never leaves the weights unsaved"
 
     # No @config.parse, no __main__ block; recipe_main has the job signature and hands
-    # the recipe class to run_recipe once.
+    # the recipe class to run_recipe once; its other statements survive, in order.
     assert "@config.parse" not in generated
     assert not any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body)
     (main,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "recipe_main"]
@@ -106,49 +142,38 @@ def check_port(upstream: str, generated: str) -> None:
     runs = [n for n in ast.walk(main) if isinstance(n, ast.Call) and ast.unparse(n.func) == "run_recipe"]
     assert len(runs) == 1
     assert [ast.unparse(a) for a in runs[0].args] == [cls.name, "job_id", "user_id", "cfg", "dataset"]
-    assert "recipe.setup" not in ast.unparse(main) and "recipe.train" not in ast.unparse(main)
-    # recipe_main's other statements survive, in order.
     (source_main,) = [n for n in source_tree.body if isinstance(n, ast.FunctionDef) and n.name == "recipe_main"]
     kept = [ast.unparse(s) for s in source_main.body if "recipe" not in names_in(s)]
     assert [ast.unparse(s) for s in main.body if not (isinstance(s, ast.Expr) and s.value in runs)] == kept
 
     train = ported["_train"]
+    loop = epoch_loop(train)
+    total = ast.unparse(loop.iter.args[1])
     # Checkpoint saving left the training loop.
     for stmt, _, _ in walk_statements(train.body):
         text = ast.unparse(stmt) if not isinstance(stmt, (ast.For, ast.While, ast.With, ast.If)) else ""
         assert "save_checkpoint(" not in text.replace("save_checkpoint_if_due(", ""), f"save left in _train: {text}"
 
-    # The epoch clock starts right above the t0 declaration.
-    body = [ast.unparse(s) for s in train.body]
-    t0 = body.index("t0 = time.perf_counter()")
-    assert body[t0 - 1] == "t_epoch_start = time.perf_counter()"
+    if is_rl(train):
+        check_rl_events(train, loop, total)
+    else:
+        check_sft_events(train, total)
 
-    # log_step: once, right after the metric-logger call, inside the step-logging block.
-    (step,) = calls_to(train.body, "self.job_logger.log_step")
-    stmt, block, parents = step
-    assert ast.unparse(block[block.index(stmt) - 1].value.func) == "self._metric_logger.log_dict"
-    assert "self.global_step % self._log_every_n_steps == 0" in ast.unparse(parents[-1].test)
-    assert keywords(stmt.value) == STEP_EVENT_ARGS
-
-    # log_epoch: once per epoch, after `self.epochs_run += 1` and the runtime's
-    # checkpoint hook, followed by the reset of the epoch clock.
+    # log_epoch: once per epoch, after the epoch count and the runtime's checkpoint
+    # hook, followed by the reset of the epoch clock.
     (epoch,) = calls_to(train.body, "self.job_logger.log_epoch")
     stmt, block, parents = epoch
-    loop = parents[-1]
-    assert isinstance(loop, ast.For) and ast.unparse(loop.iter) == "range(self.epochs_run, self.total_epochs)"
+    assert parents[-1] is loop
     position = block.index(stmt)
+    counter = "self._epochs_run" if "_epochs_run" in ast.unparse(loop.iter) else "self.epochs_run"
     assert [ast.unparse(s) for s in block[position - 2 : position]] == [
-        "self.epochs_run += 1",
-        "self.save_checkpoint_if_due(epoch=curr_epoch, total_epochs=self.total_epochs)",
+        f"{counter} += 1",
+        f"self.save_checkpoint_if_due(epoch=curr_epoch, total_epochs={total})",
     ]
     assert ast.unparse(block[position + 1]) == "t_epoch_start = time.perf_counter()"
-    assert keywords(stmt.value) == EPOCH_EVENT_ARGS
+    assert keywords(stmt.value) == {k: v.format(total=total) for k, v in EPOCH_EVENT.items()}
 
-    # _setup_data takes the injected dataset first, then the original branches.
-    setup_data = ported["_setup_data"]
-    (branch,) = [s for s in setup_data.body if isinstance(s, ast.If) and ast.unparse(s.test) == "self.dataset"]
-    assert ast.unparse(branch.body[0]) == "ds = self.dataset"
-    assert ast.unparse(branch.orelse[0].test).startswith("isinstance(cfg_dataset, ListConfig)")
+    check_dataset_injection(ported["_setup_data"], source_cls)
 
     # Methods porter does not rewrite are byte-identical to upstream.
     for name, node in methods(source_cls).items():
@@ -162,10 +187,57 @@ def check_port(upstream: str, generated: str) -> None:
     assert not new_messages, new_messages
 
 
-def names_in(node: ast.AST) -> set:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+def check_sft_events(train: ast.FunctionDef, total: str) -> None:
+    # The epoch clock starts right above the t0 declaration.
+    body = [ast.unparse(s) for s in train.body]
+    t0 = body.index("t0 = time.perf_counter()")
+    assert body[t0 - 1] == "t_epoch_start = time.perf_counter()"
+    # log_step: once, right after the metric-logger call, inside the step-logging block.
+    (step,) = calls_to(train.body, "self.job_logger.log_step")
+    stmt, block, parents = step
+    assert ast.unparse(block[block.index(stmt) - 1].value.func) == "self._metric_logger.log_dict"
+    assert "self.global_step % self._log_every_n_steps == 0" in ast.unparse(parents[-1].test)
+    assert keywords(stmt.value) == {k: v.format(total=total) for k, v in SFT_STEP_EVENT.items()}
 
 
-def pyflakes_messages(tree: ast.Module) -> List[tuple]:
-    """(kind, name) of each pyflakes message: undefined and unused names."""
-    return [(type(m).__name__, m.message_args[0]) for m in Checker(tree).messages if m.message_args]
+def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str) -> None:
+    # The epoch clock starts right above the statement holding the epoch loop; the
+    # step clock at the top of the loop over the dataloader.
+    holder = next(s for s in train.body if loop in ast.walk(s))
+    assert ast.unparse(train.body[train.body.index(holder) - 1]) == "t_epoch_start = time.perf_counter()"
+    (step_loop,) = [s for s in loop.body if isinstance(s, ast.For) and "self._dataloader" in ast.unparse(s.iter)]
+    assert ast.unparse(step_loop.body[0]) == "t_step_start = time.perf_counter()"
+    # log_step: on rank 0, right after the recipe's log_metrics call, with the loss of
+    # the stats it logs.
+    (step,) = calls_to(train.body, "self.job_logger.log_step")
+    stmt, block, parents = step
+    guard = parents[-1]
+    assert ast.unparse(guard.test) == "self.rank == 0" and guard.body == [stmt]
+    logging_block = parents[-2]
+    assert "self._steps_run % self._log_every_n_steps == 0" in ast.unparse(logging_block.test)
+    log_call = logging_block.body[logging_block.body.index(guard) - 1].value
+    assert ast.unparse(log_call.func) == "self.log_metrics"
+    (stats,) = [ast.unparse(a) for a in log_call.args if isinstance(a, ast.Call) and ast.unparse(a.func).endswith("Stats")]
+    assert keywords(stmt.value) == {k: v.format(total=total, stats=stats) for k, v in RL_STEP_EVENT.items()}
+
+
+def check_dataset_injection(setup_data: ast.FunctionDef, source_cls: ast.ClassDef) -> None:
+    """The injected dataset comes first: before the ListConfig branch, or, in a dataset
+    mix, before the loop over the dataset configs."""
+    injected = [s for s in setup_data.body if isinstance(s, ast.If) and ast.unparse(s.test).startswith("self.dataset")]
+    assert len(injected) == 1
+    (branch,) = injected
+    position = setup_data.body.index(branch)
+    if branch.orelse:
+        assert ast.unparse(branch.body[0]) == "ds = self.dataset"
+        assert ast.unparse(branch.orelse[0].test).startswith("isinstance(cfg_dataset, ListConfig)")
+        setups = ast.unparse(source_cls).count("self._setup_data(")
+        expected = "self.dataset and cfg_dataset is self.job_dataset_config" if setups > 1 else "self.dataset"
+        assert ast.unparse(branch.test) == expected
+    else:
+        following = setup_data.body[position + 1]
+        assert isinstance(following, ast.For) and ast.unparse(following.iter) == "enumerate(cfg_datasets)"
+        assert [ast.unparse(s) for s in branch.body] == [
+            "datasets['job'], weights['job'] = (self.dataset, 1.0)",
+            "cfg_datasets = []",
+        ]

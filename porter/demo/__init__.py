@@ -15,13 +15,13 @@ import yaml
 from porter import __version__
 from porter.demo import data
 from porter.demo.configs import demo_configs
-from porter.demo.model import MODEL_ARGS, write_model
+from porter.demo.model import MODEL_ARGS, write_model, write_reward_model
 from porter.demo.tokenizer import write_tokenizer
 
 DEFAULT_DIR = Path(".porter-demo")
 _STAMP = ".porter-demo"
 # Bump when the generated assets change, so cached folders are rebuilt.
-ASSETS_VERSION = "3"
+ASSETS_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def prepare(directory: Path = DEFAULT_DIR) -> DemoAssets:
     # Build beside the target and swap it in whole: never a half-made folder.
     building = root.with_name(root.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
-    for folder in ("model", "data", "configs"):
+    for folder in ("model", "teacher", "reward", "data", "configs"):
         (building / folder).mkdir(parents=True)
     _write_assets(building, root)
     (building / _STAMP).write_text(expected)
@@ -69,9 +69,15 @@ def _write_assets(building: Path, root: Path) -> None:
     data.write_json(building / "data" / "instruct.json", data.instruct_records(items))
     data.write_jsonl(building / "data" / "chat.jsonl", data.chat_records(items))
     data.write_jsonl(building / "data" / "preference.jsonl", data.preference_records(items))
+    data.write_jsonl(building / "data" / "preference_messages.jsonl", data.preference_message_records(items))
     data.write_jsonl(building / "data" / "prompts.jsonl", data.prompt_records(items))
     write_tokenizer(data.corpus(items), building / "model", vocab_size=MODEL_ARGS["vocab_size"])
-    write_model(building / "model")
+    write_model(building / "model", seed=0)
+    write_model(building / "teacher", seed=1)
+    write_reward_model(building / "reward", seed=2)
+    for folder in ("teacher", "reward"):  # checkpointers copy these beside the weights
+        for name in ("tokenizer.model", "special_tokens.json"):
+            shutil.copy(building / "model" / name, building / folder / name)
     for name, config in demo_configs(root).items():
         path = building / "configs" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
-"""One config per generated recipe, pointing at the demo's model, tokenizer and data.
+"""One config per generated recipe, pointing at the demo's models, tokenizer and data.
 
-Each is a plain torchtune config: `tune run <recipe> --config <file>` takes it as is,
-and so does `porter run`.
+Each is a plain torchtune config: `tune run <recipe> --config <file>` takes it as is
+(where upstream runs on a CPU at all; README, "Recipes on CPU"), and so does `porter run`.
 """
 
 from __future__ import annotations
@@ -11,37 +11,55 @@ from pathlib import Path
 from typing import Callable, Dict
 
 from porter.demo.model import MODEL_ARGS
+from porter.demo.tokenizer import special_token_id
 
 Config = Dict[str, object]
 
+LORA = {
+    "lora_attn_modules": ["q_proj", "v_proj", "output_proj"],
+    "apply_lora_to_mlp": True,
+    "lora_rank": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+}
+
+
+def _checkpointer(folder: Path, model_type: str = "LLAMA3_2", output_dir: str = "${output_dir}") -> Config:
+    return {
+        "_component_": "torchtune.training.FullModelHFCheckpointer",
+        "checkpoint_dir": str(folder),
+        "checkpoint_files": ["model.safetensors"],
+        "recipe_checkpoint": None,
+        "output_dir": output_dir,
+        "model_type": model_type,
+    }
+
+
+def _data(root: Path, kind: str) -> Config:
+    common = {"source": "json", "data_files": str(root / "data" / _DATA_FILES[kind]), "split": "train"}
+    if kind == "instruct":
+        return {"_component_": "torchtune.datasets.alpaca_dataset", **common, "packed": False}
+    if kind == "preference":
+        return {"_component_": "torchtune.datasets.preference_dataset", **common}
+    return {"_component_": "torchtune.datasets.text_completion_dataset", **common, "column": "prompt", "add_eos": False}
+
+
+_DATA_FILES = {"instruct": "instruct.json", "preference": "preference_messages.jsonl", "prompt": "prompts.jsonl"}
+
 
 def _base(root: Path, name: str) -> Config:
-    model_dir = root / "model"
     return {
         "output_dir": str(root / "output" / name),
         "model": {"_component_": "torchtune.models.llama3_2.llama3_2", **MODEL_ARGS},
         "tokenizer": {
             "_component_": "torchtune.models.llama3.llama3_tokenizer",
-            "path": str(model_dir / "tokenizer.model"),
-            "special_tokens_path": str(model_dir / "special_tokens.json"),
+            "path": str(root / "model" / "tokenizer.model"),
+            "special_tokens_path": str(root / "model" / "special_tokens.json"),
             "max_seq_len": MODEL_ARGS["max_seq_len"],
         },
-        "checkpointer": {
-            "_component_": "torchtune.training.FullModelHFCheckpointer",
-            "checkpoint_dir": str(model_dir),
-            "checkpoint_files": ["model.safetensors"],
-            "recipe_checkpoint": None,
-            "output_dir": "${output_dir}",
-            "model_type": "LLAMA3_2",
-        },
+        "checkpointer": _checkpointer(root / "model"),
         "resume_from_checkpoint": False,
-        "dataset": {
-            "_component_": "torchtune.datasets.alpaca_dataset",
-            "source": "json",
-            "data_files": str(root / "data" / "instruct.json"),
-            "split": "train",
-            "packed": False,
-        },
+        "dataset": _data(root, "instruct"),
         "seed": 1234,
         "shuffle": True,
         "batch_size": 4,
@@ -70,16 +88,13 @@ def _base(root: Path, name: str) -> Config:
     }
 
 
-def _lora(config: Config) -> Config:
-    config["model"] = {
-        **config["model"],
-        "_component_": "torchtune.models.llama3_2.lora_llama3_2",
-        "lora_attn_modules": ["q_proj", "v_proj", "output_proj"],
-        "apply_lora_to_mlp": True,
-        "lora_rank": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.0,
-    }
+def _full(config: Config, root: Path) -> Config:
+    config["optimizer_in_bwd"] = False
+    return config
+
+
+def _lora(config: Config, root: Path) -> Config:
+    config["model"] = {**config["model"], "_component_": "torchtune.models.llama3_2.lora_llama3_2", **LORA}
     # Saves the merged model too. On CPU upstream's merge writes into the live model
     # (`v.cpu()` is no copy there) and corrupts training after the first save; porter's
     # runtime guards against it (runtime/cpu_compat.py), `tune run` does not.
@@ -87,24 +102,136 @@ def _lora(config: Config) -> Config:
     return config
 
 
-def _distributed(config: Config) -> Config:
+def _distributed(config: Config, root: Path) -> Config:
     config["fsdp_cpu_offload"] = False
     return config
 
 
-def _full(config: Config) -> Config:
-    config["optimizer_in_bwd"] = False
+def _distillation(config: Config, root: Path) -> Config:
+    config["teacher_model"] = {"_component_": "torchtune.models.llama3_2.llama3_2", **MODEL_ARGS}
+    config["teacher_checkpointer"] = _checkpointer(root / "teacher")
+    config["kd_loss"] = {"_component_": "torchtune.modules.loss.ForwardKLWithChunkedOutputLoss"}
+    config["kd_ratio"] = 0.5
     return config
 
 
-RECIPE_CONFIGS: Dict[str, Callable[[Config], Config]] = {
+def _preference(config: Config, root: Path) -> Config:
+    config["dataset"] = _data(root, "preference")
+    config["loss"] = {"_component_": "torchtune.rlhf.loss.DPOLoss", "beta": 0.1}
+    return config
+
+
+def _reference(config: Config, root: Path) -> Config:
+    config["ref_checkpointer"] = _checkpointer(root / "model")
+    return config
+
+
+def _qat(config: Config, root: Path) -> Config:
+    config["quantizer"] = {
+        "_component_": "torchtune.training.quantization.Int8DynActInt4WeightQATQuantizer",
+        "groupsize": 32,
+    }
+    return config
+
+
+def _multi_dataset(config: Config, root: Path) -> Config:
+    del config["dataset"]
+    config["dataloader"] = {
+        "shuffle": True,
+        "collate_fn": "torchtune.data.padded_collate_sft",
+        "parallel_method": "thread",
+        "num_workers": 0,
+        "pin_memory": False,
+        "packed": False,
+    }
+    config["datasets"] = [
+        {
+            "source": "json",
+            "data_files": str(root / "data" / "instruct.json"),
+            "split": "train",
+            "transform": {"_component_": "torchtune.data.AlpacaToMessages", "train_on_input": False},
+            "weight": 1.0,
+        },
+        {
+            "source": "json",
+            "data_files": str(root / "data" / "chat.jsonl"),
+            "split": "train",
+            "transform": {"_component_": "torchtune.data.OpenAIToMessages", "train_on_input": False},
+            "weight": 1.0,
+        },
+    ]
+    return config
+
+
+def _ppo(config: Config, root: Path) -> Config:
+    for key in ("model", "checkpointer", "epochs", "max_steps_per_epoch", "lr_scheduler", "clip_grad_norm"):
+        config.pop(key)
+    config.update(
+        {
+            "dataset": _data(root, "prompt"),
+            "policy_model": {"_component_": "torchtune.models.llama3_2.llama3_2", **MODEL_ARGS},
+            "reward_and_value_model": {
+                "_component_": "torchtune.models.mistral._component_builders.mistral_classifier",
+                "num_classes": 1,
+                **{k: MODEL_ARGS[k] for k in ("vocab_size", "num_layers", "num_heads", "num_kv_heads", "embed_dim", "intermediate_dim", "max_seq_len")},
+            },
+            "checkpointer": _checkpointer(root / "model", output_dir="${output_dir}/policy"),
+            "ref_policy_checkpointer": _checkpointer(root / "model", output_dir="${output_dir}/ref_policy"),
+            "value_checkpointer": _checkpointer(root / "reward", "REWARD", "${output_dir}/value"),
+            "reward_checkpointer": _checkpointer(root / "reward", "REWARD", "${output_dir}/reward"),
+            "num_steps": 8,
+            "ppo_epochs": 1,
+            "ppo_batch_size": 4,
+            "forward_batch_size": 4,
+            "optimizer_in_bwd": False,
+            "enable_kv_cache": True,
+            "max_generated_tokens": 8,
+            "temperature": 0.7,
+            "top_k": None,
+            "min_response_length": 2,
+            "penalise_no_eos": True,
+            "reward_penalty": -3,
+            "stop_token_ids": [special_token_id("<|end_of_text|>", MODEL_ARGS["vocab_size"])],
+            "whiten_rewards": False,
+            "gamma": 1,
+            "lmbda": 0.95,
+            "loss": {"_component_": "torchtune.rlhf.loss.PPOLoss", "epsilon": 0.2, "value_coeff": 0.1, "value_clip_range": 0.2},
+            "kl_coeff": 0.01,
+        }
+    )
+    return config
+
+
+Shaper = Callable[[Config, Path], Config]
+
+
+def _chain(*shapers: Shaper) -> Shaper:
+    def shape(config: Config, root: Path) -> Config:
+        for shaper in shapers:
+            config = shaper(config, root)
+        return config
+
+    return shape
+
+
+RECIPE_CONFIGS: Dict[str, Shaper] = {
     "full_finetune_single_device": _full,
     "lora_finetune_single_device": _lora,
-    "full_finetune_distributed": lambda c: _distributed(_full(c)),
-    "lora_finetune_distributed": lambda c: _distributed(_lora(c)),
+    "full_finetune_distributed": _chain(_full, _distributed),
+    "lora_finetune_distributed": _chain(_lora, _distributed),
+    "knowledge_distillation_single_device": _chain(_lora, _distillation),
+    "knowledge_distillation_distributed": _chain(_lora, _distillation, _distributed),
+    "lora_dpo_single_device": _chain(_lora, _preference),
+    "lora_dpo_distributed": _chain(_lora, _preference, _distributed),
+    "full_dpo_distributed": _chain(_full, _preference, _reference, _distributed),
+    "ppo_full_finetune_single_device": _ppo,
+    "qat_distributed": _chain(_full, _qat, _distributed),
+    "qat_lora_finetune_distributed": _chain(_lora, _qat, _distributed),
+    "dev/early_exit_finetune_distributed": _chain(_full, _distributed),
+    "dev/lora_finetune_distributed_multi_dataset": _chain(_lora, _multi_dataset, _distributed),
 }
 
 
 def demo_configs(root: Path) -> Dict[str, Config]:
     """Config of each recipe, by recipe name."""
-    return {name: shape(copy.deepcopy(_base(root, name))) for name, shape in RECIPE_CONFIGS.items()}
+    return {name: shape(copy.deepcopy(_base(root, name)), root) for name, shape in RECIPE_CONFIGS.items()}

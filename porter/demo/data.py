@@ -78,6 +78,15 @@ def preference_records(items: List[Task]) -> List[Dict[str, str]]:
     return [{"prompt": prompt_of(t), "chosen": t.output, "rejected": t.wrong_output} for t in items]
 
 
+def preference_message_records(items: List[Task]) -> List[Dict[str, object]]:
+    """Preference pairs as torchtune's preference_dataset reads them: message lists."""
+
+    def conversation(task: Task, answer: str) -> List[Dict[str, str]]:
+        return [{"role": "user", "content": prompt_of(task)}, {"role": "assistant", "content": answer}]
+
+    return [{"chosen": conversation(t, t.output), "rejected": conversation(t, t.wrong_output)} for t in items]
+
+
 def prompt_records(items: List[Task]) -> List[Dict[str, str]]:
     return [{"prompt": prompt_of(t), "answer": t.output} for t in items]
 

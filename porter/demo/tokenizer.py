@@ -37,6 +37,11 @@ SPECIAL_TOKENS = [
 ]
 
 
+def special_token_id(token: str, vocab_size: int) -> int:
+    """The id a special token gets: they take the top of the vocabulary, in order."""
+    return vocab_size - len(SPECIAL_TOKENS) + SPECIAL_TOKENS.index(token)
+
+
 def learn_merges(text: str, merges: int) -> List[bytes]:
     """The `merges` tokens BPE learns from `text`, in the order learned."""
     words = Counter(tuple(bytes([b]) for b in piece.encode("utf-8")) for piece in PATTERN.findall(text))

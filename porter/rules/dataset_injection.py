@@ -2,12 +2,20 @@
 
 The `if isinstance(cfg_dataset, ListConfig):` branch of `_setup_data` becomes the
 `elif` of a new first branch, templates/dataset_branch.py.j2, that takes the dataset
-the runtime injected (`self.dataset`) and reads `packed` from the dataset config.
+the runtime injected (`self.dataset`) and reads `packed` from the dataset config where
+the recipe uses `packed`. Recipes that also build a validation set with `_setup_data`
+(torchtune main) take the job's dataset only for the training set's config.
+
+A recipe that mixes datasets (dev/lora_finetune_distributed_multi_dataset) has no
+ListConfig branch: it loops over its dataset configs, filling a `datasets` and a
+`weights` dict. Right above that loop the job's dataset becomes the only entry, and
+the loop is given no configs (templates/dataset_mix_branch.py.j2).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import libcst as cst
 import libcst.matchers as m
@@ -16,7 +24,7 @@ from porter import snippets
 from porter.errors import PortError
 from porter.recipe import recipe_class
 from porter.rules.base import PortingRule
-from porter.syntax import block_statements, method, METHOD_BODY_DEPTH, replace_statement
+from porter.syntax import block_statements, leading_blank_lines, method, METHOD_BODY_DEPTH, replace_statement
 
 SETUP_DATA = "_setup_data"
 LIST_CONFIG_TEST = m.Call(
@@ -26,9 +34,11 @@ LIST_CONFIG_TEST = m.Call(
 
 @dataclass
 class Anchors:
-    branch: cst.If
+    anchor: cst.BaseStatement  # the ListConfig branch, or the loop over dataset configs
     cfg_dataset: str
-    assigns_packed: bool  # the recipe reads `packed`, so the new branch sets it too
+    assigns_packed: bool = False  # the recipe reads `packed`, so the new branch sets it too
+    several_setups: bool = False  # `_setup_data` also builds a validation set
+    mix: Optional[dict] = None  # for a dataset mix: the names of the datasets and weights dicts
 
 
 class DatasetInjection(PortingRule):
@@ -43,14 +53,16 @@ class DatasetInjection(PortingRule):
         cls = recipe_class(tree, self.RULE_ID)
         setup_data = method(cls, SETUP_DATA)
         if setup_data is None:
-            raise PortError(
-                self.RULE_ID, f"class {cls.name.value} has no `{SETUP_DATA}` method", cls
-            )
+            raise PortError(self.RULE_ID, f"class {cls.name.value} has no `{SETUP_DATA}` method", cls)
         branches = [
             stmt
             for stmt in block_statements(setup_data)
             if isinstance(stmt, cst.If) and m.matches(stmt.test, LIST_CONFIG_TEST)
         ]
+        if not branches:
+            mix = _dataset_mix(setup_data)
+            if mix is not None:
+                return mix
         if len(branches) != 1:
             raise PortError(
                 self.RULE_ID,
@@ -59,21 +71,55 @@ class DatasetInjection(PortingRule):
                 branches[1] if branches else setup_data,
             )
         branch = branches[0]
-        assigns_packed = any(
-            m.findall(stmt, m.AssignTarget(target=m.Name("packed")))
-            for stmt in block_statements(branch)
+        callers = self.index(tree).statements_using_self(cls, [SETUP_DATA])
+        return Anchors(
+            anchor=branch,
+            cfg_dataset=branch.test.args[0].value.value,
+            assigns_packed=any(
+                m.findall(stmt, m.AssignTarget(target=m.Name("packed"))) for stmt in block_statements(branch)
+            ),
+            several_setups=len(callers) > 1,
         )
-        return Anchors(branch, branch.test.args[0].value.value, assigns_packed)
 
     def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
+        if anchors.mix is not None:
+            statements = snippets.statements(
+                "dataset_mix_branch.py.j2", depth=METHOD_BODY_DEPTH, cfg_datasets=anchors.cfg_dataset, **anchors.mix
+            )
+            blank, comments = leading_blank_lines(anchors.anchor)
+            statements[0] = statements[0].with_changes(leading_lines=blank)
+            return replace_statement(
+                tree, anchors.anchor, [*statements, anchors.anchor.with_changes(leading_lines=comments)]
+            )
         (injected,) = snippets.statements(
             "dataset_branch.py.j2",
             depth=METHOD_BODY_DEPTH,
             cfg_dataset=anchors.cfg_dataset,
             assigns_packed=anchors.assigns_packed,
+            several_setups=anchors.several_setups,
         )
         injected = injected.with_changes(
-            leading_lines=anchors.branch.leading_lines,
-            orelse=anchors.branch.with_changes(leading_lines=()),
+            leading_lines=anchors.anchor.leading_lines,
+            orelse=anchors.anchor.with_changes(leading_lines=()),
         )
-        return replace_statement(tree, anchors.branch, [injected])
+        return replace_statement(tree, anchors.anchor, [injected])
+
+
+def _dataset_mix(setup_data: cst.FunctionDef) -> Optional[Anchors]:
+    """The loop `for ... in enumerate(<param>)` over dataset configs that fills two
+    dicts, `<datasets>[key] = load_hf_dataset(...)` and `<weights>[key] = ...`."""
+    params = {param.name.value for param in setup_data.params.params}
+    for stmt in block_statements(setup_data):
+        if not (isinstance(stmt, cst.For) and m.matches(stmt.iter, m.Call(func=m.Name("enumerate")))):
+            continue
+        iterated = stmt.iter.args[0].value
+        if not (isinstance(iterated, cst.Name) and iterated.value in params):
+            continue
+        filled = {}
+        for assign in m.findall(stmt.body, m.Assign(targets=[m.AssignTarget(target=m.Subscript(value=m.Name()))])):
+            value = assign.value
+            role = "datasets" if m.matches(value, m.Call(func=m.Name("load_hf_dataset"))) else "weights"
+            filled.setdefault(role, assign.targets[0].target.value.value)
+        if set(filled) == {"datasets", "weights"}:
+            return Anchors(anchor=stmt, cfg_dataset=iterated.value, mix=filled)
+    return None

@@ -25,7 +25,8 @@ RUNTIME_NAMES = ("Dataset", "RecipeBase", "run_recipe")
 
 
 @dataclass
-class Anchors:
+class Insertion:
+    template: str
     after: Optional[cst.SimpleStatementLine]  # insert after this import ...
     before: Optional[cst.SimpleStatementLine]  # ... or before this one
 
@@ -34,51 +35,47 @@ class Imports(PortingRule):
     RULE_ID = "P009"
     NAME = "imports"
     DESCRIPTION = (
-        "Import Dataset, RecipeBase and run_recipe from the runtime; remove imports "
-        "the port left unused."
+        "Import Dataset, RecipeBase and run_recipe from the runtime (and time, which "
+        "the inserted clocks read); remove imports the port left unused."
     )
 
-    def find(self, tree: cst.Module) -> Optional[Anchors]:
+    def find(self, tree: cst.Module) -> Optional[List[Insertion]]:
         imports = [stmt for stmt in tree.body if _import(stmt) is not None]
-        if any(_from_module(stmt) == self.settings.runtime_module for stmt in imports):
-            return None
-        third_party = [
-            stmt
-            for stmt in imports
-            if _from_module(stmt) is not None and not _is_stdlib(_from_module(stmt))
-        ]
-        key = self.settings.runtime_module.lower()
-        earlier = [stmt for stmt in third_party if _from_module(stmt).lower() < key]
-        if earlier:
-            return Anchors(after=earlier[-1], before=None)
-        if third_party:
-            return Anchors(after=None, before=third_party[0])
-        return Anchors(after=imports[-1] if imports else None, before=None)
-
-    def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
-        (runtime_import,) = snippets.statements(
-            "runtime_import.py.j2", depth=0, runtime_module=self.settings.runtime_module
-        )
-        if anchors.after is not None:
-            return replace_statement(tree, anchors.after, [anchors.after, runtime_import])
-        if anchors.before is not None:
-            first = anchors.before
-            return replace_statement(
-                tree,
-                first,
-                [
-                    runtime_import.with_changes(leading_lines=first.leading_lines),
-                    first.with_changes(leading_lines=()),
-                ],
+        insertions = []
+        if not any(_from_module(stmt) == self.settings.runtime_module for stmt in imports):
+            third_party = [s for s in imports if _from_module(s) and not _is_stdlib(_from_module(s))]
+            insertions.append(
+                _placed("runtime_import.py.j2", third_party, _from_module, self.settings.runtime_module, imports)
             )
-        return tree.with_changes(body=[runtime_import, *tree.body])
+        if "time" not in {_plain_module(stmt) for stmt in imports}:
+            stdlib = [s for s in imports if _plain_module(s) and _is_stdlib(_plain_module(s))]
+            insertions.append(_placed("time_import.py.j2", stdlib, _plain_module, "time", imports))
+        return insertions or None
+
+    def apply(self, tree: cst.Module, anchors: List[Insertion]) -> cst.Module:
+        for insertion in anchors:
+            (statement,) = snippets.statements(
+                insertion.template, depth=0, runtime_module=self.settings.runtime_module
+            )
+            if insertion.after is not None:
+                tree = replace_statement(tree, insertion.after, [insertion.after, statement])
+            elif insertion.before is not None:
+                first = insertion.before
+                tree = replace_statement(
+                    tree,
+                    first,
+                    [statement.with_changes(leading_lines=first.leading_lines), first.with_changes(leading_lines=())],
+                )
+            else:
+                tree = tree.with_changes(body=[statement, *tree.body])
+        return tree
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         before = check_names(ast.parse(tree.code))
         tree = super().transform_module_impl(tree)
         orphaned = check_names(ast.parse(tree.code)).newly(before).unused_imports
         # Run alone, nothing uses the runtime's names yet: they stay for the other rules.
-        return remove_imports(tree, set(orphaned) - set(RUNTIME_NAMES))
+        return remove_imports(tree, set(orphaned) - set(RUNTIME_NAMES) - {"time"})
 
 
 def remove_imports(tree: cst.Module, names: Collection[str]) -> cst.Module:
@@ -126,6 +123,25 @@ def _import(stmt: cst.BaseStatement):
             isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar)
         ):
             return node
+    return None
+
+
+def _placed(template: str, group: List[cst.SimpleStatementLine], module_of, module: str, imports) -> Insertion:
+    """Where an import of `module` goes: after the last import of `group` that sorts
+    before it, else before the group's first, else after the file's last import."""
+    earlier = [stmt for stmt in group if module_of(stmt).lower() < module.lower()]
+    if earlier:
+        return Insertion(template, after=earlier[-1], before=None)
+    if group:
+        return Insertion(template, after=None, before=group[0])
+    return Insertion(template, after=imports[-1] if imports else None, before=None)
+
+
+def _plain_module(stmt: cst.BaseStatement) -> Optional[str]:
+    """`x` for `import x`, the first module of the statement."""
+    node = _import(stmt)
+    if isinstance(node, cst.Import):
+        return dotted_name(node.names[0].name)
     return None
 
 

@@ -1,44 +1,49 @@
 """P006 step-event: every logged training step becomes a `step` job event.
 
-The anchor is the metric-logger call (`self._metric_logger.log_dict(...)`) in the `if`
-that tests `self.global_step % self._log_every_n_steps == 0`: only there, and only on
-the rank that logs, do `log_dict` and `time_per_step` exist. `self.job_logger.log_step`
-goes right after it, with the arguments in templates/step_event.py.j2.
+SFT loops: the anchor is the metric-logger call (`self._metric_logger.log_dict(...)`)
+in the `if` that tests `self.global_step % self._log_every_n_steps == 0`: only there,
+and only on the rank that logs, do `log_dict` and `time_per_step` exist.
+
+RL loops (PPO, GRPO) count `self._steps_run` and log through `self.log_metrics(...)`;
+they have no `log_dict` and no step clock. porter starts one at the top of the loop
+over the dataloader (templates/step_timer.py.j2) and logs, on rank 0, the mean loss of
+the stats the recipe logs, its optimizer's learning rate and the step's time.
+
+Both shapes are in templates/step_event.py.j2.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import libcst as cst
-import libcst.matchers as m
 
 from porter import snippets
 from porter.errors import PortError
-from porter.recipe import epoch_attribute, epoch_loop, recipe_class, required_method
+from porter.recipe import (
+    epoch_attribute,
+    epoch_loop,
+    recipe_class,
+    required_method,
+    step_logging_block,
+    step_loop,
+)
 from porter.rules.base import PortingRule
 from porter.syntax import (
     block_statements,
     called_name,
-    iter_statements,
+    expression_of,
+    leading_blank_lines,
     METHOD_BODY_DEPTH,
     nesting,
     replace_statement,
     single_small_statement,
 )
 
-_SELF = m.Name("self")
-LOG_EVERY_N_STEPS = m.Comparison(
-    left=m.BinaryOperation(
-        left=m.Attribute(value=_SELF, attr=m.Name("global_step")),
-        operator=m.Modulo(),
-        right=m.Attribute(value=_SELF, attr=m.Name("_log_every_n_steps")),
-    ),
-    comparisons=[m.ComparisonTarget(operator=m.Equal(), comparator=m.Integer("0"))],
-)
 METRIC_LOGGER_CALL = "self._metric_logger.log_dict"
-# Names the step event reads; the logging block must assign them.
+RL_LOG_CALL = "self.log_metrics"
+# Names the SFT step event reads; the logging block must assign them.
 _STEP_VALUES = ("log_dict", "time_per_step")
 
 
@@ -48,62 +53,79 @@ class Anchors:
     depth: int
     epoch_variable: str
     total_epochs: str
+    stats: Optional[str] = None  # RL loops: the stats expression the recipe logs
+    step_loop_first: Optional[cst.BaseStatement] = None  # RL loops: where the step clock starts
+    step_loop_depth: int = 0
 
 
 class StepEvent(PortingRule):
     RULE_ID = "P006"
     NAME = "step-event"
-    DESCRIPTION = "Log a `step` job event after the metric logger's per-step call."
+    DESCRIPTION = "Log a `step` job event after the recipe logs a training step."
 
     def find(self, tree: cst.Module) -> Anchors:
         train = required_method(recipe_class(tree, self.RULE_ID), "train", self.RULE_ID)
         loop = epoch_loop(train, self.RULE_ID)
-        blocks = [
-            stmt
-            for stmt, _ in iter_statements(loop)
-            if isinstance(stmt, cst.If) and m.findall(stmt.test, LOG_EVERY_N_STEPS)
-        ]
-        if len(blocks) != 1:
-            raise PortError(
-                self.RULE_ID,
-                "expected one `if self.global_step % self._log_every_n_steps == 0` "
-                f"block in the epoch loop, found {len(blocks)}",
-                blocks[1] if blocks else loop,
-            )
-        block = blocks[0]
-        calls = [
-            stmt for stmt in block_statements(block) if called_name(stmt) == METRIC_LOGGER_CALL
-        ]
+        block, kind = step_logging_block(loop, self.RULE_ID)
+        call = RL_LOG_CALL if kind == "rl" else METRIC_LOGGER_CALL
+        calls = [stmt for stmt in block_statements(block) if called_name(stmt) == call]
         if len(calls) != 1:
             raise PortError(
                 self.RULE_ID,
-                f"expected one `{METRIC_LOGGER_CALL}(...)` call directly in the "
-                f"step-logging block, found {len(calls)}",
+                f"expected one `{call}(...)` call directly in the step-logging block, found {len(calls)}",
                 calls[1] if calls else block,
             )
-        assigned = _assigned_names(block_statements(block))
-        missing = [name for name in _STEP_VALUES if name not in assigned]
-        if missing:
-            raise PortError(
-                self.RULE_ID,
-                f"the step-logging block does not assign {', '.join(missing)}",
-                block,
-            )
-        return Anchors(
+        anchors = Anchors(
             log_call=calls[0],
             depth=METHOD_BODY_DEPTH + nesting(train, calls[0]),
             epoch_variable=loop.target.value,
             total_epochs=epoch_attribute(loop, 1),
         )
+        if kind == "sft":
+            missing = [name for name in _STEP_VALUES if name not in _assigned_names(block_statements(block))]
+            if missing:
+                raise PortError(
+                    self.RULE_ID, f"the step-logging block does not assign {', '.join(missing)}", block
+                )
+            return anchors
+        anchors.stats = _logged_stats(calls[0], self.RULE_ID)
+        first = block_statements(step_loop(loop, self.RULE_ID))[0]
+        anchors.step_loop_first = first
+        anchors.step_loop_depth = METHOD_BODY_DEPTH + nesting(train, first)
+        return anchors
 
     def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
-        event = snippets.statements(
-            "step_event.py.j2",
-            depth=anchors.depth,
-            epoch=anchors.epoch_variable,
-            epoch_len=anchors.total_epochs,
-        )
+        context = dict(epoch=anchors.epoch_variable, epoch_len=anchors.total_epochs)
+        if anchors.stats is not None:
+            context["stats"] = anchors.stats
+            (timer,) = snippets.statements("step_timer.py.j2", depth=anchors.step_loop_depth)
+            blank, comments = leading_blank_lines(anchors.step_loop_first)
+            tree = replace_statement(
+                tree,
+                anchors.step_loop_first,
+                [timer.with_changes(leading_lines=blank), anchors.step_loop_first.with_changes(leading_lines=comments)],
+            )
+        event = snippets.statements("step_event.py.j2", depth=anchors.depth, **context)
         return replace_statement(tree, anchors.log_call, [anchors.log_call, *event])
+
+
+def _logged_stats(log_call: cst.BaseStatement, rule_id: str) -> str:
+    """The code of the `...Stats(...)` argument an RL recipe passes to log_metrics."""
+    call = expression_of(log_call)
+    stats = [
+        arg.value
+        for arg in call.args
+        if isinstance(arg.value, cst.Call)
+        and isinstance(arg.value.func, cst.Name)
+        and arg.value.func.value.endswith("Stats")
+    ]
+    if len(stats) != 1:
+        raise PortError(
+            rule_id,
+            f"expected `{RL_LOG_CALL}(...)` to get one `...Stats(...)` argument, found {len(stats)}",
+            log_call,
+        )
+    return cst.Module(body=[]).code_for_node(stats[0])
 
 
 def _assigned_names(statements) -> List[str]:

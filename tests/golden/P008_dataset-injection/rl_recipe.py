@@ -1,0 +1,98 @@
+# A recipe-shaped fixture written for porter's tests: an RL loop in the shape of
+# torchtune's PPO recipe. It has no `t0` and no `log_dict`: it counts `_steps_run`,
+# logs through `self.log_metrics(...)`, and may stop before its last epoch.
+
+import sys
+from typing import List
+
+import torch
+from omegaconf import DictConfig, ListConfig
+
+from torch.utils.data import DataLoader
+from torchtune import config, rlhf, training
+from torchtune.datasets import ConcatDataset
+from torchtune.recipe_interfaces import FTRecipeInterface
+from torchtune.rlhf import PPOStats
+
+
+class TinyRLRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self._epochs_run = 0
+        self._steps_run = 0
+        self._total_steps = cfg.num_steps
+        self._log_every_n_steps = cfg.get("log_every_n_steps", 1)
+
+    def setup(self, cfg: DictConfig) -> None:
+        self._metric_logger = config.instantiate(cfg.metric_logger)
+        self._policy = config.instantiate(cfg.policy_model)
+        self._optimizer = config.instantiate(cfg.optimizer, self._policy.parameters())
+        self._tokenizer = config.instantiate(cfg.tokenizer)
+        self._dataloader = self._setup_data(cfg.dataset)
+        self._total_epochs = max(1, self._total_steps // len(self._dataloader))
+
+    def _setup_data(self, cfg_dataset: DictConfig) -> DataLoader:
+        if self.dataset:
+            ds = self.dataset
+        elif isinstance(cfg_dataset, ListConfig):
+            ds = ConcatDataset(
+                [config.instantiate(c, self._tokenizer) for c in cfg_dataset]
+            )
+        else:
+            ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
+        return DataLoader(ds, batch_size=4)
+
+    def save_checkpoint(
+        self, epoch: int, is_intermediate_checkpoint: bool = False
+    ) -> None:
+        torch.save(self._policy.state_dict(), f"policy_{epoch}.pt")
+
+    def log_metrics(self, stats: PPOStats, kl: torch.Tensor) -> None:
+        self._metric_logger.log_dict(
+            {"loss": stats.loss.mean(), "kl": kl}, step=self._steps_run
+        )
+
+    def train(self) -> None:
+        training_completed = False
+        for curr_epoch in range(self._epochs_run, self._total_epochs):
+
+            for idx, batch in enumerate(self._dataloader):
+
+                # step 1. sample and score
+                trajectory = rlhf.generate(self._policy, batch)
+                ppo_stats: List[PPOStats] = []
+                for _ in range(2):
+                    ppo_stats.append(rlhf.ppo_step(self._policy, trajectory))
+                    self._optimizer.step()
+
+                self._steps_run += 1
+                if self._steps_run % self._log_every_n_steps == 0:
+                    self.log_metrics(
+                        PPOStats(*map(torch.stack, zip(*ppo_stats))), trajectory.kl
+                    )
+                if self._steps_run == self._total_steps:
+                    training_completed = True
+                    break
+
+            # save checkpoint at current epoch
+            self._epochs_run += 1
+
+            self.save_checkpoint(
+                curr_epoch, is_intermediate_checkpoint=not training_completed
+            )
+            if training_completed:
+                return
+
+    def cleanup(self) -> None:
+        self._metric_logger.close()
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    recipe = TinyRLRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(recipe_main())
