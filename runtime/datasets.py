@@ -86,7 +86,7 @@ def _check(record: Any, kind: Optional[str], where: str) -> Tuple[str, Dict[str,
             f"{where}: no 'messages', 'instruction'/'output', 'prompt'/'chosen'/'rejected' or 'prompt' field"
         )
     if kind is not None and found != kind:
-        raise DatasetError(f"{where}: a {found} record in a {kind} dataset")
+        raise DatasetError(f"{where}: {_a(found)} record in {_a(kind)} dataset")
     if found == "chat":
         return found, {"messages": _check_messages(record["messages"], where)}
     if found == "preference" and isinstance(record.get("chosen"), list):
@@ -133,6 +133,10 @@ def _check_messages(messages: Any, where: str, name: str = "messages") -> List[D
     if not any(m["role"] == "assistant" for m in normal):
         raise DatasetError(f"{where}: field '{name}' has no assistant message to learn from")
     return normal
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _type(value: Any) -> str:
@@ -227,7 +231,7 @@ class Dataset:
     def check_kind(self, kinds: Tuple[str, ...], recipe: str) -> None:
         if self.kind not in kinds:
             wanted = " or ".join(f"{kind} ({KIND_FIELDS[kind]})" for kind in kinds)
-            raise DatasetError(f"{self.source}: a {self.kind} dataset, but {recipe} trains on {wanted} data")
+            raise DatasetError(f"{self.source}: {_a(self.kind)} dataset, but {recipe} trains on {wanted} data")
 
     def builder_config(self, options: Dict[str, Any]) -> Dict[str, Any]:
         """The torchtune dataset config that builds this dataset, with the recipe

@@ -66,7 +66,7 @@ def test_instruct_json_array_with_optional_input(tmp_path):
         ((CHAT, {"messages": []}), None, "data.jsonl:2: field 'messages' must be a non-empty list, got list"),
         ((CHAT, {"messages": [{"role": "robot", "content": "x"}]}), None, "data.jsonl:2: messages[0].role must be one of system, user, assistant, ipython, tool, got 'robot'"),
         ((CHAT, {"messages": [{"role": "assistant", "content": None}]}), None, "data.jsonl:2: messages[0].content must be a string, got null"),
-        ((CHAT, INSTRUCT), None, "data.jsonl:2: a instruct record in a chat dataset"),
+        ((CHAT, INSTRUCT), None, "data.jsonl:2: an instruct record in a chat dataset"),
         ((), b'{"messages": []}\n' + b'\xff\xfe{}\n', "data.jsonl:1: field 'messages' must be a non-empty list"),
         ((), json.dumps(CHAT).encode() + b'\n{"messages": "\xff"}\n', "data.jsonl:2: not UTF-8 (byte 0xff at column 15)"),
         ((), json.dumps(CHAT).encode() + b"\n" + b'{"pad": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n', "data.jsonl:2: line longer than 1 MiB"),

@@ -179,7 +179,7 @@ def _ppo(config: Config, root: Path) -> Config:
             "ref_policy_checkpointer": _checkpointer(root / "model", output_dir="${output_dir}/ref_policy"),
             "value_checkpointer": _checkpointer(root / "reward", "REWARD", "${output_dir}/value"),
             "reward_checkpointer": _checkpointer(root / "reward", "REWARD", "${output_dir}/reward"),
-            "num_steps": 8,
+            "num_steps": 16,
             "ppo_epochs": 1,
             "ppo_batch_size": 4,
             "forward_batch_size": 4,
