@@ -252,7 +252,7 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
     recipe); 130 cancelled by SIGINT; 143 cancelled by SIGTERM.
     """
     from runtime.job import JobError, JobPaths
-    from runtime.launch import Launch, raise_on_sigterm, supervise
+    from runtime.launch import Launch, cancel_on_signals, supervise
     from porter.running import load_config, resolve_recipe
 
     try:
@@ -276,7 +276,7 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
             dataset_source=dataset,
             torchrun={key: value for key, value in torchrun.items() if value is not None},
         )
-        raise_on_sigterm()
+        cancel_on_signals()
         outcome = supervise(launch)
     except JobError as error:
         raise _Failure(str(error))
@@ -313,12 +313,12 @@ def demo(directory: Path, prepare_only: bool) -> None:
     click.echo(summary(reports, Mode.WRITE) + f" into {DEFAULT_OUTPUT}/", err=True)
     job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     from runtime.job import JobPaths
-    from runtime.launch import Launch, raise_on_sigterm, supervise
+    from runtime.launch import Launch, cancel_on_signals, supervise
     from porter.running import load_config
 
     cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
     cfg.porter = {"output_root": str(assets.root / "runs")}
-    raise_on_sigterm()
+    cancel_on_signals()
     outcome = supervise(Launch(DEFAULT_OUTPUT / "lora_finetune_single_device.py", job_id, "demo", cfg))
     _report_outcome(outcome, JobPaths.for_job(assets.root / "runs", "demo", job_id))
 
@@ -328,7 +328,8 @@ def _report_outcome(outcome, paths) -> None:
     if outcome.operation != "job_completed":
         data = outcome.data
         message = str(data.get("message", "")).splitlines()[0] if data.get("message") else ""
-        where = f" (traceback: {paths.root / data['traceback_file']})" if data.get("traceback_file") else ""
+        # Bad input (exit 2) needs no traceback; a failed or cancelled run may.
+        where = f" (traceback: {paths.root / data['traceback_file']})" if outcome.exit_code != 2 and data.get("traceback_file") else ""
         click.echo(f"porter: {outcome.operation}: {data.get('error_type')}: {message}{where}", err=True)
     click.echo(f"events:  {paths.events}")
     click.echo(f"weights: {paths.checkpoints}")

@@ -64,8 +64,9 @@ class JobPaths:
     def cache(self) -> Path:
         return self.root / "cache"
 
-    def error_report(self, rank: int) -> Path:
-        return self.errors / f"rank-{rank}.json"
+    @property
+    def sink_drops(self) -> Path:
+        return self.root / "sinks"
 
     def create(self) -> "JobPaths":
         self.root.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,13 @@ class JobPaths:
 
 
 class JobCancelled(BaseException):
-    """Raised in the training thread when the job is told to stop (SIGTERM)."""
+    """Raised in the training thread when the job is told to stop by a signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"received signal {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 class JobLock:

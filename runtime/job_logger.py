@@ -54,6 +54,19 @@ def read_events(path: Path) -> List[Event]:
     return events
 
 
+def drops_since(folder: Path, since: str) -> List[Dict[str, int]]:
+    """The drop counts the job's other processes left in `folder` since `since`."""
+    counts = []
+    for path in sorted(folder.glob("*.json")) if folder.exists() else ():
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if report.get("create_ts", "") >= since:
+            counts.append(report["dropped_events"])
+    return counts
+
+
 def logged_keys(events: Iterable[Event]) -> Set[Tuple[str, int, int]]:
     """Which steps and epochs a log already has, per rank: not logged again on resume."""
     keys = set()
@@ -77,9 +90,13 @@ class JobLogger:
         rank: int = 0,
         sinks: Sequence[Sink] = (),
         already_logged: Iterable[Tuple[str, int, int]] = (),
+        drops_file: Optional[Path] = None,
     ) -> None:
         self.job_id, self.user_id, self.workflow, self.rank = job_id, user_id, workflow, rank
         self.events_path = events_path
+        # Where a process that does not end the log (a supervised job's worker) leaves
+        # its sinks' drop counts, for the one that does.
+        self.drops_file = drops_file
         self._file = JsonlFileSink(events_path)
         self._queued = [QueuedSink(sink) for sink in sinks]
         self._seen = set(already_logged)
@@ -156,9 +173,15 @@ class JobLogger:
 
     # -- closing --------------------------------------------------------------------
 
-    def close(self, operation: Optional[str] = None, data: Optional[Dict[str, Any]] = None) -> None:
+    def close(
+        self,
+        operation: Optional[str] = None,
+        data: Optional[Dict[str, Any]] = None,
+        other_drops: Iterable[Dict[str, int]] = (),
+    ) -> None:
         """Stop the heartbeat, end the log with `operation` (a terminal event, if any)
-        carrying the sinks' drop counts, and close every sink."""
+        carrying the drop counts of this logger's sinks and `other_drops` (those of the
+        job's other processes), and close every sink."""
         if self._closed:
             return
         self._heartbeat_stop.set()
@@ -168,8 +191,14 @@ class JobLogger:
         for sink in self._queued:
             sink.drain(max(0.0, deadline - time.monotonic()))
         dropped = {sink.name: sink.abandon() for sink in self._queued}
+        for counts in other_drops:
+            for name, count in counts.items():
+                dropped[name] = dropped.get(name, 0) + count
         if operation is not None:
             self.log(operation, {**(data or {}), "dropped_events": dropped}, durable=True)
+        elif self.drops_file is not None and dropped:
+            self.drops_file.parent.mkdir(parents=True, exist_ok=True)
+            self.drops_file.write_text(json.dumps({"create_ts": utc_now(), "dropped_events": dropped}))
         with self._lock:
             self._closed = True
         for sink in self._queued:

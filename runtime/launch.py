@@ -8,6 +8,7 @@ the dataset before any model is built, starts the recipe, and ends the log with
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -21,15 +22,15 @@ from typing import Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from runtime import cpu_compat
-from runtime.datasets import Dataset
+from runtime.datasets import Dataset, expected_kinds
 from runtime.errors import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
-from runtime.job_logger import JobLogger, read_events, utc_now
+from runtime.job_logger import drops_since, JobLogger, read_events, utc_now
 from runtime.run import build_sinks, check_dataset_kind, refuse_rerun, started_data
 from runtime.settings import RuntimeSettings
 
-# Exit codes of `porter run`.
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+# Exit codes of `porter run`; a job cancelled by a signal exits 128 + its number.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass
@@ -61,14 +62,50 @@ def load_recipe_module(path: Path) -> ModuleType:
     return module
 
 
-def raise_on_sigterm() -> None:
-    """SIGTERM stops the job like Ctrl-C does: an exception in the training thread, so
-    every layer closes what it holds and the log ends with `job_cancelled`."""
+def cancel_on_signals() -> None:
+    """SIGTERM and SIGINT stop the job with an exception in the training thread, so every
+    layer closes what it holds and the log ends with `job_cancelled`."""
 
     def handler(signum, frame):
-        raise JobCancelled(f"received signal {signal.Signals(signum).name}")
+        raise JobCancelled(signum)
 
-    signal.signal(signal.SIGTERM, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+
+
+def check_config(recipe: Path, cfg: DictConfig) -> None:
+    """Refuse, before any model is built, a config that lacks a key the recipe reads
+    (`cfg.<key>`, not `cfg.get`), or that is for another family of recipes than this
+    one (its loss says which: a DPO loss for an SFT recipe, say)."""
+    tree = ast.parse(recipe.read_text(encoding="utf-8"))
+    methods = set(dir(DictConfig))
+    read = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "cfg"
+        and node.attr not in methods
+    }
+    missing = sorted(read - set(cfg.keys()))
+    if missing:
+        raise JobError(f"config: missing {', '.join(missing)}, which {recipe.stem} reads")
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    recipe_family = next((family for family, marks in _FAMILY_MARKS.items() if marks & names), "sft")
+    loss = cfg.get("loss")
+    component = str(loss.get("_component_", "")) if isinstance(loss, DictConfig) else ""
+    config_family = _LOSS_FAMILIES.get(expected_kinds(component), "sft")
+    if config_family != recipe_family:
+        raise JobError(
+            f"config: its loss {component.rsplit('.', 1)[-1] or '(none)'} is for "
+            f"{_FAMILY_NAMES[config_family]} recipes, not {_FAMILY_NAMES[recipe_family]} ones like {recipe.stem}"
+        )
+
+
+# What a recipe's code names, by family; and which dataset kinds a family's loss takes.
+_FAMILY_MARKS = {"preference": {"padded_collate_dpo"}, "rl": {"PPOStats", "GRPOStats"}}
+_LOSS_FAMILIES = {("preference",): "preference", ("prompt",): "rl"}
+_FAMILY_NAMES = {"sft": "fine-tuning", "preference": "preference (DPO)", "rl": "RL (PPO, GRPO)"}
 
 
 def on_cpu(cfg: DictConfig) -> bool:
@@ -109,6 +146,7 @@ def supervise(launch: Launch) -> Outcome:
                 started_data(launch.recipe.stem, _world_size(launch), launch.dataset_source, resuming),
             )
             dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
+            check_config(launch.recipe, launch.config)
             if dataset is not None:
                 check_dataset_kind(launch.config, dataset, launch.recipe.stem)
             config = OmegaConf.merge(launch.config, {"porter": {"supervised": True}})
@@ -117,17 +155,20 @@ def supervise(launch: Launch) -> Outcome:
             else:
                 run_recipe_main(launch.recipe, launch.job_id, launch.user_id, config, dataset)
         except BaseException as error:
-            data = first_failure(paths, since=started) or write_error_report(paths, 0, error)
+            if isinstance(error, WorkerFailed) and error.killed:
+                data = write_error_report(paths, error.rank, error)
+            else:
+                data = first_failure(paths, since=started) or write_error_report(paths, 0, error)
             operation = terminal_operation(error)
-            logger.close(operation, data)
+            logger.close(operation, data, drops_since(paths.sink_drops, started))
             if operation == "job_cancelled":
-                code = EXIT_SIGINT if isinstance(error, KeyboardInterrupt) else EXIT_SIGTERM
+                code = 128 + getattr(error, "signum", signal.SIGINT)  # KeyboardInterrupt: SIGINT
             elif isinstance(error, JobError) or data.get("error_type") in _BAD_INPUT_ERRORS:
                 code = EXIT_BAD_INPUT
             else:
                 code = EXIT_FAILED
             return Outcome(code, operation, data)
-        logger.close("job_completed", {})
+        logger.close("job_completed", {}, drops_since(paths.sink_drops, started))
     return Outcome(EXIT_OK, "job_completed", {})
 
 
@@ -167,22 +208,36 @@ def _run_distributed(launch: Launch, paths: JobPaths, config: DictConfig, datase
     try:
         torchrun(args)
     except SignalException as error:
-        raise JobCancelled(str(error)) from error
+        raise JobCancelled(error.sigval) from error
     except ChildFailedError as error:
         raise WorkerFailed(error) from error
 
 
+# Signals the launcher itself stops processes with when one of them failed.
+_SHUTDOWN_SIGNALS = (-signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP)
+
+
 class WorkerFailed(Exception):
-    """A launched process failed; its own error report says why."""
+    """A launched process failed. One killed from outside (SIGKILL from the OOM killer,
+    a segfault) wrote no report and is the likely cause of the errors its peers report
+    after losing it, so it is named first. Processes the launcher stopped (SIGTERM)
+    are never the cause."""
 
     def __init__(self, error: Exception) -> None:
-        first_rank, failure = error.get_first_failure()
-        super().__init__(f"rank {first_rank} exited with code {failure.exitcode}")
+        killed = {
+            rank: failure
+            for rank, failure in error.failures.items()
+            if failure.exitcode < 0 and failure.exitcode not in _SHUTDOWN_SIGNALS
+        }
+        self.rank, failure = min(killed.items()) if killed else error.get_first_failure()
+        self.killed = bool(killed)
+        how = f"was killed by {failure.signal_name()}" if self.killed else f"exited with code {failure.exitcode}"
+        super().__init__(f"rank {self.rank} {how} (exit code {failure.exitcode})")
 
 
 def worker_main(spec_path: str) -> None:
     """What each process torchrun starts runs: the recipe's entry point."""
-    raise_on_sigterm()
+    cancel_on_signals()
     spec = json.loads(Path(spec_path).read_text())
     cfg = OmegaConf.create(spec["config"])
     dataset = Dataset(**{**spec["dataset"], "path": Path(spec["dataset"]["path"])}) if spec["dataset"] else None

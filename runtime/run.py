@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import os
 from pathlib import Path
 from typing import List, Optional, Type
 
@@ -52,6 +53,7 @@ def run_recipe(
             rank=rank,
             sinks=build_sinks(settings, rank),
             already_logged=logged_keys(history) if resuming else (),
+            drops_file=paths.sink_drops / f"rank-{rank}-{os.getpid()}.json" if not owns_lifecycle else None,
         )
         try:
             if owns_lifecycle and rank == 0:

@@ -7,8 +7,11 @@ take their time or refuse everything.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
+import torch
 from torchtune.training.metric_logging import DiskLogger
 
 from runtime.sinks import Sink
@@ -45,3 +48,21 @@ class FailingSink(Sink):
 
     def emit(self, events) -> None:
         raise ConnectionError("sink is down")
+
+
+class FailingLoss(torch.nn.CrossEntropyLoss):
+    """Cross entropy that fails on one rank at one call: it raises, or kills its own
+    process as the kernel's OOM killer would."""
+
+    def __init__(self, fail_on_rank: int, fail_at_call: int, how: str = "raise") -> None:
+        super().__init__(ignore_index=-100)
+        self.fail_on_rank, self.fail_at_call, self.how = fail_on_rank, fail_at_call, how
+        self.calls = 0
+
+    def forward(self, logits, labels):
+        self.calls += 1
+        if self.calls == self.fail_at_call and int(os.environ.get("RANK", "0")) == self.fail_on_rank:
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise StepFault(f"injected fault on rank {self.fail_on_rank} at call {self.calls}")
+        return super().forward(logits, labels)
