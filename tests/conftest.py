@@ -152,3 +152,16 @@ def job_runner(demo, generated, root: Path):
 @pytest.fixture
 def run_job(demo, generated, tmp_path):
     return job_runner(demo, generated, tmp_path / "runs")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many mutants the property test tried, by outcome (CI prints it)."""
+    import sys
+
+    mutations = sys.modules.get("test_mutations")
+    if mutations is not None and mutations.MUTANTS:
+        counts = mutations.MUTANTS
+        terminalreporter.write_line(
+            f"mutation property test: {sum(counts.values())} mutants converted or refused "
+            f"({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))}), none crashed"
+        )

@@ -1,0 +1,97 @@
+"""Property: the converter never fails with an unexpected exception.
+
+Real recipes are mutated structurally (statements deleted, duplicated, swapped with a
+neighbour; methods renamed) and converted. Every result is either a port that passes
+the converter's invariants or a failure reported with its reason.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+
+import libcst as cst
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import FIXTURES, installed_recipes
+from porter.pipeline import port
+from porter.syntax import iter_statements, replace_statement
+from porter.verify import invariant_violations
+
+MUTANTS = Counter()  # by result status; conftest prints it at the end of the run
+SOURCES = [
+    *(installed_recipes() / name for name in (
+        "full_finetune_single_device.py",
+        "lora_finetune_distributed.py",
+        "ppo_full_finetune_single_device.py",
+        "dev/lora_finetune_distributed_multi_dataset.py",
+    )),
+    *(FIXTURES / "recipes" / name for name in ("main_recipe.py", "inline_save_recipe.py")),
+]
+PARSED = {path: cst.parse_module(path.read_text()) for path in SOURCES}
+METHOD_NAMES = ["__init__", "setup", "train", "save_checkpoint", "load_checkpoint", "cleanup", "_setup_data", "validate"]
+
+
+def mutate(module: cst.Module, data) -> cst.Module:
+    statements = [stmt for stmt, _ in iter_statements(module)]
+    kind = data.draw(st.sampled_from(["delete", "duplicate", "swap", "rename"]), label="mutation")
+    if kind == "rename":
+        methods = [stmt for stmt in statements if isinstance(stmt, cst.FunctionDef)]
+        target = data.draw(st.sampled_from(methods), label="method")
+        name = data.draw(st.sampled_from(METHOD_NAMES + [target.name.value + "_old"]), label="new name")
+        return replace_statement(module, target, [target.with_changes(name=cst.Name(name))])
+    target = data.draw(st.sampled_from(statements), label="statement")
+    if kind == "delete":
+        return replace_statement(module, target, [])
+    if kind == "duplicate":
+        return replace_statement(module, target, [target, target.deep_clone()])
+    siblings = _siblings(module, target)
+    index = next(i for i, stmt in enumerate(siblings) if stmt is target)
+    if index + 1 >= len(siblings):
+        return module
+    after = siblings[index + 1]
+    module = replace_statement(module, after, [target.deep_clone()])
+    return replace_statement(module, target, [after.deep_clone()])
+
+
+def _siblings(module: cst.Module, target: cst.BaseStatement):
+    """The statement list `target` sits in."""
+    for block in _blocks(module):
+        if any(stmt is target for stmt in block.body):
+            return list(block.body)
+    return []
+
+
+def _blocks(node: cst.CSTNode):
+    """Every statement list under `node`, walking statements only."""
+    if isinstance(node, (cst.Module, cst.IndentedBlock)):
+        yield node
+        for stmt in node.body:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                yield from _blocks(stmt)
+        return
+    for child in node.children:
+        if isinstance(child, (cst.IndentedBlock, cst.Else, cst.Finally, cst.ExceptHandler, cst.If)):
+            yield from _blocks(child)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_mutated_recipes_are_ported_or_refused_never_crash(data):
+    path = data.draw(st.sampled_from(SOURCES), label="recipe")
+    module = PARSED[path]
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        module = mutate(module, data)
+    try:
+        code = module.code
+    except Exception:  # libcst cannot print every mutant (an emptied block)
+        return
+    result = port(code)
+    MUTANTS[result.status] += 1
+    assert result.status in ("converted", "skipped", "failed")
+    if result.status == "converted":
+        tree = ast.parse(result.code)
+        assert invariant_violations(tree) == []
+        compile(result.code, str(path), "exec")
+    else:
+        assert result.reason and "\n" not in result.reason
