@@ -36,6 +36,8 @@ class SourceIndex:
         # libcst nodes are kept alive by `module`, so their ids stay unique.
         self._module = module
         self._pair_block(module.body, tree.body)
+        # `self.<attr>` names each ast statement's own code reads; filled on first use.
+        self._self_reads: Dict[int, Set[str]] = {}
 
     # -- building -------------------------------------------------------------------
 
@@ -112,10 +114,23 @@ class SourceIndex:
                 # indexed, but the statements inside it still are.
                 self._collect_self_uses(stmt, wanted, found)
                 continue
-            if any(_reads_self(expr, wanted) for expr in _own_expressions(node)):
+            if self._reads(node) & wanted:
                 found.append(stmt)
                 continue
             self._collect_self_uses(stmt, wanted, found)
+
+    def _reads(self, node: ast.stmt) -> Set[str]:
+        reads = self._self_reads.get(id(node))
+        if reads is None:
+            reads = self._self_reads[id(node)] = {
+                inner.attr
+                for expr in _own_expressions(node)
+                for inner in ast.walk(expr)
+                if isinstance(inner, ast.Attribute)
+                and isinstance(inner.value, ast.Name)
+                and inner.value.id == "self"
+            }
+        return reads
 
 
 def _child_statements(node: cst.CSTNode) -> List[cst.BaseStatement]:
@@ -150,13 +165,3 @@ def _own_expressions(node: ast.stmt) -> List[ast.AST]:
             ):
                 parts.append(item)
     return parts
-
-
-def _reads_self(expr: ast.AST, wanted: Set[str]) -> bool:
-    return any(
-        isinstance(node, ast.Attribute)
-        and node.attr in wanted
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "self"
-        for node in ast.walk(expr)
-    )

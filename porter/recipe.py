@@ -127,8 +127,19 @@ _LOGGING_TEST = m.Comparison(
 )
 
 
+def _conjuncts(test: cst.BaseExpression):
+    """`a`, `b` and `c` of a test `a and (b and c)`; the test itself otherwise."""
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+        yield from _conjuncts(test.left)
+        yield from _conjuncts(test.right)
+    else:
+        yield test
+
+
 def _logging_kind(test: cst.BaseExpression) -> Optional[str]:
-    for comparison in m.findall(test, _LOGGING_TEST):
+    for comparison in _conjuncts(test):
+        if not m.matches(comparison, _LOGGING_TEST):
+            continue
         counter = comparison.left.left
         if isinstance(counter, cst.Attribute) and m.matches(counter.value, _SELF):
             kind = _STEP_COUNTERS.get(counter.attr.value)

@@ -1,12 +1,110 @@
-"""What a team may change about the generated code."""
+"""Settings: what a team may change about the generated code, and where porter works.
+
+Read from `[tool.porter]` in the nearest pyproject.toml (this folder or a parent);
+command-line flags override them:
+
+    [tool.porter]
+    source = ["installed"]           # recipe files or folders; "installed" = torchtune's
+    output = "generated_recipes"     # where generated recipes go
+    runtime_module = "runtime"       # what generated code imports RecipeBase from
+    skip_rules = []                  # rule ids to leave out, e.g. ["P003"]
+    overlays = "overlays"            # the team's own patches, re-applied after conversion
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import FrozenSet, Optional, Tuple
 
 DEFAULT_RUNTIME_MODULE = "runtime"
+INSTALLED = "installed"
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_RULE_ID = re.compile(r"P\d{3}")
+
+
+class SettingsError(Exception):
+    """A setting that cannot be used: one line naming it and its file."""
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What changes the code porter generates."""
+
     runtime_module: str = DEFAULT_RUNTIME_MODULE
+    skip_rules: FrozenSet[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    """`[tool.porter]`: the generation settings, plus where porter reads and writes."""
+
+    source: Tuple[str, ...] = ()
+    output: Path = Path("generated_recipes")
+    runtime_module: str = DEFAULT_RUNTIME_MODULE
+    skip_rules: FrozenSet[str] = frozenset()
+    overlays: Path = Path("overlays")
+    file: Optional[Path] = field(default=None, compare=False)  # where they were read
+
+    @property
+    def generation(self) -> Settings:
+        return Settings(runtime_module=self.runtime_module, skip_rules=self.skip_rules)
+
+    @classmethod
+    def find(cls, start: Path = Path(".")) -> "ProjectSettings":
+        """The settings of the nearest pyproject.toml with a [tool.porter] table."""
+        for folder in [start.resolve(), *start.resolve().parents]:
+            candidate = folder / "pyproject.toml"
+            if candidate.is_file():
+                settings = cls.read(candidate)
+                if settings is not None:
+                    return settings
+        return cls()
+
+    @classmethod
+    def read(cls, path: Path) -> Optional["ProjectSettings"]:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("porter")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"{path}: cannot read settings: {error}".splitlines()[0])
+        if table is None:
+            return None
+        known = {f.name for f in fields(cls)} - {"file"}
+        for key in table:
+            if key.replace("-", "_") not in known:
+                raise SettingsError(f"{path}: [tool.porter] {key}: unknown setting (known: {', '.join(sorted(known))})")
+        table = {key.replace("-", "_"): value for key, value in table.items()}
+        base = path.parent
+
+        def strings(name: str) -> Tuple[str, ...]:
+            value = table.get(name, [])
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SettingsError(f"{path}: [tool.porter] {name}: expected a list of strings")
+            return tuple(value)
+
+        def folder(name: str, default: Path) -> Path:
+            value = table.get(name, str(default))
+            if not isinstance(value, str) or not value:
+                raise SettingsError(f"{path}: [tool.porter] {name}: expected a folder path")
+            return base / value
+
+        runtime_module = table.get("runtime_module", DEFAULT_RUNTIME_MODULE)
+        if not isinstance(runtime_module, str) or not _MODULE.fullmatch(runtime_module):
+            raise SettingsError(f"{path}: [tool.porter] runtime_module: {runtime_module!r} is not a module path")
+        skip_rules = strings("skip_rules")
+        for rule in skip_rules:
+            if not _RULE_ID.fullmatch(rule):
+                raise SettingsError(f"{path}: [tool.porter] skip_rules: {rule!r} is not a rule id like P003")
+        source = tuple(s if s == INSTALLED else str(base / s) for s in strings("source"))
+        return cls(
+            source=source,
+            output=folder("output", cls.output),
+            runtime_module=runtime_module,
+            skip_rules=frozenset(skip_rules),
+            overlays=folder("overlays", cls.overlays),
+            file=path,
+        )

@@ -49,8 +49,13 @@ def render(name: str, **context: object) -> str:
 
 def statements(name: str, depth: int, **context: object) -> List[cst.BaseStatement]:
     """Template `name` as libcst statements, formatted for a block `depth` levels deep."""
-    code = format_at_depth(render(name, **context), depth)
-    return list(cst.parse_module(code).body)
+    return list(_parsed(format_at_depth(render(name, **context), depth)))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(code: str) -> tuple:
+    # libcst nodes are immutable: one parse serves every file that inserts this code.
+    return tuple(cst.parse_module(code).body)
 
 
 def expression(name: str, **context: object) -> cst.BaseExpression:

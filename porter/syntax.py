@@ -7,7 +7,7 @@ keeps a conversion within twice the cost of parsing and printing the module.
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import libcst as cst
 
@@ -177,3 +177,19 @@ def method(cls: cst.ClassDef, name: str) -> Optional[cst.FunctionDef]:
         if isinstance(stmt, cst.FunctionDef) and stmt.name.value == name:
             return stmt
     return None
+
+
+def module_code(module: cst.Module, statement_code: Callable[[cst.BaseStatement], str]) -> str:
+    """`module.code`, with each top-level statement's code from `statement_code`.
+
+    Lets a caller that changes a few statements of printed module reprint only those;
+    assembled exactly as libcst's Module prints itself.
+    """
+    parts = [module.code_for_node(line) for line in module.header]
+    parts += [statement_code(stmt) for stmt in module.body]
+    parts += [module.code_for_node(line) for line in module.footer]
+    code = "".join(parts)
+    newline = module.default_newline
+    if module.has_trailing_newline:
+        return code or newline
+    return code[: -len(newline)] if code.endswith(newline) else code

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import List
+from typing import Collection, List
 
 from pyflakes import messages as pyflakes_messages
 from pyflakes.checker import Checker, Importation, ModuleScope
@@ -59,52 +59,56 @@ def check_names(tree: ast.Module) -> NameCheck:
     return result
 
 
-def invariant_violations(tree: ast.Module) -> List[str]:
-    """What a ported module must look like; empty when it does."""
+def invariant_violations(tree: ast.Module, skipped: Collection[str] = ()) -> List[str]:
+    """What a ported module must look like, save for what `skipped` rules would do;
+    empty when it does."""
     problems: List[str] = []
+    base = "FTRecipeInterface" if "P001" in skipped else "RecipeBase"
     classes = [
         node
         for node in tree.body
-        if isinstance(node, ast.ClassDef)
-        and any(_last_name(base) == "RecipeBase" for base in node.bases)
+        if isinstance(node, ast.ClassDef) and any(_last_name(b) == base for b in node.bases)
     ]
     if len(classes) != 1:
-        return [f"expected one RecipeBase subclass, found {len(classes)}"]
+        return [f"expected one {base} subclass, found {len(classes)}"]
     (cls,) = classes
     methods = {node.name: node for node in cls.body if isinstance(node, ast.FunctionDef)}
-    problems += [f"public method `{name}` left" for name in PUBLIC_INTERFACE if name in methods]
-    if any(_last_name(base) == "FTRecipeInterface" for base in cls.bases):
-        problems.append("still inherits FTRecipeInterface")
-    for node in tree.body:
-        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
-            problems.append("`__main__` block left")
+    if "P001" not in skipped:
+        problems += [f"public method `{name}` left" for name in PUBLIC_INTERFACE if name in methods]
+    if "P003" not in skipped and any(
+        isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body
+    ):
+        problems.append("`__main__` block left")
     entry = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "recipe_main"]
+    if "P002" not in skipped:
+        problems += _entry_point_problems(entry)
+    train = methods.get("train" if "P001" in skipped else "_train")
+    for rule, event in (("P006", "log_step"), ("P007", "log_epoch")):
+        if train is None or rule in skipped:
+            continue
+        count = sum(
+            1
+            for node in ast.walk(train)
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == f"self.job_logger.{event}"
+        )
+        if count != 1:
+            problems.append(f"_train calls job_logger.{event} {count} times")
+    return problems
+
+
+def _entry_point_problems(entry: List[ast.FunctionDef]) -> List[str]:
     if len(entry) != 1:
-        return problems + ["expected one recipe_main"]
+        return ["expected one recipe_main"]
     (main,) = entry
+    problems = []
     if any(ast.unparse(d) == "config.parse" for d in main.decorator_list):
         problems.append("recipe_main still decorated with @config.parse")
     args = [(a.arg, ast.unparse(a.annotation) if a.annotation else None) for a in main.args.args]
     if args != ENTRY_POINT_ARGS or ast.unparse(main.returns or ast.Constant(None)) != "None":
         problems.append(f"recipe_main signature is {args}")
-    runs = [
-        node
-        for node in ast.walk(main)
-        if isinstance(node, ast.Call) and _last_name(node.func) == "run_recipe"
-    ]
+    runs = [n for n in ast.walk(main) if isinstance(n, ast.Call) and _last_name(n.func) == "run_recipe"]
     if len(runs) != 1:
         problems.append(f"recipe_main calls run_recipe {len(runs)} times")
-    train = methods.get("_train")
-    if train is not None:
-        for event in ("log_step", "log_epoch"):
-            count = sum(
-                1
-                for node in ast.walk(train)
-                if isinstance(node, ast.Call)
-                and ast.unparse(node.func) == f"self.job_logger.{event}"
-            )
-            if count != 1:
-                problems.append(f"_train calls job_logger.{event} {count} times")
     return problems
 
 

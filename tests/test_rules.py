@@ -112,3 +112,14 @@ def test_rule_alone_reports_a_failure_as_a_skipped_file():
     source = SFT.replace(T0, "        running_loss = 0\n")
     with pytest.raises(SkipFile, match="P005"):
         RULES[4](CodemodContext()).transform_module(cst.parse_module(source))
+
+
+def test_module_code_reassembles_exactly_what_libcst_prints():
+    from conftest import installed_recipes
+    from porter.syntax import module_code
+
+    sources = [p.read_text() for p in installed_recipes().rglob("*.py")]
+    sources += ["", "\n", "x = 1", "# only a comment", "x = 1\n\n# trailing comment\n"]
+    for text in sources:
+        module = cst.parse_module(text)
+        assert module_code(module, module.code_for_node) == module.code == text
