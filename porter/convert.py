@@ -82,7 +82,7 @@ def _convert_one(
     report.status, report.reason, report.variant = result.status, result.reason, result.variant
     if result.status != CONVERTED:
         return report
-    report.rules = result.rules
+    report.rules, report.notes = result.rules, result.notes
     out_path = out_dir / source.output_name
     report.output = str(out_path)
     new_text = generated_text(source, text, result.code)

@@ -40,6 +40,7 @@ class PortResult:
     status: str  # CONVERTED, SKIPPED or FAILED (UNCHANGED is decided against outputs)
     code: Optional[str] = None  # the ported module, without porter's header
     rules: List[str] = field(default_factory=list)  # "P001 recipe-class", ...
+    notes: List[str] = field(default_factory=list)  # "P004 line 912: ..." for reviewers
     reason: Optional[str] = None
     variant: Optional[str] = None
     recipe_class: Optional[str] = None
@@ -66,12 +67,15 @@ def port(text: str, settings: Settings = Settings()) -> PortResult:
         for rule in RULES
         if rule.RULE_ID not in settings.skip_rules
     ]
-    errors = []
+    errors, notes = [], []
     for rule in rules:
         try:
-            rule.find(module)
+            anchors = rule.find(module)
         except PortError as error:
             errors.append(error)
+            continue
+        if anchors is not None:
+            notes += [f"{rule.RULE_ID} {note}" for note in rule.notes(anchors, index)]
     variant = describe_variant(classes[0]) if len(classes) == 1 else None
     if errors:
         return PortResult(
@@ -100,6 +104,7 @@ def port(text: str, settings: Settings = Settings()) -> PortResult:
         CONVERTED,
         code=code,
         rules=applied,
+        notes=notes,
         variant=variant,
         recipe_class=classes[0].name.value,
     )

@@ -21,6 +21,7 @@ class FileReport:
     status: str
     output: Optional[str] = None
     rules: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # what a reviewer should look at
     reason: Optional[str] = None
     variant: Optional[str] = None
     diff: Optional[str] = None  # current output -> new output, when they differ

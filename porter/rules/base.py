@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, List, Optional
 
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
@@ -57,6 +57,11 @@ class PortingRule(CodemodCommand):
 
     def apply(self, tree: cst.Module, anchors: Any) -> cst.Module:
         raise NotImplementedError
+
+    def notes(self, anchors: Any, index: SourceIndex) -> List[str]:
+        """What a reviewer of this port should look at, found with the source's anchors:
+        decisions the rule made that the upstream code did not spell out."""
+        return []
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         try:

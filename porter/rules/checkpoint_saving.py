@@ -42,6 +42,7 @@ class SaveUnit:
     statements: List[cst.BaseStatement]
     in_step_loop: bool
     inline: bool  # saves through a checkpointer attribute, not the recipe's method
+    after_loop: bool = False  # after (or before) the epoch loop, not in it
 
 
 @dataclass
@@ -76,6 +77,7 @@ class CheckpointSaving(PortingRule):
                     statements,
                     in_step_loop=any(a is loop for a in ancestors) and owner is not loop,
                     inline=kind == "inline",
+                    after_loop=not any(a is loop for a in ancestors),
                 )
             )
         other_uses = [
@@ -104,6 +106,24 @@ class CheckpointSaving(PortingRule):
                 stmt for stmt in inline[0].statements if _save_kind(stmt) == "inline"
             ]
         return anchors if anchors.units else None
+
+    def notes(self, anchors: Anchors, index) -> List[str]:
+        notes = []
+        for unit in anchors.units:
+            line = index.line(unit.statements[0])
+            if unit.in_step_loop:
+                notes.append(
+                    f"line {line}: the save every N steps is now the runtime's "
+                    "(`porter.save_every_n_steps`); the config's own setting no longer applies"
+                )
+            elif not any(s is anchors.move_into_method for s in unit.statements) and unit.after_loop:
+                notes.append(f"line {line}: the final save after the loop is the runtime's, at the last epoch's end")
+        if anchors.move_into_method is not None:
+            notes.append(
+                f"line {index.line(anchors.move_into_method)}: the inline save moved into a new "
+                "`_save_checkpoint(epoch)`; check it saves what the loop saved"
+            )
+        return notes
 
     def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
         train = anchors.train

@@ -15,7 +15,7 @@ the loop is given no configs (templates/dataset_mix_branch.py.j2).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import libcst as cst
 import libcst.matchers as m
@@ -80,6 +80,14 @@ class DatasetInjection(PortingRule):
             ),
             several_setups=len(callers) > 1,
         )
+
+    def notes(self, anchors: Anchors, index) -> List[str]:
+        line = index.line(anchors.anchor)
+        if anchors.mix is not None:
+            return [f"line {line}: the job's dataset replaces every dataset of the mix"]
+        if anchors.several_setups:
+            return [f"line {line}: `_setup_data` also builds another set (validation): the job's dataset replaces the training set only"]
+        return []
 
     def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
         if anchors.mix is not None:

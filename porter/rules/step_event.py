@@ -94,6 +94,15 @@ class StepEvent(PortingRule):
         anchors.step_loop_depth = METHOD_BODY_DEPTH + nesting(train, first)
         return anchors
 
+    def notes(self, anchors: Anchors, index) -> List[str]:
+        if anchors.stats is None:
+            return []
+        return [
+            f"line {index.line(anchors.log_call)}: RL loop: the step event reports the mean loss "
+            "of the stats it logs, the optimizer's learning rate, and a step clock started at "
+            f"line {index.line(anchors.step_loop_first)}; no peak memory"
+        ]
+
     def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
         context = dict(epoch=anchors.epoch_variable, epoch_len=anchors.total_epochs)
         if anchors.stats is not None:
