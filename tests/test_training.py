@@ -131,21 +131,28 @@ def test_loss_parity_with_upstream_full_finetune(full_run, demo, tmp_path):
     assert_same_losses(losses(events), theirs)
 
 
-def test_loss_parity_with_upstream_lora(runs, demo, tmp_path):
-    # Upstream corrupts LoRA base weights at each intermediate save on CPU unless it
-    # saves adapters only; both sides run that way so their losses are comparable.
-    override = "save_adapter_weights_only=True"
-    done, events = runs("lora_finetune_single_device", override, job_id="lora-adapter-only")
+ADAPTER_ONLY = "save_adapter_weights_only=True"
+
+
+@pytest.fixture(scope="module")
+def adapter_only_lora_run(runs):
+    # Upstream corrupts LoRA base weights at each intermediate merged save on CPU; a
+    # run that saves adapters only never merges, so it is comparable with upstream's.
+    return runs("lora_finetune_single_device", ADAPTER_ONLY, job_id="lora-adapter-only")
+
+
+def test_loss_parity_with_upstream_lora(adapter_only_lora_run, demo, tmp_path):
+    done, events = adapter_only_lora_run
     assert done.returncode == 0, done.stderr[-3000:]
-    theirs = upstream_losses("lora_finetune_single_device", demo.config("lora_finetune_single_device"), tmp_path / "upstream", override)
+    theirs = upstream_losses("lora_finetune_single_device", demo.config("lora_finetune_single_device"), tmp_path / "upstream", ADAPTER_ONLY)
     assert_same_losses(losses(events), theirs)
 
 
-def test_lora_run_guards_base_weights_that_upstream_corrupts_on_cpu(lora_run, runs):
+def test_lora_run_guards_base_weights_that_upstream_corrupts_on_cpu(lora_run, adapter_only_lora_run):
     # With merged saves, the second epoch trains on intact base weights: its losses
     # equal the adapter-only run's, which never merges.
     _, merged = lora_run
-    _, adapter_only = runs("lora_finetune_single_device", "save_adapter_weights_only=True", job_id="lora-guard")
+    _, adapter_only = adapter_only_lora_run
     assert_same_losses(losses(merged), losses(adapter_only))
 
 
@@ -280,7 +287,7 @@ def test_job_dataset_honours_packed(runs, demo):
 
 FAMILIES = {
     # recipe: processes (None: in this process), optimizer steps logged
-    "knowledge_distillation_single_device": (None, STEPS),
+    "knowledge_distillation_single_device": (None, 10),  # one epoch: see PARITY
     "knowledge_distillation_distributed": (2, STEPS),
     "lora_dpo_single_device": (None, STEPS),
     "lora_dpo_distributed": (2, STEPS),
@@ -293,6 +300,17 @@ FAMILIES = {
 }
 
 
+# The recipes upstream runs on CPU (the single-device ones) run the way parity with
+# upstream needs: KD merges LoRA weights at every save whatever the config says,
+# corrupting upstream's base weights on CPU, so it trains one epoch (the save comes
+# after training); DPO saves adapters only, which never merges.
+PARITY = {
+    "knowledge_distillation_single_device": ("epochs=1",),
+    "lora_dpo_single_device": (ADAPTER_ONLY,),
+    "ppo_full_finetune_single_device": (),
+}
+
+
 @pytest.fixture(scope="module")
 def family_runs(runs):
     results = {}
@@ -300,7 +318,7 @@ def family_runs(runs):
     def run(recipe):
         if recipe not in results:
             processes, _ = FAMILIES[recipe]
-            extra = ("--nproc-per-node", str(processes)) if processes else ()
+            extra = ("--nproc-per-node", str(processes)) if processes else PARITY[recipe]
             results[recipe] = runs(recipe, *extra, job_id=recipe.replace("/", "-"))
         return results[recipe]
 
@@ -327,23 +345,14 @@ def test_every_generated_recipe_trains_logs_and_saves(recipe, family_runs, runs)
     assert weights[-2]["files"] and all((job / f).is_file() for f in weights[-1]["files"])
 
 
-@pytest.mark.parametrize(
-    "recipe, overrides, expected_steps",
-    [
-        # KD merges LoRA weights at every save whatever the config says, corrupting
-        # upstream's base weights on CPU: one epoch keeps the save after training.
-        ("knowledge_distillation_single_device", ["epochs=1"], 10),
-        ("lora_dpo_single_device", ["save_adapter_weights_only=True"], STEPS),
-        ("ppo_full_finetune_single_device", [], 4),
-    ],
-)
-def test_loss_parity_with_upstream_for_every_recipe_upstream_runs_on_cpu(recipe, overrides, expected_steps, runs, demo, tmp_path):
+@pytest.mark.parametrize("recipe", sorted(PARITY))
+def test_loss_parity_with_upstream_for_every_recipe_upstream_runs_on_cpu(recipe, family_runs, demo, tmp_path):
     # Upstream's distributed recipes fail on a CPU as shipped (README, "Recipes on CPU");
     # these are the single-device ones besides full and LoRA fine-tuning (above).
-    done, events = runs(recipe, *overrides, job_id=f"parity-{recipe}")
+    done, events = family_runs(recipe)
     assert done.returncode == 0, done.stderr[-3000:]
-    theirs = upstream_losses(recipe, demo.config(recipe), tmp_path / "upstream", *overrides)
-    assert_same_losses(losses(events), theirs, expected_steps)
+    theirs = upstream_losses(recipe, demo.config(recipe), tmp_path / "upstream", *PARITY[recipe])
+    assert_same_losses(losses(events), theirs, FAMILIES[recipe][1])
 
 
 @pytest.mark.parametrize(
