@@ -1,11 +1,18 @@
-"""The `porter` command line."""
+"""The `porter` command line.
+
+Defaults come from `[tool.porter]` in the nearest pyproject.toml (porter/settings.py);
+flags override them. Progress bars and colour appear on a terminal only, and colour
+never when NO_COLOR is set.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import click
 
@@ -13,31 +20,17 @@ import click
 # `porter run` then trains in a process that never loaded the converter.
 from porter import __version__
 from porter.report import CONVERTED, exit_code, FAILED, FileReport, Mode, SKIPPED, summary, UNCHANGED
-from porter.settings import DEFAULT_RUNTIME_MODULE, Settings
+from porter.settings import (
+    check_rule_ids,
+    check_runtime_module,
+    INSTALLED,
+    ProjectSettings,
+    Settings,
+    SettingsError,
+)
 from porter.sources import discover, installed_recipes_dir, MissingSource, read_source, SourceFile
 
-DEFAULT_OUTPUT = Path("generated_recipes")
 _STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red"}
-
-
-def _echo_status(report: FileReport, mode: Mode) -> None:
-    status = report.status
-    if status == CONVERTED and mode is not Mode.WRITE:
-        status = "pending"
-    label = click.style(f"{status:<10}", fg=_STATUS_COLOURS.get(report.status), bold=status == FAILED)
-    if report.status in (CONVERTED, UNCHANGED):
-        click.echo(f"{label} {report.source} -> {report.output}", err=True)
-    else:
-        click.echo(f"{label} {report.source}: {report.reason}", err=True)
-
-
-def _sources(paths: Sequence[Path], installed: bool, version: Optional[str]) -> List[object]:
-    if not paths and not installed:
-        raise click.UsageError("give SOURCE files or folders, or --installed")
-    try:
-        return discover(paths, installed, version)
-    except FileNotFoundError as error:
-        raise click.ClickException(str(error))
 
 
 class _Failure(click.ClickException):
@@ -49,45 +42,135 @@ class _Failure(click.ClickException):
         click.echo(f"porter: error: {self.format_message()}", err=True)
 
 
+def _say(message: str, err: bool = True, nl: bool = True) -> None:
+    """click.echo, which drops colour off a terminal; NO_COLOR drops it everywhere."""
+    click.echo(message, err=err, nl=nl, color=False if os.environ.get("NO_COLOR") else None)
+
+
+@contextlib.contextmanager
+def _progress(items: Sequence, label: str) -> Iterator[Iterable]:
+    """A progress bar on stderr when it is a terminal; the items as they are otherwise."""
+    if len(items) > 1 and sys.stderr.isatty():
+        with click.progressbar(items, label=label, file=sys.stderr, color=not os.environ.get("NO_COLOR")) as bar:
+            yield bar
+    else:
+        yield items
+
+
+def _project() -> ProjectSettings:
+    try:
+        return ProjectSettings.find()
+    except SettingsError as error:
+        raise _Failure(str(error))
+
+
+def _echo_status(report: FileReport, mode: Mode) -> None:
+    status = report.status
+    if status == CONVERTED and mode is not Mode.WRITE:
+        status = "pending"
+    label = click.style(f"{status:<10}", fg=_STATUS_COLOURS.get(report.status), bold=status == FAILED)
+    if report.status in (CONVERTED, UNCHANGED):
+        _say(f"{label} {report.source} -> {report.output}")
+    else:
+        _say(f"{label} {report.source}: {report.reason}")
+
+
+def _discover(paths: Sequence[Path], installed: bool, version: Optional[str]) -> List[object]:
+    try:
+        return discover(paths, installed, version)
+    except FileNotFoundError as error:
+        raise _Failure(str(error))
+
+
+def _sources(paths: Sequence[Path], installed: bool, version: Optional[str], project: ProjectSettings) -> List[object]:
+    """The sources named on the command line, else those of [tool.porter] source."""
+    if not paths and not installed:
+        paths = [Path(source) for source in project.source if source != INSTALLED]
+        installed = INSTALLED in project.source
+    if not paths and not installed:
+        raise click.UsageError("give SOURCE files or folders, or --installed (or set [tool.porter] source)")
+    return _discover(paths, installed, version)
+
+
+def _generation(project: ProjectSettings, runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> Settings:
+    try:
+        return Settings(
+            runtime_module=check_runtime_module(runtime_module, "--runtime-module") if runtime_module else project.runtime_module,
+            skip_rules=check_rule_ids(skip_rules, "--skip-rule") if skip_rules else project.skip_rules,
+        )
+    except SettingsError as error:
+        raise _Failure(str(error))
+
+
+def _overlays(project: ProjectSettings, overlays: Optional[Path], use_overlays: bool) -> Optional[Path]:
+    return (overlays or project.overlays) if use_overlays else None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="porter")
 def main() -> None:
-    """Port torchtune training recipes onto the job runtime, and run them."""
+    """Port torchtune training recipes onto the job runtime, and run them.
+
+    \b
+    Examples:
+      porter demo                                   # the tiny embedded demo, on CPU
+      porter convert --installed                    # port the installed torchtune's recipes
+      porter diff lora_finetune_single_device       # review one port
+      porter run lora_finetune_single_device --config cfg.yaml --job-id j1 --user-id alice
+
+    Defaults come from [tool.porter] in the nearest pyproject.toml; flags override them.
+    """
 
 
-source_arguments = [
+def _options(*decorators):
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+with_sources = _options(
     click.argument("sources", nargs=-1, type=click.Path(path_type=Path)),
     click.option("--installed", is_flag=True, help="Take the recipes shipped with the installed torchtune."),
     click.option("--torchtune-version", metavar="VERSION", help="Version to record in headers (default: detected)."),
-]
-
-
-def with_sources(function):
-    for decorator in reversed(source_arguments):
-        function = decorator(function)
-    return function
+)
+with_generation = _options(
+    click.option("--runtime-module", metavar="MODULE", help="Module generated code imports RecipeBase, run_recipe and Dataset from (default: runtime)."),
+    click.option("--skip-rule", "skip_rules", multiple=True, metavar="RULE", help="Leave out a rule, e.g. P003 (repeatable)."),
+)
+with_output = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Folder of generated recipes (default: generated_recipes).")
+with_overlays = _options(
+    click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays)."),
+    click.option("--no-overlays", "use_overlays", is_flag=True, flag_value=False, default=True, help="Generate without the overlays."),
+)
 
 
 @main.command()
 @with_sources
-@click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT, show_default=True, help="Folder to write generated recipes to.")
+@with_output
 @click.option("--diff", "show_diff", is_flag=True, help="Print the diff of what would be written; write nothing.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if generated files are missing or stale.")
 @click.option("--force", is_flag=True, help="Overwrite generated files edited by hand.")
 @click.option("--report", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: a report per file on stdout.")
-@click.option("--runtime-module", default=DEFAULT_RUNTIME_MODULE, show_default=True, help="Module generated code imports RecipeBase, run_recipe and Dataset from.")
+@with_generation
+@with_overlays
 def convert(
     sources: Tuple[Path, ...],
     installed: bool,
     torchtune_version: Optional[str],
-    out_dir: Path,
+    out_dir: Optional[Path],
     show_diff: bool,
     check: bool,
     force: bool,
     report: str,
-    runtime_module: str,
+    runtime_module: Optional[str],
+    skip_rules: Tuple[str, ...],
+    overlays_dir: Optional[Path],
+    use_overlays: bool,
 ) -> None:
-    """Convert recipes into the output folder.
+    """Convert recipes into the output folder, applying the team's overlays.
 
     \b
     Examples:
@@ -95,22 +178,29 @@ def convert(
       porter convert path/to/torchtune/recipes -o generated_recipes
       porter convert --installed --check      # CI: fail when outputs are stale
       porter convert --installed --diff       # review what would change
+      porter convert --installed --runtime-module my_platform.runtime --skip-rule P003
 
     \b
     Exit codes: 0 success; 1 changes pending (--check, --diff);
-    2 some file failed (the others are still converted) or bad usage.
+    2 some file failed (the others are still converted), an overlay
+    conflicts, or bad usage.
     """
     from porter.convert import convert as convert_sources, OutputFolderError
 
+    project = _project()
     mode = Mode.DIFF if show_diff else Mode.CHECK if check else Mode.WRITE
+    found = _sources(sources, installed, torchtune_version, project)
     try:
-        reports = convert_sources(
-            _sources(sources, installed, torchtune_version),
-            out_dir,
-            mode=mode,
-            force=force,
-            settings=Settings(runtime_module=runtime_module),
-        )
+        with _progress(found, "converting") as progress:
+            reports = convert_sources(
+                found,
+                out_dir or project.output,
+                mode=mode,
+                force=force,
+                settings=_generation(project, runtime_module, skip_rules),
+                overlays=_overlays(project, overlays_dir, use_overlays),
+                progress=progress,
+            )
     except OutputFolderError as error:
         raise _Failure(str(error))
     for file_report in reports:
@@ -118,92 +208,206 @@ def convert(
             _echo_status(file_report, mode)
         if file_report.diff and (mode is Mode.DIFF or file_report.status == FAILED):
             if report == "text":
-                click.echo(file_report.diff, nl=False, err=mode is not Mode.DIFF)
+                _say(file_report.diff, nl=False, err=mode is not Mode.DIFF)
     if report == "json":
         click.echo(json.dumps({"files": [r.as_json() for r in reports], "summary": summary(reports, mode)}, indent=2))
-    click.echo(summary(reports, mode), err=True)
+    _say(summary(reports, mode))
     sys.exit(exit_code(reports, mode))
 
 
 @main.command(name="list")
 @with_sources
-@click.option("--runtime-module", default=DEFAULT_RUNTIME_MODULE, show_default=True)
-def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], runtime_module: str) -> None:
+@with_generation
+def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> None:
     """List every file found: in scope (with its variant) or skipped (with the reason).
 
     \b
     Examples:
       porter list --installed
       porter list path/to/recipes
+
+    Exit codes: 0 every file is in scope or skipped; 2 some file fails to port.
     """
     from porter.pipeline import port
 
-    settings = Settings(runtime_module=runtime_module)
+    project = _project()
+    settings = _generation(project, runtime_module, skip_rules)
+    found = _sources(sources, installed, torchtune_version, project)
     counts = {CONVERTED: 0, SKIPPED: 0, FAILED: 0}
-    for source in _sources(sources, installed, torchtune_version):
-        if isinstance(source, MissingSource):
-            status, detail, name = FAILED, source.reason, str(source.path)
-        else:
-            name = str(source)
-            try:
-                result = port(read_source(source.path), settings)
-                status = result.status
-                detail = result.variant if status == CONVERTED else f"{result.reason}"
-                if status == FAILED and result.variant:
-                    detail = f"{result.variant}: {detail}"
-            except ValueError as error:
-                status, detail = FAILED, str(error)
-        counts[status] += 1
-        label = {CONVERTED: "in scope", SKIPPED: "skipped", FAILED: "failed"}[status]
-        click.echo(f"{click.style(f'{label:<9}', fg=_STATUS_COLOURS[status])} {name}  {detail}")
-    click.echo(f"porter: {counts[CONVERTED]} in scope, {counts[SKIPPED]} skipped, {counts[FAILED]} failed", err=True)
+    lines = []
+    with _progress(found, "reading") as progress:
+        for source in progress:
+            if isinstance(source, MissingSource):
+                status, detail, name = FAILED, source.reason, str(source.path)
+            else:
+                name = str(source)
+                try:
+                    result = port(read_source(source.path), settings)
+                    status = result.status
+                    detail = result.variant if status == CONVERTED else f"{result.reason}"
+                    if status == FAILED and result.variant:
+                        detail = f"{result.variant}: {detail}"
+                except ValueError as error:
+                    status, detail = FAILED, str(error)
+            counts[status] += 1
+            label = {CONVERTED: "in scope", SKIPPED: "skipped", FAILED: "failed"}[status]
+            lines.append(f"{click.style(f'{label:<9}', fg=_STATUS_COLOURS[status])} {name}  {detail}")
+    for line in lines:
+        _say(line, err=False)
+    _say(f"porter: {counts[CONVERTED]} in scope, {counts[SKIPPED]} skipped, {counts[FAILED]} failed")
     sys.exit(2 if counts[FAILED] else 0)
 
 
-def resolve_recipe_source(recipe: str) -> SourceFile:
-    """A recipe named by path, or by name among the installed torchtune's recipes."""
+def resolve_recipe_source(recipe: str) -> List[object]:
+    """Recipes named by path (a file or a folder), or by name among the installed
+    torchtune's recipes."""
     path = Path(recipe)
-    if path.is_file():
-        (source,) = discover([path], installed=False)
-        return source
+    if path.exists():
+        return _discover([path], installed=False, version=None)
     name = recipe[:-3] if recipe.endswith(".py") else recipe
-    try:
-        recipes = installed_recipes_dir()
-    except FileNotFoundError as error:
-        raise _Failure(str(error))
-    candidate = recipes / f"{name}.py"
-    if candidate.is_file():
-        for source in discover([], installed=True):
-            if source.path == candidate:
-                return source
+    candidate = _installed_dir() / f"{name}.py"
+    for source in _discover([], installed=True, version=None) if candidate.is_file() else []:
+        if source.path == candidate:
+            return [source]
     raise _Failure(f"{recipe}: no such recipe file, nor an installed torchtune recipe of that name")
 
 
+def _installed_dir() -> Path:
+    try:
+        return installed_recipes_dir()
+    except FileNotFoundError as error:
+        raise _Failure(str(error))
+
+
+def upgrade_sources(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
+    """The recipes of one side of an upgrade: `installed`, a folder, or a torchtune wheel."""
+    from porter.sources import wheel_recipes
+
+    if spec == INSTALLED:
+        found = _discover([], installed=True, version=None)
+    elif spec.endswith(".whl"):
+        try:
+            folder, version = wheel_recipes(Path(spec), stack)
+        except ValueError as error:
+            raise _Failure(f"{spec}: {error}")
+        found = _discover([folder], installed=False, version=version)
+    elif Path(spec).is_dir():
+        found = _discover([Path(spec)], installed=False, version=None)
+    else:
+        raise _Failure(f"{spec}: not 'installed', a folder of recipes, nor a torchtune .whl file")
+    return [source for source in found if isinstance(source, SourceFile)]
+
+
 @main.command()
-@click.argument("recipe")
-@click.option("--runtime-module", default=DEFAULT_RUNTIME_MODULE, show_default=True)
-def diff(recipe: str, runtime_module: str) -> None:
-    """Print the upstream-to-generated diff of RECIPE (a path or an installed recipe name).
+@click.argument("recipes", nargs=-1)
+@click.option("--installed", is_flag=True, help="Every recipe of the installed torchtune.")
+@click.option("--between", nargs=2, metavar="OLD NEW", help="Review an upgrade: OLD and NEW are 'installed', a recipes folder or a torchtune .whl.")
+@click.option("--format", "output_format", type=click.Choice(["unified", "markdown"]), default="unified", show_default=True, help="markdown: for a pull-request comment or a CI step summary.")
+@with_generation
+@with_overlays
+def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str, str]], output_format: str, runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path], use_overlays: bool) -> None:
+    """Print what porting does to RECIPES (paths, folders or installed recipe names;
+    default: [tool.porter] source), or with --between, how an upgrade of torchtune
+    changes each generated recipe, flagging upstream changes to the code the port
+    rewrites.
 
     \b
     Examples:
       porter diff lora_finetune_single_device
       porter diff dev/early_exit_finetune_distributed
-      porter diff path/to/my_recipe.py
-    """
-    from porter.outputs import generated_text, unified_diff
-    from porter.pipeline import port
+      porter diff --installed --format markdown >> "$GITHUB_STEP_SUMMARY"
+      porter diff --between torchtune-0.5.0/recipes installed --format markdown
+      porter diff --between installed torchtune-0.7.0-py3-none-any.whl lora_finetune_single_device
 
-    source = resolve_recipe_source(recipe)
+    \b
+    Exit codes: 0 reviewed; 2 some recipe fails to port (in NEW, with
+    --between), an overlay conflicts, or bad usage.
+    """
+    from porter.review import markdown, port_review, REMOVED_UPSTREAM, unified, upgrade_pairs, upgrade_review
+
+    project = _project()
+    settings = _generation(project, runtime_module, skip_rules)
+    overlays = _overlays(project, overlays_dir, use_overlays)
+    with contextlib.ExitStack() as stack:
+        if between:
+            old, new = (upgrade_sources(spec, stack) for spec in between)
+            wanted = {name[:-3] if name.endswith(".py") else name for name in recipes}
+            if wanted:
+                old, new = ([s for s in side if str(s.output_name.with_suffix("")) in wanted] for side in (old, new))
+                if not old and not new:
+                    raise _Failure(f"{', '.join(sorted(wanted))}: in neither {between[0]} nor {between[1]}")
+            with _progress(upgrade_pairs(old, new), "reviewing") as progress:
+                reviews = [upgrade_review(*pair, settings, overlays) for pair in progress]
+            title = f"upgrade {between[0]} -> {between[1]}"
+        else:
+            if recipes or installed:
+                found = [source for recipe in recipes for source in resolve_recipe_source(recipe)]
+                found += _discover([], installed=True, version=None) if installed else []
+            else:
+                found = _sources((), False, None, project)
+            missing = [source for source in found if isinstance(source, MissingSource)]
+            if missing:
+                raise _Failure(f"{missing[0].path}: {missing[0].reason}")
+            with _progress(found, "porting") as progress:
+                reviews = [port_review(source, settings, overlays) for source in progress]
+            title = "port of " + (", ".join(recipes) if recipes else "the installed torchtune" if installed else ", ".join(project.source))
+    shown = [review for review in reviews if review.status != SKIPPED or review.flags]
+    skipped = [(review.name, review.reason) for review in reviews if review.status == SKIPPED and not review.flags]
+    if output_format == "markdown":
+        click.echo(markdown(shown, title, skipped), nl=False)
+    else:
+        click.echo(unified(shown), nl=False)
+        for review in shown:
+            for flag in review.flags:
+                _say(f"{click.style('look first', fg='yellow')} {review.name}: {flag}")
+    failed = [review for review in shown if review.status == FAILED]
+    for review in failed:
+        _say(f"{click.style('failed', fg='red', bold=True)} {review.source}: {review.reason}")
+    changed = sum(1 for review in shown if review.diff)
+    _say(
+        f"porter: {changed} recipe diff{'s' * (changed != 1)}, {len(failed)} failed, {len(skipped)} skipped"
+        + (f", {sum(1 for r in shown if r.status == REMOVED_UPSTREAM)} removed upstream" if between else "")
+    )
+    sys.exit(2 if failed else 0)
+
+
+@main.command()
+@click.argument("recipe")
+@with_sources
+@with_output
+@with_generation
+@click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays).")
+def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], out_dir: Optional[Path], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path]) -> None:
+    """Keep the hand edits of generated RECIPE as an overlay patch, re-applied by every
+    `porter convert`. RECIPE is its name in the output folder; SOURCES (default:
+    [tool.porter] source) are the sources it was generated from.
+
+    \b
+    Examples:
+      porter overlay lora_finetune_single_device --installed
+      porter overlay dev/early_exit_finetune_distributed
+
+    \b
+    After an upgrade, when an overlay conflicts:
+      porter convert --installed --no-overlays   # the plain port; the old edits are in the patch
+      # edit the generated recipe again
+      porter overlay RECIPE --installed          # save the edits afresh
+
+    Exit codes: 0 saved; 2 no such recipe, or it cannot be ported.
+    """
+    from porter.convert import OverlaySaveError, save_overlay
+
+    project = _project()
+    name = recipe[:-3] if recipe.endswith(".py") else recipe
+    found = [s for s in _sources(sources, installed, torchtune_version, project) if isinstance(s, SourceFile)]
+    matches = [source for source in found if str(source.output_name.with_suffix("")) == name]
+    if len(matches) != 1:
+        raise _Failure(f"{recipe}: {'no' if not matches else 'more than one'} source generates {name}.py")
     try:
-        text = read_source(source.path)
-    except ValueError as error:
-        raise _Failure(f"{source.path}: {error}")
-    result = port(text, Settings(runtime_module=runtime_module))
-    if result.status != CONVERTED:
-        raise _Failure(f"{source.path}: {result.status}: {result.reason}")
-    generated = generated_text(source, text, result.code)
-    click.echo(unified_diff(text, generated, f"upstream/{source.label}", f"generated/{source.output_name}"), nl=False)
+        done = save_overlay(matches[0], out_dir or project.output, _generation(project, runtime_module, skip_rules), overlays_dir or project.overlays)
+    except (OverlaySaveError, OSError) as error:
+        raise _Failure(str(error))
+    _say(f"porter: {done}")
 
 
 _TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port", "max_restarts")
@@ -217,7 +421,7 @@ _TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "r
 @click.option("--user-id", required=True, help="User id: 1-128 of A-Z a-z 0-9 . _ -")
 @click.option("--dataset", help="Dataset file or fsspec URL (chat JSONL, instruct JSON/JSONL, ...) to train on instead of the config's.")
 @click.option("--output-root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Job folders go to OUTPUT_ROOT/USER_ID/JOB_ID.")
-@click.option("--recipes-dir", type=click.Path(path_type=Path), default=DEFAULT_OUTPUT, show_default=True, help="Where generated recipes are found (and converted to when missing).")
+@click.option("--recipes-dir", type=click.Path(path_type=Path), help="Where generated recipes are found, and converted to when missing (default: generated_recipes).")
 @click.option("--save-every-n-epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--save-every-n-steps", type=click.IntRange(min=1), default=None)
 @click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True)
@@ -232,7 +436,7 @@ _TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "r
 @click.option("--master-addr", help="torchrun --master-addr")
 @click.option("--master-port", help="torchrun --master-port")
 @click.option("--max-restarts", help="torchrun --max-restarts")
-def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: Path, recipes_dir: Path, save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, **torchrun: Optional[str]) -> None:
+def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: Path, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, **torchrun: Optional[str]) -> None:
     """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them.
 
     RECIPE is a generated recipe's name (converted from the installed torchtune on
@@ -257,7 +461,7 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
 
     try:
         JobPaths.for_job(output_root, user_id, job_id)  # refuse bad ids before anything
-        recipe_path = resolve_recipe(recipe, recipes_dir)
+        recipe_path = resolve_recipe(recipe, recipes_dir or _project().output)
         cfg = load_config(config_name, overrides)
         cfg.porter = {
             "output_root": str(output_root),
@@ -309,8 +513,9 @@ def demo(directory: Path, prepare_only: bool) -> None:
         return
     from porter.convert import convert as convert_sources
 
-    reports = convert_sources(discover([], installed=True), DEFAULT_OUTPUT)
-    click.echo(summary(reports, Mode.WRITE) + f" into {DEFAULT_OUTPUT}/", err=True)
+    output = _project().output
+    reports = convert_sources(discover([], installed=True), output)
+    _say(summary(reports, Mode.WRITE) + f" into {output}/")
     job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     from runtime.job import JobPaths
     from runtime.launch import Launch, cancel_on_signals, supervise
@@ -319,7 +524,7 @@ def demo(directory: Path, prepare_only: bool) -> None:
     cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
     cfg.porter = {"output_root": str(assets.root / "runs")}
     cancel_on_signals()
-    outcome = supervise(Launch(DEFAULT_OUTPUT / "lora_finetune_single_device.py", job_id, "demo", cfg))
+    outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg))
     _report_outcome(outcome, JobPaths.for_job(assets.root / "runs", "demo", job_id))
 
 

@@ -27,13 +27,22 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def generated_text(source: SourceFile, source_text: str, body: str) -> str:
+def generated_text(
+    source: SourceFile,
+    source_text: str,
+    body: str,
+    overlay: Optional[str] = None,
+    overlay_text: str = "",
+) -> str:
+    """The header and `body`; `overlay` names the patch already applied to `body`."""
     header = snippets.render(
         "header.py.j2",
         porter_version=__version__,
         torchtune_version=source.torchtune_version,
         source=source.label,
         source_sha256=sha256(source_text),
+        overlay=overlay,
+        overlay_sha256=sha256(overlay_text),
         body_sha256=sha256(body),
     )
     return header + body

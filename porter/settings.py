@@ -22,7 +22,6 @@ from typing import FrozenSet, Optional, Tuple
 DEFAULT_RUNTIME_MODULE = "runtime"
 INSTALLED = "installed"
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_RULE_ID = re.compile(r"P\d{3}")
 
 
 class SettingsError(Exception):
@@ -76,7 +75,7 @@ class ProjectSettings:
             if key.replace("-", "_") not in known:
                 raise SettingsError(f"{path}: [tool.porter] {key}: unknown setting (known: {', '.join(sorted(known))})")
         table = {key.replace("-", "_"): value for key, value in table.items()}
-        base = path.parent
+        base = _from_here(path.parent)
 
         def strings(name: str) -> Tuple[str, ...]:
             value = table.get(name, [])
@@ -92,19 +91,41 @@ class ProjectSettings:
                 raise SettingsError(f"{path}: [tool.porter] {name}: expected a folder path")
             return base / value
 
-        runtime_module = table.get("runtime_module", DEFAULT_RUNTIME_MODULE)
-        if not isinstance(runtime_module, str) or not _MODULE.fullmatch(runtime_module):
-            raise SettingsError(f"{path}: [tool.porter] runtime_module: {runtime_module!r} is not a module path")
-        skip_rules = strings("skip_rules")
-        for rule in skip_rules:
-            if not _RULE_ID.fullmatch(rule):
-                raise SettingsError(f"{path}: [tool.porter] skip_rules: {rule!r} is not a rule id like P003")
+        where = f"{path}: [tool.porter]"
+        runtime_module = check_runtime_module(table.get("runtime_module", DEFAULT_RUNTIME_MODULE), f"{where} runtime_module")
+        skip_rules = check_rule_ids(strings("skip_rules"), f"{where} skip_rules")
         source = tuple(s if s == INSTALLED else str(base / s) for s in strings("source"))
         return cls(
             source=source,
             output=folder("output", cls.output),
             runtime_module=runtime_module,
-            skip_rules=frozenset(skip_rules),
+            skip_rules=skip_rules,
             overlays=folder("overlays", cls.overlays),
             file=path,
         )
+
+
+def check_runtime_module(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _MODULE.fullmatch(value):
+        raise SettingsError(f"{where}: {value!r} is not a module path like my_platform.runtime")
+    return value
+
+
+def check_rule_ids(values: Tuple[str, ...], where: str) -> FrozenSet[str]:
+    if not values:
+        return frozenset()
+    from porter.rules import RULES  # the converter's; `porter run` never needs it
+
+    known = sorted(rule.RULE_ID for rule in RULES)
+    for value in values:
+        if value not in known:
+            raise SettingsError(f"{where}: {value!r} is not a rule id ({', '.join(known)})")
+    return frozenset(values)
+
+
+def _from_here(folder: Path) -> Path:
+    """`folder` relative to the working folder when under it: shorter messages."""
+    try:
+        return folder.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return folder

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import re
+import tempfile
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Tuple
 
 UNKNOWN_VERSION = "unknown"
 
@@ -122,3 +125,24 @@ def read_source(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(f"not UTF-8 text (byte {error.start}: {data[error.start]:#04x})")
+
+
+def wheel_recipes(wheel: Path, stack: contextlib.ExitStack) -> Tuple[Path, str]:
+    """The recipes folder of a torchtune wheel, unpacked into a temporary folder that
+    lives as long as `stack`, and the wheel's version. ValueError says why not."""
+    try:
+        archive = stack.enter_context(zipfile.ZipFile(wheel))
+        names = archive.namelist()
+        metadata = [name for name in names if name.endswith(".dist-info/METADATA")]
+        match = _VERSION_LINE.search(archive.read(metadata[0]).decode("utf-8", "replace")) if metadata else None
+        recipes = [name for name in names if name.startswith("recipes/") and name.endswith(".py")]
+        if not recipes:
+            raise ValueError("the wheel has no recipes folder")
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="porter-wheel-")))
+        for name in recipes:
+            archive.extract(name, folder)
+    except FileNotFoundError:
+        raise ValueError("no such file")
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"cannot read the wheel: {error}")
+    return folder / "recipes", match.group(1) if match else UNKNOWN_VERSION

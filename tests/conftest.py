@@ -54,12 +54,8 @@ def installed_recipes() -> Path:
     return installed_recipes_dir()
 
 
-def torchtune_wheel_recipes(version: str) -> Path:
-    """The recipes folder of a released torchtune wheel, downloaded once into the cache."""
-    target = CACHE / f"torchtune-{version}"
-    recipes = target / "recipes"
-    if recipes.is_dir():
-        return recipes
+def torchtune_wheel(version: str) -> Path:
+    """A released torchtune wheel, downloaded once into the cache."""
     download = CACHE / "wheels"
     download.mkdir(parents=True, exist_ok=True)
     wheel = next(download.glob(f"torchtune-{version}-*.whl"), None)
@@ -70,6 +66,16 @@ def torchtune_wheel_recipes(version: str) -> Path:
             check=True,
         )
         wheel = next(download.glob(f"torchtune-{version}-*.whl"))
+    return wheel
+
+
+def torchtune_wheel_recipes(version: str) -> Path:
+    """The recipes folder of a released torchtune wheel, unpacked once into the cache."""
+    target = CACHE / f"torchtune-{version}"
+    recipes = target / "recipes"
+    if recipes.is_dir():
+        return recipes
+    wheel = torchtune_wheel(version)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     with zipfile.ZipFile(wheel) as archive:

@@ -103,7 +103,8 @@ def test_report_json_gives_status_rules_and_reason_per_file(sources, tmp_path):
     ],
 )
 def test_bad_usage_exits_2_with_one_line(args, message, tmp_path):
-    done = run_porter(*args, "-o", tmp_path / "out") if args[1:] else run_porter(*args)
+    # In a folder without [tool.porter] settings: no default sources.
+    done = run_porter(*args, "-o", tmp_path / "out", cwd=tmp_path) if args[1:] else run_porter(*args, cwd=tmp_path)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr

@@ -76,7 +76,9 @@ def test_a_generated_file_edited_by_hand_is_kept_unless_forced(tmp_path):
     generated.write_text(edited)
     refused, _ = convert(tmp_path, GOOD)
     assert refused.returncode == 2
-    assert line_for(refused, "was edited by hand").endswith(f"{generated} was edited by hand; --force overwrites it")
+    assert line_for(refused, "was edited by hand").endswith(
+        f"{generated} was edited by hand; `porter overlay sft_recipe` keeps the edits as an overlay, --force overwrites them"
+    )
     assert '-        """The training loop (tuned by us)."""' in refused.stderr  # the diff it would apply
     assert generated.read_text() == edited
     forced, _ = convert(tmp_path, GOOD, extra=("--force",))

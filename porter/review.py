@@ -1,0 +1,208 @@
+"""`porter diff`: what porting does to each recipe, and what an upgrade of torchtune
+changes, for a reviewer: as a unified diff or as markdown for a pull-request comment
+or a CI step summary (templates/review.md.j2).
+
+An upgrade review flags the upstream changes that touch the code the port rewrites:
+changed lines where the port removed or inserted code (anchors that moved), and new
+checkpoint or logging calls, which the port may need to take over.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Set, Tuple
+
+from porter import snippets
+from porter.convert import generate, Generated
+from porter.outputs import unified_diff
+from porter.overlays import OverlayError
+from porter.report import FAILED, SKIPPED
+from porter.settings import Settings
+from porter.sources import SourceFile
+
+REMOVED_UPSTREAM = "removed upstream"
+# Calls whose last name says they save, checkpoint or log: what the runtime owns.
+_WATCHED_CALL = re.compile(r"(checkpoint|save|^log)", re.IGNORECASE)
+
+
+@dataclass
+class RecipeReview:
+    name: str  # the generated module's path under the output folder
+    source: str
+    status: str
+    reason: Optional[str] = None
+    rules: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)  # follow-ups the rules asked for
+    flags: List[str] = field(default_factory=list)  # upstream changes to look at first
+    diff: str = ""
+
+    @property
+    def added(self) -> int:
+        return sum(1 for line in self.diff.splitlines() if line.startswith("+") and not line.startswith("+++"))
+
+    @property
+    def removed(self) -> int:
+        return sum(1 for line in self.diff.splitlines() if line.startswith("-") and not line.startswith("---"))
+
+    @property
+    def fence(self) -> str:
+        """A code fence longer than any run of backticks in the diff."""
+        longest = max((len(run) for run in re.findall(r"`+", self.diff)), default=0)
+        return "`" * max(3, longest + 1)
+
+
+def _generate(source: SourceFile, settings: Settings, overlays) -> Tuple[Optional[Generated], RecipeReview]:
+    review = RecipeReview(str(source.output_name), str(source), FAILED)
+    try:
+        generated = generate(source, settings, overlays)
+    except (ValueError, OverlayError) as error:
+        review.reason = str(error)
+        return None, review
+    result = generated.result
+    review.status, review.reason = result.status, result.reason
+    review.rules, review.notes = result.rules, result.notes
+    return generated, review
+
+
+def port_review(source: SourceFile, settings: Settings, overlays=None) -> RecipeReview:
+    """The upstream-to-generated diff of one recipe, with its rules and follow-ups."""
+    generated, review = _generate(source, settings, overlays)
+    if generated is not None and generated.text is not None:
+        review.diff = unified_diff(
+            generated.source_text, generated.text, f"upstream/{source.label}", f"generated/{source.output_name}"
+        )
+    return review
+
+
+def upgrade_pairs(
+    old_sources: Sequence[SourceFile], new_sources: Sequence[SourceFile]
+) -> List[Tuple[str, Optional[SourceFile], Optional[SourceFile]]]:
+    """(name, old source, new source) for each generated recipe of either side."""
+    old_by_name = {str(source.output_name): source for source in old_sources}
+    new_by_name = {str(source.output_name): source for source in new_sources}
+    return [(name, old_by_name.get(name), new_by_name.get(name)) for name in sorted(old_by_name.keys() | new_by_name.keys())]
+
+
+def upgrade_review(
+    name: str, old: Optional[SourceFile], new: Optional[SourceFile], settings: Settings, overlays=None
+) -> RecipeReview:
+    """How the generated recipe `name` changes from the OLD source to the NEW one."""
+    if new is None:
+        return RecipeReview(name, str(old), REMOVED_UPSTREAM, flags=["removed upstream: its generated recipe goes"])
+    if old is None:
+        review = port_review(new, settings, overlays)
+        if review.status != SKIPPED:
+            review.flags.insert(0, "new upstream recipe: review its whole port")
+        return review
+    old_generated, _ = _generate(old, settings, overlays=None)
+    new_generated, review = _generate(new, settings, overlays)
+    if old_generated is None or new_generated is None:
+        return review
+    review.flags = _status_flags(old_generated, new_generated)
+    if old_generated.result.code and new_generated.result.code:
+        review.flags += upstream_flags(old_generated, new_generated)
+    review.diff = unified_diff(
+        old_generated.text or "", new_generated.text or "", f"{old.torchtune_version}/{name}", f"{new.torchtune_version}/{name}"
+    )
+    return review
+
+
+def _status_flags(old: Generated, new: Generated) -> List[str]:
+    flags = []
+    if old.result.status != new.result.status:
+        flags.append(f"was {old.result.status}, now {new.result.status}" + (f": {new.result.reason}" if new.result.reason else ""))
+    gained = [rule for rule in new.result.rules if rule not in old.result.rules]
+    lost = [rule for rule in old.result.rules if rule not in new.result.rules]
+    if gained or lost:
+        flags.append("rules applied changed: " + ", ".join([f"+{rule}" for rule in gained] + [f"-{rule}" for rule in lost]))
+    return flags
+
+
+def upstream_flags(old: Generated, new: Generated) -> List[str]:
+    """Upstream changes that touch what the port rewrites, and new save or log calls."""
+    old_lines = old.source_text.splitlines()
+    new_lines = new.source_text.splitlines()
+    touched_old = ported_lines(old_lines, old.result.code.splitlines())
+    touched_new = ported_lines(new_lines, new.result.code.splitlines())
+    functions = _functions_by_line(new.source_text)
+    flags = []
+    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        old_span = set(range(i1 + 1, i2 + 1)) or {i1, i1 + 1}
+        new_span = set(range(j1 + 1, j2 + 1)) or {j1, j1 + 1}
+        if old_span & touched_old or new_span & touched_new:
+            where = functions.get(j1 + 1) or functions.get(j1) or "module level"
+            flags.append(
+                f"upstream {_span(i1, i2)} (new {_span(j1, j2)}, in `{where}`) changed code the port rewrites"
+            )
+    old_calls = _watched_calls(old.source_text)
+    for (function, call), lines in _watched_calls(new.source_text).items():
+        extra = len(lines) - len(old_calls.get((function, call), []))
+        if extra > 0:
+            flags.append(f"new checkpoint or logging call `{call}(...)` in `{function}` (new line {lines[-extra]})")
+    return flags
+
+
+def ported_lines(source: List[str], ported: List[str]) -> Set[int]:
+    """1-based lines of `source` the port removed or changed, and those next to where it
+    inserted code."""
+    touched: Set[int] = set()
+    matcher = difflib.SequenceMatcher(None, source, ported, autojunk=False)
+    for tag, i1, i2, _, _ in matcher.get_opcodes():
+        if tag != "equal":
+            touched |= set(range(i1 + 1, i2 + 1)) or {i1, i1 + 1}
+    return touched
+
+
+def _span(start: int, end: int) -> str:
+    if end <= start:
+        return f"after line {start}"
+    return f"line {start + 1}" if end == start + 1 else f"lines {start + 1}-{end}"
+
+
+def _functions_by_line(text: str) -> Dict[int, str]:
+    """Each line's innermost function, as `Class.method`."""
+    by_line: Dict[int, str] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if not isinstance(child, ast.ClassDef):
+                    for line in range(child.lineno, (child.end_lineno or child.lineno) + 1):
+                        by_line[line] = name
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(text), "")
+    return by_line
+
+
+def _watched_calls(text: str) -> Dict[Tuple[str, str], List[int]]:
+    """(function, dotted call) -> lines, for every call that saves, checkpoints or logs."""
+    functions = _functions_by_line(text)
+    calls: Dict[Tuple[str, str], List[int]] = {}
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            last = name.rsplit(".", 1)[-1]
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name) and _WATCHED_CALL.search(last):
+                key = (functions.get(node.lineno, "module level"), name)
+                calls.setdefault(key, []).append(node.lineno)
+    return {key: sorted(lines) for key, lines in calls.items()}
+
+
+def markdown(reviews: Sequence[RecipeReview], title: str, skipped: Sequence[Tuple[str, str]] = ()) -> str:
+    """The reviews as markdown: a table, then a section per recipe with its diff folded."""
+    return snippets.render("review.md.j2", title=title, reviews=reviews, skipped=skipped)
+
+
+def unified(reviews: Sequence[RecipeReview]) -> str:
+    return "".join(review.diff for review in reviews)
+
