@@ -55,7 +55,7 @@ class ProjectSettings:
     def find(cls, start: Path = Path(".")) -> "ProjectSettings":
         """The settings of the nearest pyproject.toml with a [tool.porter] table."""
         for folder in [start.resolve(), *start.resolve().parents]:
-            candidate = folder / "pyproject.toml"
+            candidate = _from_here(folder) / "pyproject.toml"
             if candidate.is_file():
                 settings = cls.read(candidate)
                 if settings is not None:
