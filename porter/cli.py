@@ -258,7 +258,7 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
     sys.exit(2 if counts[FAILED] else 0)
 
 
-def resolve_recipe_source(recipe: str) -> List[object]:
+def _recipe_sources(recipe: str) -> List[object]:
     """Recipes named by path (a file or a folder), or by name among the installed
     torchtune's recipes."""
     path = Path(recipe)
@@ -279,7 +279,7 @@ def _installed_dir() -> Path:
         raise _Failure(str(error))
 
 
-def upgrade_sources(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
+def _upgrade_sources(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
     """The recipes of one side of an upgrade: `installed`, a folder, or a torchtune wheel."""
     from porter.sources import wheel_recipes
 
@@ -330,7 +330,7 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
     overlays = _overlays(project, overlays_dir, use_overlays)
     with contextlib.ExitStack() as stack:
         if between:
-            old, new = (upgrade_sources(spec, stack) for spec in between)
+            old, new = (_upgrade_sources(spec, stack) for spec in between)
             wanted = {name[:-3] if name.endswith(".py") else name for name in recipes}
             if wanted:
                 old, new = ([s for s in side if str(s.output_name.with_suffix("")) in wanted] for side in (old, new))
@@ -341,7 +341,7 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
             title = f"upgrade {between[0]} -> {between[1]}"
         else:
             if recipes or installed:
-                found = [source for recipe in recipes for source in resolve_recipe_source(recipe)]
+                found = [source for recipe in recipes for source in _recipe_sources(recipe)]
                 found += _discover([], installed=True, version=None) if installed else []
             else:
                 found = _sources((), False, None, project)

@@ -97,7 +97,11 @@ def upgrade_review(
         if review.status != SKIPPED:
             review.flags.insert(0, "new upstream recipe: review its whole port")
         return review
-    old_generated, _ = _generate(old, settings, overlays=None)
+    # Both sides as `porter convert` writes them, with the overlay where it applies, so
+    # the diff shows what the upgrade changes, not the team's own edits.
+    old_generated, _ = _generate(old, settings, overlays)
+    if old_generated is None and overlays is not None:
+        old_generated, _ = _generate(old, settings, overlays=None)
     new_generated, review = _generate(new, settings, overlays)
     if old_generated is None or new_generated is None:
         return review

@@ -142,3 +142,16 @@ def test_a_file_that_is_no_wheel_exits_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "porter: error: fake.whl: cannot read the wheel: File is not a zip file"
 
+
+
+def test_upgrade_review_applies_the_team_overlay_to_both_sides(upgrade, tmp_path):
+    old, new = upgrade
+    assert run_porter("convert", old, "-o", "gen", cwd=tmp_path).returncode == 0
+    generated = tmp_path / "gen" / "sft_recipe.py"
+    generated.write_text(generated.read_text().replace('"""The training loop."""', '"""The training loop (ours)."""'))
+    assert run_porter("overlay", "sft_recipe", old, "-o", "gen", cwd=tmp_path).returncode == 0
+    done = run_porter("diff", "--between", old, new, "sft_recipe", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    changed = [line for line in done.stdout.splitlines() if line[:1] in "+-" and "(ours)" in line]
+    assert changed == []  # the team's edit is on both sides: not an upgrade change
+    assert "+                (loss * 1.0).backward()" in done.stdout

@@ -77,6 +77,9 @@ def test_overlays_come_from_the_settings_folder(project):
     assert run_porter("convert", "--check", cwd=project).returncode == 0
     plain = run_porter("convert", "--check", "--no-overlays", cwd=project)
     assert plain.returncode == 1  # without the overlay, the output would change
+    (project / "patches").rename(project / "ours")
+    assert run_porter("convert", "--check", cwd=project).returncode == 1
+    assert run_porter("convert", "--check", "--overlays", "ours", cwd=project).returncode == 0
 
 
 @pytest.mark.parametrize(
