@@ -108,9 +108,10 @@ def upgrade_review(
     review.flags = _status_flags(old_generated, new_generated)
     if old_generated.result.code and new_generated.result.code:
         review.flags += upstream_flags(old_generated, new_generated)
-    review.diff = unified_diff(
-        old_generated.text or "", new_generated.text or "", f"{old.torchtune_version}/{name}", f"{new.torchtune_version}/{name}"
-    )
+    if old_generated.text and new_generated.text:
+        review.diff = unified_diff(
+            old_generated.text, new_generated.text, f"{old.torchtune_version}/{name}", f"{new.torchtune_version}/{name}"
+        )
     return review
 
 

@@ -155,3 +155,14 @@ def test_upgrade_review_applies_the_team_overlay_to_both_sides(upgrade, tmp_path
     changed = [line for line in done.stdout.splitlines() if line[:1] in "+-" and "(ours)" in line]
     assert changed == []  # the team's edit is on both sides: not an upgrade change
     assert "+                (loss * 1.0).backward()" in done.stdout
+
+
+def test_a_recipe_that_no_longer_ports_after_the_upgrade_is_flagged_and_exits_2(upgrade, tmp_path):
+    old, new = upgrade
+    recipe = new / "sft_recipe.py"
+    recipe.write_text(recipe.read_text().replace("            self.epochs_run += 1\n", ""))
+    done = run_porter("diff", "--between", old, new, "sft_recipe", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "look first sft_recipe.py: was converted, now failed: line " in done.stderr
+    assert "P007" in done.stderr
+    assert done.stdout == ""  # no diff against a port that does not exist
