@@ -191,7 +191,12 @@ def save_overlay(source: SourceFile, out_dir: Path, settings: Settings, overlays
         raise OverlaySaveError(f"{source}: {error}")
     if generated.result.status != CONVERTED:
         raise OverlaySaveError(f"{source}: {generated.result.status}: {generated.result.reason}")
-    patch = overlay_patches.make_patch(generated.result.code, split_header(on_disk.current), source.output_name)
+    edited = split_header(on_disk.current)
+    try:  # an overlay is saved only when it makes a recipe: nothing half-done on disk
+        compile(edited, str(out_path), "exec")
+    except SyntaxError as error:
+        raise OverlaySaveError(f"{out_path}: line {error.lineno}: {error.msg}; fix it before saving an overlay")
+    patch = overlay_patches.make_patch(generated.result.code, edited, source.output_name)
     path = overlay_patches.overlay_path(overlays, source.output_name)
     if patch:
         write_atomically(path, patch)

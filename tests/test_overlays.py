@@ -161,3 +161,13 @@ def test_overlay_of_an_unknown_recipe_or_a_missing_output_exits_2(project):
     assert missing.returncode == 2
     assert "no generated recipe to take edits from; run `porter convert` first" in missing.stderr
     assert not (project / "overlays").exists()
+
+
+def test_edits_that_do_not_compile_are_not_saved_as_an_overlay(project):
+    generated = project / "generated" / "sft_recipe.py"
+    replace_in(generated, "    def _train(self) -> None:\n", "    def _train(self) -> None\n")
+    done = porter(project, "overlay", "sft_recipe")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"porter: error: {generated.relative_to(project)}: line ")
+    assert "fix it before saving an overlay" in done.stderr
+    assert not (project / "overlays").exists()
