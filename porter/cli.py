@@ -141,8 +141,9 @@ with_generation = _options(
     click.option("--skip-rule", "skip_rules", multiple=True, metavar="RULE", help="Leave out a rule, e.g. P003 (repeatable)."),
 )
 with_output = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Folder of generated recipes (default: generated_recipes).")
+with_overlays_folder = click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays).")
 with_overlays = _options(
-    click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays)."),
+    with_overlays_folder,
     click.option("--no-overlays", "use_overlays", is_flag=True, flag_value=False, default=True, help="Generate without the overlays."),
 )
 
@@ -258,13 +259,18 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
     sys.exit(2 if counts[FAILED] else 0)
 
 
+def _recipe_name(recipe: str) -> str:
+    """A recipe's name as users write it: its path under the recipes folder, without .py."""
+    return recipe[:-3] if recipe.endswith(".py") else recipe
+
+
 def _recipe_sources(recipe: str) -> List[object]:
     """Recipes named by path (a file or a folder), or by name among the installed
     torchtune's recipes."""
     path = Path(recipe)
     if path.exists():
         return _discover([path], installed=False, version=None)
-    name = recipe[:-3] if recipe.endswith(".py") else recipe
+    name = _recipe_name(recipe)
     candidate = _installed_dir() / f"{name}.py"
     for source in _discover([], installed=True, version=None) if candidate.is_file() else []:
         if source.path == candidate:
@@ -331,9 +337,9 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
     with contextlib.ExitStack() as stack:
         if between:
             old, new = (_upgrade_sources(spec, stack) for spec in between)
-            wanted = {name[:-3] if name.endswith(".py") else name for name in recipes}
+            wanted = {_recipe_name(recipe) for recipe in recipes}
             if wanted:
-                old, new = ([s for s in side if str(s.output_name.with_suffix("")) in wanted] for side in (old, new))
+                old, new = ([s for s in side if _recipe_name(str(s.output_name)) in wanted] for side in (old, new))
                 if not old and not new:
                     raise _Failure(f"{', '.join(sorted(wanted))}: in neither {between[0]} nor {between[1]}")
             with _progress(upgrade_pairs(old, new), "reviewing") as progress:
@@ -376,7 +382,7 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
 @with_sources
 @with_output
 @with_generation
-@click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays).")
+@with_overlays_folder
 def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], out_dir: Optional[Path], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path]) -> None:
     """Keep the hand edits of generated RECIPE as an overlay patch, re-applied by every
     `porter convert`. RECIPE is its name in the output folder; SOURCES (default:
@@ -398,13 +404,13 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
     from porter.convert import OverlaySaveError, save_overlay
 
     project = _project()
-    name = recipe[:-3] if recipe.endswith(".py") else recipe
+    name = _recipe_name(recipe)
     found = [s for s in _sources(sources, installed, torchtune_version, project) if isinstance(s, SourceFile)]
-    matches = [source for source in found if str(source.output_name.with_suffix("")) == name]
+    matches = [source for source in found if _recipe_name(str(source.output_name)) == name]
     if len(matches) != 1:
         raise _Failure(f"{recipe}: {'no' if not matches else 'more than one'} source generates {name}.py")
     try:
-        done = save_overlay(matches[0], out_dir or project.output, _generation(project, runtime_module, skip_rules), overlays_dir or project.overlays)
+        done = save_overlay(matches[0], out_dir or project.output, _generation(project, runtime_module, skip_rules), _overlays(project, overlays_dir, True))
     except (OverlaySaveError, OSError) as error:
         raise _Failure(str(error))
     _say(f"porter: {done}")

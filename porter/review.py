@@ -132,21 +132,18 @@ def upstream_flags(old: Generated, new: Generated) -> List[str]:
     new_lines = new.source_text.splitlines()
     touched_old = ported_lines(old_lines, old.result.code.splitlines())
     touched_new = ported_lines(new_lines, new.result.code.splitlines())
-    functions = _functions_by_line(new.source_text)
+    new_tree = ast.parse(new.source_text)
+    functions = _functions_by_line(new_tree)
     flags = []
-    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        old_span = set(range(i1 + 1, i2 + 1)) or {i1, i1 + 1}
-        new_span = set(range(j1 + 1, j2 + 1)) or {j1, j1 + 1}
-        if old_span & touched_old or new_span & touched_new:
+    for i1, i2, j1, j2 in _changes(old_lines, new_lines):
+        if _touched(i1, i2) & touched_old or _touched(j1, j2) & touched_new:
             where = functions.get(j1 + 1) or functions.get(j1) or "module level"
             flags.append(
                 f"upstream {_span(i1, i2)} (new {_span(j1, j2)}, in `{where}`) changed code the port rewrites"
             )
-    old_calls = _watched_calls(old.source_text)
-    for (function, call), lines in _watched_calls(new.source_text).items():
+    old_tree = ast.parse(old.source_text)
+    old_calls = _watched_calls(old_tree, _functions_by_line(old_tree))
+    for (function, call), lines in _watched_calls(new_tree, functions).items():
         extra = len(lines) - len(old_calls.get((function, call), []))
         if extra > 0:
             flags.append(f"new checkpoint or logging call `{call}(...)` in `{function}` (new line {lines[-extra]})")
@@ -157,11 +154,20 @@ def ported_lines(source: List[str], ported: List[str]) -> Set[int]:
     """1-based lines of `source` the port removed or changed, and those next to where it
     inserted code."""
     touched: Set[int] = set()
-    matcher = difflib.SequenceMatcher(None, source, ported, autojunk=False)
-    for tag, i1, i2, _, _ in matcher.get_opcodes():
-        if tag != "equal":
-            touched |= set(range(i1 + 1, i2 + 1)) or {i1, i1 + 1}
+    for i1, i2, _, _ in _changes(source, ported):
+        touched |= _touched(i1, i2)
     return touched
+
+
+def _changes(a: List[str], b: List[str]) -> List[Tuple[int, int, int, int]]:
+    """(i1, i2, j1, j2) of each change turning lines a[i1:i2] into b[j1:j2]."""
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def _touched(start: int, end: int) -> Set[int]:
+    """The 1-based lines of a change's span; for an insertion, the lines either side."""
+    return set(range(start + 1, end + 1)) or {start, start + 1}
 
 
 def _span(start: int, end: int) -> str:
@@ -170,7 +176,7 @@ def _span(start: int, end: int) -> str:
     return f"line {start + 1}" if end == start + 1 else f"lines {start + 1}-{end}"
 
 
-def _functions_by_line(text: str) -> Dict[int, str]:
+def _functions_by_line(tree: ast.Module) -> Dict[int, str]:
     """Each line's innermost function, as `Class.method`."""
     by_line: Dict[int, str] = {}
 
@@ -185,15 +191,14 @@ def _functions_by_line(text: str) -> Dict[int, str]:
             else:
                 visit(child, prefix)
 
-    visit(ast.parse(text), "")
+    visit(tree, "")
     return by_line
 
 
-def _watched_calls(text: str) -> Dict[Tuple[str, str], List[int]]:
+def _watched_calls(tree: ast.Module, functions: Dict[int, str]) -> Dict[Tuple[str, str], List[int]]:
     """(function, dotted call) -> lines, for every call that saves, checkpoints or logs."""
-    functions = _functions_by_line(text)
     calls: Dict[Tuple[str, str], List[int]] = {}
-    for node in ast.walk(ast.parse(text)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             name = ast.unparse(node.func)
             last = name.rsplit(".", 1)[-1]
