@@ -1,7 +1,20 @@
-"""The runtime generated recipes run on: RecipeBase, run_recipe, the job's Dataset."""
+"""The runtime generated recipes run on: RecipeBase, run_recipe, the job's Dataset.
 
-from runtime.datasets import Dataset
-from runtime.recipe_base import RecipeBase
-from runtime.run import run_recipe
+The three names load on first use, so that light modules of this package
+(runtime.families) can be imported without torch.
+"""
 
-__all__ = ["Dataset", "RecipeBase", "run_recipe"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {"Dataset": "runtime.datasets", "RecipeBase": "runtime.recipe_base", "run_recipe": "runtime.run"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

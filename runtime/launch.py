@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runtime import cpu_compat
 from runtime.datasets import Dataset, expected_kinds
+from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
 from runtime.errors import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
 from runtime.job_logger import drops_since, JobLogger, read_events, utc_now
@@ -90,22 +91,19 @@ def check_config(recipe: Path, cfg: DictConfig) -> None:
     missing = sorted(read - set(cfg.keys()))
     if missing:
         raise JobError(f"config: missing {', '.join(missing)}, which {recipe.stem} reads")
-    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
-    recipe_family = next((family for family, marks in _FAMILY_MARKS.items() if marks & names), "sft")
+    family = recipe_family(code_names(tree))
     loss = cfg.get("loss")
     component = str(loss.get("_component_", "")) if isinstance(loss, DictConfig) else ""
-    config_family = _LOSS_FAMILIES.get(expected_kinds(component), "sft")
-    if config_family != recipe_family:
+    config_family = _LOSS_FAMILIES.get(expected_kinds(component), SFT)
+    if config_family != family:
         raise JobError(
             f"config: its loss {component.rsplit('.', 1)[-1] or '(none)'} is for "
-            f"{_FAMILY_NAMES[config_family]} recipes, not {_FAMILY_NAMES[recipe_family]} ones like {recipe.stem}"
+            f"{FAMILY_NAMES[config_family]} recipes, not {FAMILY_NAMES[family]} ones like {recipe.stem}"
         )
 
 
-# What a recipe's code names, by family; and which dataset kinds a family's loss takes.
-_FAMILY_MARKS = {"preference": {"padded_collate_dpo"}, "rl": {"PPOStats", "GRPOStats"}}
-_LOSS_FAMILIES = {("preference",): "preference", ("prompt",): "rl"}
-_FAMILY_NAMES = {"sft": "fine-tuning", "preference": "preference (DPO)", "rl": "RL (PPO, GRPO)"}
+# Which family of recipes a loss's dataset kinds are for.
+_LOSS_FAMILIES = {("preference",): PREFERENCE, ("prompt",): RL}
 
 
 def on_cpu(cfg: DictConfig) -> bool:
