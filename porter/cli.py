@@ -1,4 +1,5 @@
-"""The `porter` command line.
+"""The `porter` command line: it parses arguments and prints results; the work is done
+by porter.convert (convert, list), porter.review (diff) and the runtime (run, demo).
 
 Defaults come from `[tool.porter]` in the nearest pyproject.toml (porter/settings.py);
 flags override them. Progress bars and colour appear on a terminal only, and colour
@@ -12,25 +13,18 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import click
 
 # Commands import the converter (libcst, black) and the runtime (torch) when they run:
 # `porter run` then trains in a process that never loaded the converter.
 from porter import __version__
-from porter.report import CONVERTED, exit_code, FAILED, FileReport, Mode, SKIPPED, summary, UNCHANGED
-from porter.settings import (
-    check_rule_ids,
-    check_runtime_module,
-    INSTALLED,
-    ProjectSettings,
-    Settings,
-    SettingsError,
-)
-from porter.sources import discover, installed_recipes_dir, MissingSource, read_source, SourceFile
+from porter.report import CONVERTED, exit_code, FAILED, FileReport, Mode, ORPHAN, PRUNED, SKIPPED, summary, UNCHANGED
+from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, ProjectSettings, Settings, SettingsError
+from porter.sources import discover, find_recipe, MissingSource, recipe_name, SourceFile
 
-_STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red"}
+_STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red", ORPHAN: "yellow", PRUNED: "yellow"}
 
 
 class _Failure(click.ClickException):
@@ -48,13 +42,13 @@ def _say(message: str, err: bool = True, nl: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def _progress(items: Sequence, label: str) -> Iterator[Iterable]:
-    """A progress bar on stderr when it is a terminal; the items as they are otherwise."""
-    if len(items) > 1 and sys.stderr.isatty():
-        with click.progressbar(items, label=label, file=sys.stderr, color=not os.environ.get("NO_COLOR")) as bar:
-            yield bar
+def _progress(count: int, label: str) -> Iterator[Optional[Callable[[int], None]]]:
+    """A progress bar's `update` on stderr when it is a terminal; None otherwise."""
+    if count > 1 and sys.stderr.isatty():
+        with click.progressbar(length=count, label=label, file=sys.stderr, color=not os.environ.get("NO_COLOR")) as bar:
+            yield bar.update
     else:
-        yield items
+        yield None
 
 
 def _project() -> ProjectSettings:
@@ -75,14 +69,14 @@ def _echo_status(report: FileReport, mode: Mode) -> None:
         _say(f"{label} {report.source}: {report.reason}")
 
 
-def _discover(paths: Sequence[Path], installed: bool, version: Optional[str]) -> List[object]:
+def _discover(paths, installed: bool, version: Optional[str]) -> List[object]:
     try:
         return discover(paths, installed, version)
     except FileNotFoundError as error:
         raise _Failure(str(error))
 
 
-def _sources(paths: Sequence[Path], installed: bool, version: Optional[str], project: ProjectSettings) -> List[object]:
+def _sources(paths, installed: bool, version: Optional[str], project: ProjectSettings) -> List[object]:
     """The sources named on the command line, else those of [tool.porter] source."""
     if not paths and not installed:
         paths = [Path(source) for source in project.source if source != INSTALLED]
@@ -104,6 +98,12 @@ def _generation(project: ProjectSettings, runtime_module: Optional[str], skip_ru
 
 def _overlays(project: ProjectSettings, overlays: Optional[Path], use_overlays: bool) -> Optional[Path]:
     return (overlays or project.overlays) if use_overlays else None
+
+
+def _cache(use_cache: bool):
+    from porter.cache import default_folder, PortCache
+
+    return PortCache(default_folder()) if use_cache else None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,7 +138,7 @@ with_sources = _options(
 )
 with_generation = _options(
     click.option("--runtime-module", metavar="MODULE", help="Module generated code imports RecipeBase, run_recipe and Dataset from (default: runtime)."),
-    click.option("--skip-rule", "skip_rules", multiple=True, metavar="RULE", help="Leave out a rule, e.g. P003 (repeatable)."),
+    click.option("--skip-rule", "skip_rules", multiple=True, metavar="RULE", help="Leave out the rule of this id (see README, Architecture); repeatable; refused when another rule needs it."),
 )
 with_output = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Folder of generated recipes (default: generated_recipes).")
 with_overlays_folder = click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays).")
@@ -152,9 +152,12 @@ with_overlays = _options(
 @with_sources
 @with_output
 @click.option("--diff", "show_diff", is_flag=True, help="Print the diff of what would be written; write nothing.")
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if generated files are missing or stale.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if generated files are missing, stale or orphaned.")
+@click.option("--prune", is_flag=True, help="Remove generated files whose source is gone (orphans).")
 @click.option("--force", is_flag=True, help="Overwrite generated files edited by hand.")
 @click.option("--report", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: a report per file on stdout.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Processes that port in parallel (default: the number of cores).")
+@click.option("--no-cache", "use_cache", is_flag=True, flag_value=False, default=True, help="Port every file again, ignoring the cache of ports.")
 @with_generation
 @with_overlays
 def convert(
@@ -164,8 +167,11 @@ def convert(
     out_dir: Optional[Path],
     show_diff: bool,
     check: bool,
+    prune: bool,
     force: bool,
     report: str,
+    jobs: Optional[int],
+    use_cache: bool,
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
     overlays_dir: Optional[Path],
@@ -179,7 +185,8 @@ def convert(
       porter convert path/to/torchtune/recipes -o generated_recipes
       porter convert --installed --check      # CI: fail when outputs are stale
       porter convert --installed --diff       # review what would change
-      porter convert --installed --runtime-module my_platform.runtime --skip-rule P003
+      porter convert --installed --prune      # also remove outputs whose source is gone
+      porter convert --installed --runtime-module my_platform.runtime
 
     \b
     Exit codes: 0 success; 1 changes pending (--check, --diff);
@@ -191,15 +198,19 @@ def convert(
     project = _project()
     mode = Mode.DIFF if show_diff else Mode.CHECK if check else Mode.WRITE
     found = _sources(sources, installed, torchtune_version, project)
+    settings = _generation(project, runtime_module, skip_rules)
     try:
-        with _progress(found, "converting") as progress:
+        with _progress(len(found), "converting") as progress:
             reports = convert_sources(
                 found,
                 out_dir or project.output,
                 mode=mode,
                 force=force,
-                settings=_generation(project, runtime_module, skip_rules),
+                settings=settings,
                 overlays=_overlays(project, overlays_dir, use_overlays),
+                jobs=jobs or os.cpu_count() or 1,
+                cache=_cache(use_cache),
+                prune=prune,
                 progress=progress,
             )
     except OutputFolderError as error:
@@ -207,8 +218,7 @@ def convert(
     for file_report in reports:
         if report == "text":
             _echo_status(file_report, mode)
-        if file_report.diff and (mode is Mode.DIFF or file_report.status == FAILED):
-            if report == "text":
+            if file_report.diff and (mode is Mode.DIFF or file_report.status == FAILED):
                 _say(file_report.diff, nl=False, err=mode is not Mode.DIFF)
     if report == "json":
         click.echo(json.dumps({"files": [r.as_json() for r in reports], "summary": summary(reports, mode)}, indent=2))
@@ -219,8 +229,9 @@ def convert(
 @main.command(name="list")
 @with_sources
 @with_generation
-def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> None:
-    """List every file found: in scope (with its variant) or skipped (with the reason).
+@click.option("--no-cache", "use_cache", is_flag=True, flag_value=False, default=True, help="Port every file again, ignoring the cache of ports.")
+def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], use_cache: bool) -> None:
+    """List every file found: in scope (with its family and variant) or skipped (with the reason).
 
     \b
     Examples:
@@ -229,79 +240,22 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
 
     Exit codes: 0 every file is in scope or skipped; 2 some file fails to port.
     """
-    from porter.pipeline import port
+    from porter.convert import list_sources
 
     project = _project()
     settings = _generation(project, runtime_module, skip_rules)
     found = _sources(sources, installed, torchtune_version, project)
-    counts = {CONVERTED: 0, SKIPPED: 0, FAILED: 0}
-    lines = []
-    with _progress(found, "reading") as progress:
-        for source in progress:
-            if isinstance(source, MissingSource):
-                status, detail, name = FAILED, source.reason, str(source.path)
-            else:
-                name = str(source)
-                try:
-                    result = port(read_source(source.path), settings)
-                    status = result.status
-                    detail = result.variant if status == CONVERTED else f"{result.reason}"
-                    if status == FAILED and result.variant:
-                        detail = f"{result.variant}: {detail}"
-                except ValueError as error:
-                    status, detail = FAILED, str(error)
-            counts[status] += 1
-            label = {CONVERTED: "in scope", SKIPPED: "skipped", FAILED: "failed"}[status]
-            lines.append(f"{click.style(f'{label:<9}', fg=_STATUS_COLOURS[status])} {name}  {detail}")
-    for line in lines:
-        _say(line, err=False)
+    with _progress(len(found), "reading") as progress:
+        reports = list_sources(found, settings, cache=_cache(use_cache), progress=progress)
+    labels = {CONVERTED: "in scope", SKIPPED: "skipped", FAILED: "failed"}
+    for report in reports:
+        detail = report.variant if report.status == CONVERTED else report.reason
+        if report.status == FAILED and report.variant:
+            detail = f"{report.variant}: {detail}"
+        _say(f"{click.style(f'{labels[report.status]:<9}', fg=_STATUS_COLOURS[report.status])} {report.source}  {detail}", err=False)
+    counts = {status: sum(1 for r in reports if r.status == status) for status in labels}
     _say(f"porter: {counts[CONVERTED]} in scope, {counts[SKIPPED]} skipped, {counts[FAILED]} failed")
     sys.exit(2 if counts[FAILED] else 0)
-
-
-def _recipe_name(recipe: str) -> str:
-    """A recipe's name as users write it: its path under the recipes folder, without .py."""
-    return recipe[:-3] if recipe.endswith(".py") else recipe
-
-
-def _recipe_sources(recipe: str) -> List[object]:
-    """Recipes named by path (a file or a folder), or by name among the installed
-    torchtune's recipes."""
-    path = Path(recipe)
-    if path.exists():
-        return _discover([path], installed=False, version=None)
-    name = _recipe_name(recipe)
-    candidate = _installed_dir() / f"{name}.py"
-    for source in _discover([], installed=True, version=None) if candidate.is_file() else []:
-        if source.path == candidate:
-            return [source]
-    raise _Failure(f"{recipe}: no such recipe file, nor an installed torchtune recipe of that name")
-
-
-def _installed_dir() -> Path:
-    try:
-        return installed_recipes_dir()
-    except FileNotFoundError as error:
-        raise _Failure(str(error))
-
-
-def _upgrade_sources(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
-    """The recipes of one side of an upgrade: `installed`, a folder, or a torchtune wheel."""
-    from porter.sources import wheel_recipes
-
-    if spec == INSTALLED:
-        found = _discover([], installed=True, version=None)
-    elif spec.endswith(".whl"):
-        try:
-            folder, version = wheel_recipes(Path(spec), stack)
-        except ValueError as error:
-            raise _Failure(f"{spec}: {error}")
-        found = _discover([folder], installed=False, version=version)
-    elif Path(spec).is_dir():
-        found = _discover([Path(spec)], installed=False, version=None)
-    else:
-        raise _Failure(f"{spec}: not 'installed', a folder of recipes, nor a torchtune .whl file")
-    return [source for source in found if isinstance(source, SourceFile)]
 
 
 @main.command()
@@ -329,33 +283,33 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
     Exit codes: 0 reviewed; 2 some recipe fails to port (in NEW, with
     --between), an overlay conflicts, or bad usage.
     """
-    from porter.review import markdown, port_review, REMOVED_UPSTREAM, unified, upgrade_pairs, upgrade_review
+    from porter.review import markdown, REMOVED_UPSTREAM, review_ports, review_upgrade, unified
 
     project = _project()
     settings = _generation(project, runtime_module, skip_rules)
     overlays = _overlays(project, overlays_dir, use_overlays)
     with contextlib.ExitStack() as stack:
         if between:
-            old, new = (_upgrade_sources(spec, stack) for spec in between)
-            wanted = {_recipe_name(recipe) for recipe in recipes}
-            if wanted:
-                old, new = ([s for s in side if _recipe_name(str(s.output_name)) in wanted] for side in (old, new))
-                if not old and not new:
-                    raise _Failure(f"{', '.join(sorted(wanted))}: in neither {between[0]} nor {between[1]}")
-            with _progress(upgrade_pairs(old, new), "reviewing") as progress:
-                reviews = [upgrade_review(*pair, settings, overlays) for pair in progress]
+            with _progress(0, "reviewing") as progress:
+                try:
+                    reviews = review_upgrade(*between, recipes, settings, overlays, stack, progress)
+                except ValueError as error:
+                    raise _Failure(str(error))
             title = f"upgrade {between[0]} -> {between[1]}"
         else:
             if recipes or installed:
-                found = [source for recipe in recipes for source in _recipe_sources(recipe)]
-                found += _discover([], installed=True, version=None) if installed else []
+                try:
+                    found = [source for recipe in recipes for source in find_recipe(recipe)]
+                    found += discover([], installed=True) if installed else []
+                except FileNotFoundError as error:
+                    raise _Failure(str(error))
             else:
                 found = _sources((), False, None, project)
             missing = [source for source in found if isinstance(source, MissingSource)]
             if missing:
                 raise _Failure(f"{missing[0].path}: {missing[0].reason}")
-            with _progress(found, "porting") as progress:
-                reviews = [port_review(source, settings, overlays) for source in progress]
+            with _progress(len(found), "porting") as progress:
+                reviews = review_ports(found, settings, overlays, progress)
             title = "port of " + (", ".join(recipes) if recipes else "the installed torchtune" if installed else ", ".join(project.source))
     shown = [review for review in reviews if review.status != SKIPPED or review.flags]
     skipped = [(review.name, review.reason) for review in reviews if review.status == SKIPPED and not review.flags]
@@ -404,9 +358,9 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
     from porter.convert import OverlaySaveError, save_overlay
 
     project = _project()
-    name = _recipe_name(recipe)
+    name = recipe_name(recipe)
     found = [s for s in _sources(sources, installed, torchtune_version, project) if isinstance(s, SourceFile)]
-    matches = [source for source in found if _recipe_name(str(source.output_name)) == name]
+    matches = [source for source in found if recipe_name(str(source.output_name)) == name]
     if len(matches) != 1:
         raise _Failure(f"{recipe}: {'no' if not matches else 'more than one'} source generates {name}.py")
     try:
@@ -507,7 +461,6 @@ def demo(directory: Path, prepare_only: bool) -> None:
       porter demo --prepare-only --dir /tmp/demo
     """
     import datetime
-    import os
 
     from porter.demo import prepare
 
@@ -520,7 +473,7 @@ def demo(directory: Path, prepare_only: bool) -> None:
     from porter.convert import convert as convert_sources
 
     output = _project().output
-    reports = convert_sources(discover([], installed=True), output)
+    reports = convert_sources(discover([], installed=True), output, jobs=os.cpu_count() or 1, cache=_cache(True))
     _say(summary(reports, Mode.WRITE) + f" into {output}/")
     job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     from runtime.job import JobPaths

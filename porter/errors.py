@@ -22,7 +22,3 @@ class PortError(Exception):
         self.message = message
         self.node = node
         self.line: Optional[int] = None
-
-
-class SourceError(Exception):
-    """A source file cannot be read or parsed as a Python module."""

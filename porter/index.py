@@ -10,7 +10,7 @@ ast statement. Rules then ask where a node is, or which statements mention
 from __future__ import annotations
 
 import ast
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
@@ -38,6 +38,7 @@ class SourceIndex:
         self._pair_block(module.body, tree.body)
         # `self.<attr>` names each ast statement's own code reads; filled on first use.
         self._self_reads: Dict[int, Set[str]] = {}
+        self._under: Dict[int, List[Tuple[cst.BaseStatement, ast.stmt]]] = {}
 
     # -- building -------------------------------------------------------------------
 
@@ -91,33 +92,54 @@ class SourceIndex:
         node = self._ast_of.get(id(stmt)) if stmt is not None else None
         return node.lineno if node is not None else None
 
-    def statements_using_self(
-        self, root: cst.CSTNode, attributes: Iterable[str]
-    ) -> List[cst.BaseStatement]:
-        """The innermost statements under `root` whose own code reads `self.<attr>`.
+    def ast_node(self, stmt: cst.CSTNode) -> Optional[ast.stmt]:
+        """The stdlib ast of a statement of the indexed module."""
+        return self._ast_of.get(id(stmt))
 
-        A compound statement counts only for its header (an `if` test, a `for`
-        iterable), never for its body, so each use is reported once, where it is.
-        """
+    def self_calls(self, stmt: cst.CSTNode, name: str) -> List[ast.Call]:
+        """The calls `self.<name>(...)` in a statement's own code."""
+        node = self._ast_of.get(id(stmt))
+        if node is None:
+            return []
+        return [
+            inner
+            for expr in _own_expressions(node)
+            for inner in ast.walk(expr)
+            if isinstance(inner, ast.Call)
+            and isinstance(inner.func, ast.Attribute)
+            and inner.func.attr == name
+            and isinstance(inner.func.value, ast.Name)
+            and inner.func.value.id == "self"
+        ]
+
+    def statements_using_self(self, root: cst.CSTNode, attributes: Iterable[str]) -> List[cst.BaseStatement]:
+        """The statements under `root` whose own code reads `self.<attr>`, for one of
+        `attributes`. A compound statement counts for its header (an `if` test, a `for`
+        iterable), never for its body, so each use is reported once, where it is."""
         wanted = set(attributes)
-        found: List[cst.BaseStatement] = []
-        self._collect_self_uses(root, wanted, found)
-        return found
+        return [stmt for stmt, node in self._statements(root) if self._reads(node) & wanted]
 
-    def _collect_self_uses(
-        self, root: cst.CSTNode, wanted: Set[str], found: List[cst.BaseStatement]
-    ) -> None:
-        for stmt in _child_statements(root):
-            node = self._ast_of.get(id(stmt))
-            if node is None:
-                # Rebuilt by an earlier rule (a renamed method): its own code is not
-                # indexed, but the statements inside it still are.
-                self._collect_self_uses(stmt, wanted, found)
-                continue
-            if self._reads(node) & wanted:
-                found.append(stmt)
-                continue
-            self._collect_self_uses(stmt, wanted, found)
+    def statements_using_name(self, root: cst.CSTNode, name: str) -> List[cst.BaseStatement]:
+        """The statements under `root` whose own code reads or binds the name `name`."""
+        return [
+            stmt
+            for stmt, node in self._statements(root)
+            if any(isinstance(inner, ast.Name) and inner.id == name for expr in _own_expressions(node) for inner in ast.walk(expr))
+        ]
+
+    def _statements(self, root: cst.CSTNode) -> List[Tuple[cst.BaseStatement, ast.stmt]]:
+        """Every indexed statement under `root` with its ast, in order; kept per root,
+        since rules and the shape ask about the same methods many times."""
+        found = self._under.get(id(root))
+        if found is None:
+            found = []
+            for stmt in _child_statements(root):
+                node = self._ast_of.get(id(stmt))
+                if node is not None:
+                    found.append((stmt, node))
+                found.extend(self._statements(stmt))
+            self._under[id(root)] = found
+        return found
 
     def _reads(self, node: ast.stmt) -> Set[str]:
         reads = self._self_reads.get(id(node))

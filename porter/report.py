@@ -7,12 +7,27 @@ from enum import Enum
 from typing import Dict, List, Optional, Sequence
 
 CONVERTED, UNCHANGED, SKIPPED, FAILED = "converted", "unchanged", "skipped", "failed"
+# An output no source generates any more; pruned when --prune removes it.
+ORPHAN, PRUNED = "orphan", "pruned"
 
 
 class Mode(Enum):
     WRITE = "write"
     CHECK = "check"  # write nothing; report what is missing or stale
     DIFF = "diff"  # write nothing; show what would change
+
+
+@dataclass
+class PortResult:
+    """What porting one source gave: the ported code, or why there is none."""
+
+    status: str  # CONVERTED, SKIPPED or FAILED (UNCHANGED is decided against outputs)
+    code: Optional[str] = None  # the ported module, without porter's header
+    rules: List[str] = field(default_factory=list)  # each rule applied: its id and name
+    notes: List[str] = field(default_factory=list)  # "<rule id> line 912: ..." for reviewers
+    reason: Optional[str] = None
+    variant: Optional[str] = None
+    recipe_class: Optional[str] = None
 
 
 @dataclass
@@ -31,20 +46,25 @@ class FileReport:
 
 
 def summary(reports: Sequence[FileReport], mode: Mode) -> str:
-    counts = {status: 0 for status in (CONVERTED, UNCHANGED, SKIPPED, FAILED)}
+    counts = {status: 0 for status in (CONVERTED, UNCHANGED, SKIPPED, FAILED, ORPHAN, PRUNED)}
     for report in reports:
         counts[report.status] += 1
     converted = "to convert" if mode is not Mode.WRITE else CONVERTED
-    return (
+    line = (
         f"porter: {counts[CONVERTED]} {converted}, {counts[UNCHANGED]} unchanged, "
         f"{counts[SKIPPED]} skipped, {counts[FAILED]} failed"
     )
+    for status in (ORPHAN, PRUNED):
+        if counts[status]:
+            line += f", {counts[status]} {status}"
+    return line
 
 
 def exit_code(reports: Sequence[FileReport], mode: Mode) -> int:
-    """0 success; 1 changes pending (--check, --diff); 2 some file failed."""
+    """0 success; 1 changes pending (--check, --diff: stale, missing or orphaned
+    outputs); 2 some file failed."""
     if any(report.status == FAILED for report in reports):
         return 2
-    if mode is not Mode.WRITE and any(report.status == CONVERTED for report in reports):
+    if mode is not Mode.WRITE and any(report.status in (CONVERTED, ORPHAN) for report in reports):
         return 1
     return 0

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from porter import snippets
-from porter.convert import generate, Generated
+from porter.convert import generate, Generated, GenerateError
 from porter.outputs import unified_diff
-from porter.overlays import OverlayError
 from porter.report import FAILED, SKIPPED
 from porter.settings import Settings
-from porter.sources import SourceFile
+from porter.sources import recipe_name, recipe_set, SourceFile
 
 REMOVED_UPSTREAM = "removed upstream"
 # Calls whose last name says they save, checkpoint or log: what the runtime owns.
@@ -58,7 +57,7 @@ def _generate(source: SourceFile, settings: Settings, overlays) -> Tuple[Optiona
     review = RecipeReview(str(source.output_name), str(source), FAILED)
     try:
         generated = generate(source, settings, overlays)
-    except (ValueError, OverlayError) as error:
+    except GenerateError as error:
         review.reason = str(error)
         return None, review
     result = generated.result
@@ -75,6 +74,36 @@ def port_review(source: SourceFile, settings: Settings, overlays=None) -> Recipe
             generated.source_text, generated.text, f"upstream/{source.label}", f"generated/{source.output_name}"
         )
     return review
+
+
+def review_ports(sources: Sequence[SourceFile], settings: Settings, overlays=None, progress=None) -> List[RecipeReview]:
+    """The port review of each source; `progress(n)` hears of each n reviewed."""
+    reviews = []
+    for source in sources:
+        reviews.append(port_review(source, settings, overlays))
+        if progress:
+            progress(1)
+    return reviews
+
+
+def review_upgrade(old: str, new: str, names: Sequence[str], settings: Settings, overlays, stack, progress=None) -> List[RecipeReview]:
+    """How each generated recipe changes from the OLD recipes to the NEW ones (each
+    `installed`, a folder or a wheel), for the recipes `names` or every one.
+    ValueError: a side cannot be read, or neither has a recipe of those names."""
+    old_sources, new_sources = recipe_set(old, stack), recipe_set(new, stack)
+    wanted = {recipe_name(name) for name in names}
+    if wanted:
+        old_sources, new_sources = (
+            [source for source in side if recipe_name(str(source.output_name)) in wanted] for side in (old_sources, new_sources)
+        )
+        if not old_sources and not new_sources:
+            raise ValueError(f"{', '.join(sorted(wanted))}: in neither {old} nor {new}")
+    reviews = []
+    for pair in upgrade_pairs(old_sources, new_sources):
+        reviews.append(upgrade_review(*pair, settings, overlays))
+        if progress:
+            progress(1)
+    return reviews
 
 
 def upgrade_pairs(

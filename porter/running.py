@@ -9,7 +9,7 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from porter.report import CONVERTED, UNCHANGED
-from porter.sources import discover, installed_recipes_dir
+from porter.sources import find_recipe, installed_recipes_dir, recipe_name
 from runtime.job import JobError
 
 
@@ -17,20 +17,20 @@ def resolve_recipe(recipe: str, recipes_dir: Path) -> Path:
     """A generated recipe's file: a path as given, or `<recipes_dir>/<name>.py`, which is
     converted from the installed torchtune's recipe of that name when missing."""
     path = Path(recipe)
-    if recipe.endswith(".py") or path.is_file():
-        if not path.is_file():
-            raise JobError(f"{recipe}: no such recipe file")
+    if path.is_file():
         return path
-    generated = recipes_dir / f"{recipe}.py"
+    if recipe.endswith(".py"):
+        raise JobError(f"{recipe}: no such recipe file")
+    generated = recipes_dir / f"{recipe_name(recipe)}.py"
     if generated.is_file():
         return generated
-    upstream = installed_recipes_dir() / f"{recipe}.py"
-    if not upstream.is_file():
-        raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name")
+    try:
+        sources = find_recipe(recipe)
+    except FileNotFoundError as error:
+        raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name") from error
     from porter.convert import convert  # the converter loads only when it is needed
 
-    (source,) = [s for s in discover([], installed=True) if s.path == upstream]
-    (report,) = convert([source], recipes_dir)
+    report = convert(sources, recipes_dir)[0]
     if report.status not in (CONVERTED, UNCHANGED):
         raise JobError(f"{recipe}: cannot be converted: {report.reason}")
     return generated

@@ -7,7 +7,7 @@ command-line flags override them:
     source = ["installed"]           # recipe files or folders; "installed" = torchtune's
     output = "generated_recipes"     # where generated recipes go
     runtime_module = "runtime"       # what generated code imports RecipeBase from
-    skip_rules = []                  # rule ids to leave out, e.g. ["P003"]
+    skip_rules = []                  # ids of rules to leave out (README, Architecture)
     overlays = "overlays"            # the team's own patches, re-applied after conversion
 """
 
@@ -112,15 +112,23 @@ def check_runtime_module(value: object, where: str) -> str:
 
 
 def check_rule_ids(values: Tuple[str, ...], where: str) -> FrozenSet[str]:
+    """The rule ids to skip, or SettingsError: an unknown id, or a skip that would leave
+    a rule whose output needs the skipped one."""
     if not values:
         return frozenset()
-    from porter.rules import RULES  # the converter's; `porter run` never needs it
+    from porter.rules import refused_skip, RETIRED, rule_ids  # the converter's; `porter run` never needs it
 
-    known = sorted(rule.RULE_ID for rule in RULES)
+    known = rule_ids()
     for value in values:
+        if value in RETIRED:
+            raise SettingsError(f"{where}: {value!r} is not a rule id any more: {RETIRED[value]}")
         if value not in known:
             raise SettingsError(f"{where}: {value!r} is not a rule id ({', '.join(known)})")
-    return frozenset(values)
+    skipped = frozenset(values)
+    refusal = refused_skip(skipped)
+    if refusal is not None:
+        raise SettingsError(f"{where}: {', '.join(sorted(skipped))}: {refusal}")
+    return skipped
 
 
 def _from_here(folder: Path) -> Path:

@@ -22,6 +22,7 @@ class SourceFile:
     label: str  # how the generated header names it: stable across machines
     torchtune_version: str
     display: str = ""  # how messages name it: the path as given, or the label
+    from_folder: bool = False  # found in a folder given whole: the output folder is the folder's
 
     def __str__(self) -> str:
         return self.display or str(self.path)
@@ -89,6 +90,7 @@ def _folder(root: Path, version: str) -> List[SourceFile]:
             PurePosixPath(path.relative_to(root).as_posix()),
             f"{label_root}/{path.relative_to(root).as_posix()}",
             version,
+            from_folder=True,
         )
         for path in files
     ]
@@ -109,6 +111,43 @@ def detect_version(path: Path) -> str:
         if version_txt.is_file() and (folder / "torchtune").is_dir():
             return version_txt.read_text().strip() or UNKNOWN_VERSION
     return UNKNOWN_VERSION
+
+
+def recipe_name(recipe: str) -> str:
+    """A recipe's name as users write it: its path under the recipes folder, without .py."""
+    return recipe[:-3] if recipe.endswith(".py") else recipe
+
+
+def find_recipe(recipe: str) -> List[object]:
+    """The recipes `recipe` names: a file or a folder of them by path, else an installed
+    torchtune recipe by name (`lora_finetune_single_device`, `dev/grpo_full_finetune_distributed`).
+    FileNotFoundError says why there is none."""
+    path = Path(recipe)
+    if path.exists():
+        return discover([path], installed=False)
+    candidate = installed_recipes_dir() / f"{recipe_name(recipe)}.py"
+    found = [s for s in discover([], installed=True) if s.path == candidate] if candidate.is_file() else []
+    if not found:
+        raise FileNotFoundError(f"{recipe}: no such recipe file, nor an installed torchtune recipe of that name")
+    return found
+
+
+def recipe_set(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
+    """The recipes of one side of an upgrade: `installed`, a folder, or a torchtune
+    wheel (unpacked for as long as `stack` lives). ValueError says why not."""
+    if spec == "installed":
+        found = discover([], installed=True)
+    elif spec.endswith(".whl"):
+        try:
+            folder, version = wheel_recipes(Path(spec), stack)
+        except ValueError as error:
+            raise ValueError(f"{spec}: {error}")
+        found = discover([folder], installed=False, version=version)
+    elif Path(spec).is_dir():
+        found = discover([Path(spec)], installed=False)
+    else:
+        raise ValueError(f"{spec}: not 'installed', a folder of recipes, nor a torchtune .whl file")
+    return [source for source in found if isinstance(source, SourceFile)]
 
 
 def read_source(path: Path) -> str:

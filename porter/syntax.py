@@ -70,57 +70,21 @@ def iter_statements(
 METHOD_BODY_DEPTH = 2
 
 
-def nesting(root: cst.CSTNode, target: cst.BaseStatement) -> int:
-    """How many compound statements under `root` enclose `target`."""
-    for stmt, ancestors in iter_statements(root):
-        if stmt is target:
-            return len(ancestors)
-    raise LookupError("statement is not under the given root")
-
-
-def _replace(
-    node: cst.CSTNode, target: cst.CSTNode, replacement: Tuple[cst.BaseStatement, ...]
-) -> cst.CSTNode:
-    if isinstance(node, (cst.Module, cst.IndentedBlock)):
-        out, changed = [], False
-        for stmt in node.body:
-            if stmt is target:
-                out.extend(replacement)
-                changed = True
+def containing_block(owner: cst.CSTNode, stmt: cst.BaseStatement) -> Sequence[cst.BaseStatement]:
+    """The statement list under `owner` (a compound statement or a method) that holds
+    `stmt`: a body, an `else`, an `except`, a `finally` or an `elif` body."""
+    for field in _BLOCK_FIELDS.get(type(owner), ("body",)):
+        child = getattr(owner, field, None)
+        for part in child if isinstance(child, (list, tuple)) else [child]:
+            if part is None:
                 continue
-            new = _replace(stmt, target, replacement)
-            changed = changed or new is not stmt
-            out.append(new)
-        return node.with_changes(body=out) if changed else node
-    for field in _BLOCK_FIELDS.get(type(node), ()):
-        child = getattr(node, field)
-        if child is None:
-            continue
-        if isinstance(child, (list, tuple)):
-            items = [_replace(item, target, replacement) for item in child]
-            if any(new is not old for new, old in zip(items, child)):
-                return node.with_changes(**{field: items})
-            continue
-        if child is target and isinstance(child, cst.BaseStatement):
-            # An `elif` is an If held in its parent's orelse: replace it in place.
-            (single,) = replacement
-            return node.with_changes(**{field: single})
-        new = _replace(child, target, replacement)
-        if new is not child:
-            return node.with_changes(**{field: new})
-    return node
-
-
-def replace_statement(
-    root: cst.CSTNode,
-    target: cst.BaseStatement,
-    replacement: Sequence[cst.BaseStatement],
-) -> cst.CSTNode:
-    """`root` with the statement `target` (found by identity) replaced by `replacement`."""
-    new = _replace(root, target, tuple(replacement))
-    if new is root:
-        raise LookupError("statement to replace is not under the given root")
-    return new
+            if isinstance(part, cst.If):  # an `elif`
+                found = containing_block(part, stmt)
+            else:
+                found = block_statements(part)
+            if any(s is stmt for s in found):
+                return found
+    raise LookupError("statement is not directly under the given node")
 
 
 def leading_blank_lines(
@@ -133,12 +97,6 @@ def leading_blank_lines(
     while split < len(lines) and lines[split].comment is None:
         split += 1
     return lines[:split], lines[split:]
-
-
-def with_leading_lines(
-    stmt: cst.BaseStatement, lines: Sequence[cst.EmptyLine]
-) -> cst.BaseStatement:
-    return stmt.with_changes(leading_lines=list(lines))
 
 
 def single_small_statement(stmt: cst.CSTNode) -> Optional[cst.BaseSmallStatement]:
@@ -164,18 +122,19 @@ def dotted_name(node: cst.CSTNode) -> Optional[str]:
     return None
 
 
+def node_code(node: cst.CSTNode) -> str:
+    """The source code of one expression or statement node."""
+    return _EMPTY_MODULE.code_for_node(node)
+
+
+_EMPTY_MODULE = cst.Module(body=[])
+
+
 def called_name(stmt: cst.CSTNode) -> Optional[str]:
     """The dotted name called by an expression statement such as `self.x.y(...)`."""
     expr = expression_of(stmt)
     if isinstance(expr, cst.Call):
         return dotted_name(expr.func)
-    return None
-
-
-def method(cls: cst.ClassDef, name: str) -> Optional[cst.FunctionDef]:
-    for stmt in block_statements(cls):
-        if isinstance(stmt, cst.FunctionDef) and stmt.name.value == name:
-            return stmt
     return None
 
 

@@ -1,22 +1,24 @@
-"""Checks every ported module passes before it is written.
+"""Checks every ported module passes before it is written, whatever the rules did.
 
 A failure here means porter itself went wrong on this file (a rule matched where it
 should not have, or a template reads a name the recipe lacks); the file is reported as
-failed and nothing is written.
+failed and nothing is written. Each rule's own post-condition is its `check`.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Collection, List
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import libcst as cst
 from pyflakes import messages as pyflakes_messages
 from pyflakes.checker import Checker, Importation, ModuleScope
 
-ENTRY_POINT_ARGS = [("job_id", "str"), ("user_id", "str"), ("cfg", "DictConfig"), ("dataset", "Dataset")]
-PUBLIC_INTERFACE = ("load_checkpoint", "setup", "train", "save_checkpoint", "cleanup", "__init__")
+from porter.syntax import node_code
+from runtime.contract import provided_attributes
 
 
 @dataclass
@@ -52,67 +54,54 @@ def check_names(tree: ast.Module) -> NameCheck:
     for scope in checker.deadScopes:
         if isinstance(scope, ModuleScope):
             result.unused_imports = sorted(
-                name
-                for name, binding in scope.items()
-                if isinstance(binding, Importation) and not binding.used
+                name for name, binding in scope.items() if isinstance(binding, Importation) and not binding.used
             )
     return result
 
 
-def invariant_violations(tree: ast.Module, skipped: Collection[str] = ()) -> List[str]:
-    """What a ported module must look like, save for what `skipped` rules would do;
-    empty when it does."""
-    problems: List[str] = []
-    base = "FTRecipeInterface" if "P001" in skipped else "RecipeBase"
-    classes = [
-        node
-        for node in tree.body
-        if isinstance(node, ast.ClassDef) and any(_last_name(b) == base for b in node.bases)
-    ]
-    if len(classes) != 1:
-        return [f"expected one {base} subclass, found {len(classes)}"]
-    (cls,) = classes
-    methods = {node.name: node for node in cls.body if isinstance(node, ast.FunctionDef)}
-    if "P001" not in skipped:
-        problems += [f"public method `{name}` left" for name in PUBLIC_INTERFACE if name in methods]
-    if "P003" not in skipped and any(
-        isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body
-    ):
-        problems.append("`__main__` block left")
-    entry = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "recipe_main"]
-    if "P002" not in skipped:
-        problems += _entry_point_problems(entry)
-    train = methods.get("train" if "P001" in skipped else "_train")
-    for rule, event in (("P006", "log_step"), ("P007", "log_epoch")):
-        if train is None or rule in skipped:
-            continue
-        count = sum(
-            1
-            for node in ast.walk(train)
-            if isinstance(node, ast.Call) and ast.unparse(node.func) == f"self.job_logger.{event}"
-        )
-        if count != 1:
-            problems.append(f"_train calls job_logger.{event} {count} times")
-    return problems
+def class_methods(ported: ast.Module, class_name: str) -> Dict[str, ast.FunctionDef]:
+    """The methods of class `class_name` in a ported module, by name."""
+    for node in ported.body:
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            return {item.name: item for item in node.body if isinstance(item, ast.FunctionDef)}
+    return {}
 
 
-def _entry_point_problems(entry: List[ast.FunctionDef]) -> List[str]:
-    if len(entry) != 1:
-        return ["expected one recipe_main"]
-    (main,) = entry
-    problems = []
-    if any(ast.unparse(d) == "config.parse" for d in main.decorator_list):
-        problems.append("recipe_main still decorated with @config.parse")
-    args = [(a.arg, ast.unparse(a.annotation) if a.annotation else None) for a in main.args.args]
-    if args != ENTRY_POINT_ARGS or ast.unparse(main.returns or ast.Constant(None)) != "None":
-        problems.append(f"recipe_main signature is {args}")
-    runs = [n for n in ast.walk(main) if isinstance(n, ast.Call) and _last_name(n.func) == "run_recipe"]
-    if len(runs) != 1:
-        problems.append(f"recipe_main calls run_recipe {len(runs)} times")
-    return problems
+def calls_to(node: ast.AST, dotted: str) -> int:
+    """How many calls of `dotted` (`self.job_logger.log_step`) are under `node`."""
+    return sum(1 for inner in ast.walk(node) if isinstance(inner, ast.Call) and dotted_name(inner.func) == dotted)
 
 
-def _last_name(node: ast.expr) -> str:
+def dotted_name(node: ast.AST) -> Optional[str]:
+    """`a.b.c` for a Name/Attribute chain, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
     if isinstance(node, ast.Attribute):
-        return node.attr
-    return node.id if isinstance(node, ast.Name) else ""
+        base = dotted_name(node.value)
+        return f"{base}.{node.attr}" if base is not None else None
+    return None
+
+
+def inserted_reads_problems(inserted: Sequence[cst.BaseStatement], shape) -> List[str]:
+    """Each `self.<name>` the inserted code reads that neither the recipe nor the runtime
+    provides: the port would fail at run time, not here. A recipe with other base
+    classes than FTRecipeInterface may get attributes from them: not checked."""
+    if shape.attributes is None:
+        return []
+    known = shape.attributes | provided_attributes()
+    missing = []
+    for stmt in inserted:
+        for name in _self_reads(node_code(stmt).strip()):
+            if name not in known and name not in missing:
+                missing.append(name)
+    return [f"the inserted code reads `self.{name}`, which {shape.cls.name.value} never sets" for name in missing]
+
+
+@functools.lru_cache(maxsize=None)
+def _self_reads(code: str) -> Tuple[str, ...]:
+    # Snippets repeat from file to file: each distinct one is parsed once.
+    return tuple(
+        node.attr
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" and isinstance(node.ctx, ast.Load)
+    )

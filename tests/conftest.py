@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 GOLDEN = REPO / "tests" / "golden"
 CACHE = Path(os.environ.get("PORTER_TEST_CACHE", REPO / ".cache" / "tests"))
+# porter's cache of ports, for every porter the tests run: never the user's own.
+os.environ["PORTER_CACHE_DIR"] = str(CACHE / "ports")
 
 
 def pytest_addoption(parser):

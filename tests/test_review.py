@@ -19,11 +19,12 @@ def test_markdown_review_of_the_fixtures_matches_golden(golden):
 def test_markdown_review_has_rules_counts_follow_ups_and_a_folded_diff():
     done = run_porter("diff", FIXTURES / "recipes" / "main_recipe.py", "--format", "markdown")
     text = done.stdout
-    assert "| `main_recipe.py` | converted | +42 −37 | 0 | 3 |" in text
+    assert "| `main_recipe.py` | converted | +43 −36 | 0 | 4 |" in text
     assert "Rules applied: P001 recipe-class, P002 recipe-main" in text
-    assert "- [ ] P004 line 99: the save every N steps is now the runtime's" in text
+    assert "- [ ] P004 line 100: the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place" in text
+    assert "- [ ] P004 line 115: the final save after the loop (`self.save_checkpoint(...)`), with its timing and log lines, goes" in text
     assert "- [ ] P008 line 51: `_setup_data` also builds another set (validation)" in text
-    assert "<details><summary>diff: +42 −37</summary>\n\n```diff\n--- upstream/recipes/main_recipe.py\n" in text
+    assert "<details><summary>diff: +43 −36</summary>\n\n```diff\n--- upstream/recipes/main_recipe.py\n" in text
     assert text.rstrip().endswith("```\n\n</details>")
 
 
@@ -103,7 +104,7 @@ def test_upgrade_review_in_markdown_puts_the_flags_before_the_diff(upgrade, tmp_
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert text.startswith(f"## porter: upgrade {old} -> {new}\n")
-    assert "| `sft_recipe.py` | converted | +6 −5 | 3 | 0 |" in text
+    assert "| `sft_recipe.py` | converted | +6 −5 | 3 | 1 |" in text
     assert text.index("Look here first:") < text.index("<details>")
     assert "rl_recipe" not in text and "mix_recipe" not in text  # only the recipe asked for
 
@@ -164,5 +165,5 @@ def test_a_recipe_that_no_longer_ports_after_the_upgrade_is_flagged_and_exits_2(
     done = run_porter("diff", "--between", old, new, "sft_recipe", cwd=tmp_path)
     assert done.returncode == 2
     assert "look first sft_recipe.py: was converted, now failed: line " in done.stderr
-    assert "P007" in done.stderr
+    assert "P004, P005 expected one `self.epochs_run += 1`" in done.stderr
     assert done.stdout == ""  # no diff against a port that does not exist

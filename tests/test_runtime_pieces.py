@@ -192,3 +192,24 @@ def test_a_loop_that_ends_early_still_gets_its_final_save(tmp_path):
     assert recipe.calls == [(0, 5, False), (0, 5, True)]
     recipe.save_final_checkpoint_if_missing()
     assert len(recipe.calls) == 2
+
+
+def test_recipe_base_provides_everything_the_contract_lets_generated_code_read():
+    import inspect
+
+    from runtime.contract import provided_attributes, SAVE_ARGUMENTS
+
+    assert provided_attributes() == {"job_logger", "dataset", "job_dataset_config", "rank", "world_size", "save_checkpoint_if_due"}
+    for name in provided_attributes():
+        assert hasattr(RecipeBase, name), name
+    # The arguments the runtime may pass a recipe's save method are the contract's.
+    source = inspect.getsource(RecipeBase.save_checkpoint)
+    assert all(f'"{argument}"' in source for argument in SAVE_ARGUMENTS)
+
+
+def test_the_runtime_package_loads_its_names_on_first_use():
+    import subprocess
+    import sys
+
+    code = "import runtime.families, sys; assert 'torch' not in sys.modules; from runtime import RecipeBase, run_recipe, Dataset"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

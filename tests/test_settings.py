@@ -13,7 +13,7 @@ SETTINGS = """\
 source = ["recipes"]
 output = "gen"
 runtime-module = "my_platform.runtime"
-skip_rules = ["P003"]
+skip_rules = ["P008"]
 overlays = "patches"
 """
 
@@ -31,7 +31,7 @@ def test_convert_takes_sources_output_runtime_and_rules_from_the_settings(projec
     assert done.returncode == 0, done.stderr
     text = (project / "gen" / "sft_recipe.py").read_text()
     assert "from my_platform.runtime import Dataset, RecipeBase, run_recipe\n" in text
-    assert 'if __name__ == "__main__":' in text  # P003 skipped
+    assert "self.dataset" not in text  # P008 skipped
     assert "class TinyRecipe(RecipeBase):" in text
 
 
@@ -48,14 +48,14 @@ def test_flags_override_the_settings(project):
     assert done.returncode == 0, done.stderr
     text = (project / "elsewhere" / "sft_recipe.py").read_text()
     assert "from other.rt import Dataset, RecipeBase, run_recipe\n" in text
-    assert 'if __name__ == "__main__":' in text  # the setting's skip_rules still apply
+    assert "self.dataset" not in text  # the setting's skip_rules still apply
     assert not (project / "gen").exists()
-    # --skip-rule replaces the setting's list: P003 applies again, P009 does not.
-    done = run_porter("convert", "-o", "mine", "--skip-rule", "P009", cwd=project)
+    # --skip-rule replaces the setting's list: P008 applies again, P006 does not.
+    done = run_porter("convert", "-o", "mine", "--skip-rule", "P006", cwd=project)
     assert done.returncode == 0, done.stderr
     text = (project / "mine" / "sft_recipe.py").read_text()
-    assert 'if __name__ == "__main__":' not in text
-    assert "import Dataset, RecipeBase, run_recipe" not in text
+    assert "self.dataset" in text
+    assert "log_step" not in text
 
 
 def test_list_and_diff_read_the_same_settings(project):
@@ -86,7 +86,9 @@ def test_overlays_come_from_the_settings_folder(project):
     "table, message",
     [
         ('sourc = ["recipes"]', "pyproject.toml: [tool.porter] sourc: unknown setting (known: output, overlays, runtime_module, skip_rules, source)"),
-        ('skip_rules = ["P999"]', "pyproject.toml: [tool.porter] skip_rules: 'P999' is not a rule id (P001, P002, P003, P004, P005, P006, P007, P008, P009)"),
+        ('skip_rules = ["P999"]', "pyproject.toml: [tool.porter] skip_rules: 'P999' is not a rule id (P001, P002, P003, P004, P005, P006, P008)"),
+        ('skip_rules = ["P009"]', "pyproject.toml: [tool.porter] skip_rules: 'P009' is not a rule id any more: P009 imports is no rule any more: each rule adds the imports it needs"),
+        ('skip_rules = ["P001"]', "pyproject.toml: [tool.porter] skip_rules: P001: P002 recipe-main needs P001 recipe-class: run_recipe builds RecipeBase subclasses only; skip "),
         ('runtime_module = "a-b"', "pyproject.toml: [tool.porter] runtime_module: 'a-b' is not a module path like my_platform.runtime"),
         ("source = 3", "pyproject.toml: [tool.porter] source: expected a list of strings"),
         ("output = 3", "pyproject.toml: [tool.porter] output: expected a folder path"),
@@ -106,6 +108,7 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(table, message, command, 
     "flag, message",
     [
         (["--skip-rule", "P999"], "--skip-rule: 'P999' is not a rule id"),
+        (["--skip-rule", "P003"], "--skip-rule: P003: P002 recipe-main needs P003 main-block: the `__main__` block would call recipe_main without the job's arguments"),
         (["--runtime-module", "not a module"], "--runtime-module: 'not a module' is not a module path"),
     ],
 )

@@ -1,4 +1,5 @@
-"""Every in-scope recipe of torchtune 0.6.1 (installed) and 0.5.0 (downloaded) ports."""
+"""Every in-scope recipe of torchtune 0.6.1 (installed), 0.5.0 and 0.1.1 (downloaded)
+ports with every invariant; the other files are skipped saying what they are."""
 
 from __future__ import annotations
 
@@ -27,8 +28,14 @@ def training_recipes(root: Path):
     return found
 
 
-ROOTS = {"0.6.1": installed_recipes, "0.5.0": lambda: torchtune_wheel_recipes("0.5.0")}
-EXPECTED_COUNTS = {"0.6.1": 15, "0.5.0": 12}
+ROOTS = {
+    "0.6.1": installed_recipes,
+    "0.5.0": lambda: torchtune_wheel_recipes("0.5.0"),
+    # The oldest loop shapes: another step counter, a logged dict literal, no step
+    # clock, no ListConfig branch in `_setup_data`.
+    "0.1.1": lambda: torchtune_wheel_recipes("0.1.1"),
+}
+EXPECTED_COUNTS = {"0.6.1": 15, "0.5.0": 12, "0.1.1": 5}
 
 
 @pytest.fixture(scope="module", params=sorted(ROOTS))
@@ -70,10 +77,22 @@ def test_ports_are_deterministic_and_idempotent(release):
         assert "already ported" in port(first.code).reason
 
 
-def test_non_recipes_are_skipped_with_the_reason(release):
+def test_other_files_are_skipped_saying_what_they_are(release):
     version, root = release
-    for name in ("generate.py", "quantize.py", "eleuther_eval.py"):
+    for name in ("generate.py", "quantize.py"):
         result = port((root / name).read_text())
         assert result.status == "skipped"
-        assert result.reason.startswith("not a training recipe: no FTRecipeInterface subclass")
-    assert "EleutherEvalRecipe(EvalRecipeInterface)" in port((root / "eleuther_eval.py").read_text()).reason
+        assert result.reason.startswith("not a training recipe: no FTRecipeInterface subclass (classes: ")
+    evaluation = port((root / "eleuther_eval.py").read_text())
+    assert evaluation.status == "skipped"
+    assert evaluation.reason == (
+        "an evaluation recipe: EleutherEvalRecipe subclasses EvalRecipeInterface; porter ports training recipes (FTRecipeInterface subclasses)"
+    )
+
+
+def test_each_recipe_is_labelled_with_its_family(release):
+    version, root = release
+    for name in training_recipes(root):
+        family = port((root / name).read_text()).variant.split("+")[0]
+        expected = "preference" if "dpo" in name else "rl" if ("ppo" in name or "grpo" in name) else "sft"
+        assert family == expected, (version, name, family)

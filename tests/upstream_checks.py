@@ -31,7 +31,7 @@ RL_STEP_EVENT = {
     "step_num": "self._steps_run",
     "step_len": "self._total_steps",
     "step_loss": "float({stats}.loss.detach().mean())",
-    "step_lr": "training.get_lr(self._optimizer or self._optim_ckpt_wrapper)",
+    "step_lr": "training.get_lr({optimizer})",
     "step_peak_memory_active": "None",
     "step_peak_memory_alloc": "None",
     "step_peak_memory_reserved": "None",
@@ -155,9 +155,9 @@ def check_port(upstream: str, generated: str) -> None:
         assert "save_checkpoint(" not in text.replace("save_checkpoint_if_due(", ""), f"save left in _train: {text}"
 
     if is_rl(train):
-        check_rl_events(train, loop, total)
+        check_rl_events(train, loop, total, "self._optim_ckpt_wrapper =" in upstream)
     else:
-        check_sft_events(train, total)
+        check_sft_events(train, loop, total)
 
     # log_epoch: once per epoch, after the epoch count and the runtime's checkpoint
     # hook, followed by the reset of the epoch clock.
@@ -187,24 +187,39 @@ def check_port(upstream: str, generated: str) -> None:
     assert not new_messages, new_messages
 
 
-def check_sft_events(train: ast.FunctionDef, total: str) -> None:
-    # The epoch clock starts right above the t0 declaration.
+def check_sft_events(train: ast.FunctionDef, loop: ast.For, total: str) -> None:
     body = [ast.unparse(s) for s in train.body]
-    t0 = body.index("t0 = time.perf_counter()")
-    assert body[t0 - 1] == "t_epoch_start = time.perf_counter()"
-    # log_step: once, right after the metric-logger call, inside the step-logging block.
     (step,) = calls_to(train.body, "self.job_logger.log_step")
     stmt, block, parents = step
+    logging_block = next(p for p in reversed(parents) if isinstance(p, ast.If) and "% self._log_every_n_steps == 0" in ast.unparse(p.test))
+    counter = ast.unparse(logging_block.test).split(" % self._log_every_n_steps")[0].split()[-1]
+    expected = {k: v.format(total=total) for k, v in SFT_STEP_EVENT.items()}
+    expected["step_num"] = counter
+    if "t0 = time.perf_counter()" in body:
+        # The epoch clock starts right above the t0 declaration.
+        assert body[body.index("t0 = time.perf_counter()") - 1] == "t_epoch_start = time.perf_counter()"
+    else:
+        # No step clock (torchtune 0.1): the epoch clock starts above the epoch loop,
+        # and porter times the iteration of the loop that logs.
+        check_clock_above_the_loop(train, loop)
+        step_loop = next(p for p in reversed(parents) if isinstance(p, (ast.For, ast.While)) and p is not loop)
+        assert ast.unparse(step_loop.body[0]) == "t_step_start = time.perf_counter()"
+        expected["step_time_elapsed_s"] = "time.perf_counter() - t_step_start"
+    # log_step: once, right after the metric-logger call, inside the step-logging block.
     assert ast.unparse(block[block.index(stmt) - 1].value.func) == "self._metric_logger.log_dict"
-    assert "self.global_step % self._log_every_n_steps == 0" in ast.unparse(parents[-1].test)
-    assert keywords(stmt.value) == {k: v.format(total=total) for k, v in SFT_STEP_EVENT.items()}
+    assert ast.unparse(block[block.index(stmt) - 1].value.args[0]) == "log_dict"
+    assert keywords(stmt.value) == expected
 
 
-def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str) -> None:
-    # The epoch clock starts right above the statement holding the epoch loop; the
-    # step clock at the top of the loop over the dataloader.
+def check_clock_above_the_loop(train: ast.FunctionDef, loop: ast.For) -> None:
     holder = next(s for s in train.body if loop in ast.walk(s))
     assert ast.unparse(train.body[train.body.index(holder) - 1]) == "t_epoch_start = time.perf_counter()"
+
+
+def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str, has_wrapper: bool) -> None:
+    # The epoch clock starts right above the statement holding the epoch loop; the
+    # step clock at the top of the loop over the dataloader.
+    check_clock_above_the_loop(train, loop)
     (step_loop,) = [s for s in loop.body if isinstance(s, ast.For) and "self._dataloader" in ast.unparse(s.iter)]
     assert ast.unparse(step_loop.body[0]) == "t_step_start = time.perf_counter()"
     # log_step: on rank 0, right after the recipe's log_metrics call, with the loss of
@@ -218,7 +233,9 @@ def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str) -> None:
     log_call = logging_block.body[logging_block.body.index(guard) - 1].value
     assert ast.unparse(log_call.func) == "self.log_metrics"
     (stats,) = [ast.unparse(a) for a in log_call.args if isinstance(a, ast.Call) and ast.unparse(a.func).endswith("Stats")]
-    assert keywords(stmt.value) == {k: v.format(total=total, stats=stats) for k, v in RL_STEP_EVENT.items()}
+    # The optimizer's wrapper is read only where the recipe has one (PPO; not GRPO).
+    optimizer = "self._optimizer or self._optim_ckpt_wrapper" if has_wrapper else "self._optimizer"
+    assert keywords(stmt.value) == {k: v.format(total=total, stats=stats, optimizer=optimizer) for k, v in RL_STEP_EVENT.items()}
 
 
 def check_dataset_injection(setup_data: ast.FunctionDef, source_cls: ast.ClassDef) -> None:
@@ -228,7 +245,11 @@ def check_dataset_injection(setup_data: ast.FunctionDef, source_cls: ast.ClassDe
     assert len(injected) == 1
     (branch,) = injected
     position = setup_data.body.index(branch)
-    if branch.orelse:
+    if branch.orelse and not isinstance(branch.orelse[0], ast.If):
+        # torchtune 0.1: the config's one dataset is the `else`.
+        assert ast.unparse(branch.body[0]) == "ds = self.dataset"
+        assert ast.unparse(branch.orelse[0]).startswith("ds = config.instantiate(cfg_dataset")
+    elif branch.orelse:
         assert ast.unparse(branch.body[0]) == "ds = self.dataset"
         assert ast.unparse(branch.orelse[0].test).startswith("isinstance(cfg_dataset, ListConfig)")
         setups = ast.unparse(source_cls).count("self._setup_data(")

@@ -1,40 +1,44 @@
-"""What every porting rule is: a libcst codemod that first finds, then transforms.
+"""What every porting rule is: it reads the recipe's shape, records edits, checks its work.
 
-`find` locates the rule's anchors and raises PortError when one is missing, repeated or
-misplaced; it never changes the tree. `apply` edits the tree at those anchors. The
-converter runs every rule's `find` on the source before any `apply`, so a file fails
-with all its problems listed and nothing half-ported. Each rule is also a libcst
-codemod command of its own (see README, "Running one rule").
+A rule owns everything about its porting step:
+- NEEDS: the parts of the RecipeShape it reads (a missing part fails the rule, once);
+- `find(shape)`: its anchors, or PortError when the shape is one it cannot port safely;
+- `edit(shape, anchors, edits)`: its edits, rendered from its own template (TEMPLATE);
+- `imports(anchors)`: the imports its code needs;
+- `notes(shape, anchors)`: what a reviewer must check, for every edit that moves or
+  drops behaviour;
+- `check(ported, shape, anchors)`: its post-condition on the ported module.
+
+The pipeline (porter/pipeline.py) runs `find` of every rule before any edit, so a file
+fails with all its problems and nothing half-ported. Each rule also runs alone as a
+libcst codemod (README, "Command line").
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-from typing import Any, ClassVar, List, Optional
+from typing import Any, ClassVar, List, Optional, Tuple
 
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
 
-from porter.errors import PortError
-from porter.index import SourceIndex
-from porter.settings import DEFAULT_RUNTIME_MODULE, Settings
+from porter.edits import Edits
+from porter.imports import Needed
+from porter.settings import DEFAULT_RUNTIME_MODULE
+from porter.shape import RecipeShape
 
 
 class PortingRule(CodemodCommand):
     RULE_ID: ClassVar[str]
     NAME: ClassVar[str]
     DESCRIPTION: ClassVar[str]
+    NEEDS: ClassVar[Tuple[str, ...]] = ()
+    TEMPLATE: ClassVar[Optional[str]] = None
 
-    def __init__(
-        self,
-        context: CodemodContext,
-        runtime_module: str = DEFAULT_RUNTIME_MODULE,
-        index: Optional[SourceIndex] = None,
-    ) -> None:
+    def __init__(self, context: CodemodContext, runtime_module: str = DEFAULT_RUNTIME_MODULE) -> None:
         super().__init__(context)
-        self.settings = Settings(runtime_module=runtime_module)
-        self._index = index
+        self.runtime_module = runtime_module
 
     @staticmethod
     def add_args(arg_parser: argparse.ArgumentParser) -> None:
@@ -45,27 +49,36 @@ class PortingRule(CodemodCommand):
             help="module the generated code imports RecipeBase, run_recipe and Dataset from",
         )
 
-    def index(self, tree: cst.Module) -> SourceIndex:
-        """The source index; built from `tree` when the rule runs on its own."""
-        if self._index is None:
-            self._index = SourceIndex(tree, ast.parse(tree.code))
-        return self._index
+    @property
+    def label(self) -> str:
+        return f"{self.RULE_ID} {self.NAME}"
 
-    def find(self, tree: cst.Module) -> Any:
-        """The rule's anchors in `tree`, or None when the rule has nothing to do."""
+    def find(self, shape: RecipeShape) -> Any:
+        """The rule's anchors, or None when the recipe needs nothing of it."""
         raise NotImplementedError
 
-    def apply(self, tree: cst.Module, anchors: Any) -> cst.Module:
+    def edit(self, shape: RecipeShape, anchors: Any, edits: Edits) -> None:
         raise NotImplementedError
 
-    def notes(self, anchors: Any, index: SourceIndex) -> List[str]:
-        """What a reviewer of this port should look at, found with the source's anchors:
-        decisions the rule made that the upstream code did not spell out."""
+    def imports(self, anchors: Any) -> List[Needed]:
         return []
 
+    def notes(self, shape: RecipeShape, anchors: Any) -> List[str]:
+        return []
+
+    def check(self, ported: ast.Module, shape: RecipeShape, anchors: Any) -> List[str]:
+        """What is wrong with the ported module, as far as this rule's step goes."""
+        return []
+
+    def snippet(self, name: str, depth: int, **arguments: object) -> List[cst.BaseStatement]:
+        from porter import snippets
+
+        return snippets.statements(self.TEMPLATE, name, depth, **arguments)
+
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        try:
-            anchors = self.find(tree)
-        except PortError as error:
-            raise SkipFile(f"{error.rule_id}: {error.message}") from error
-        return tree if anchors is None else self.apply(tree, anchors)
+        from porter.pipeline import port_with
+
+        result = port_with([self], tree.code)
+        if result.code is None:
+            raise SkipFile(result.reason)
+        return cst.parse_module(result.code)

@@ -8,22 +8,17 @@ them; calls on anything else (`self._model.train()`) are left alone.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import libcst as cst
 
+from porter.edits import Edits
 from porter.errors import PortError
-from porter.recipe import (
-    base_name,
-    base_names,
-    INTERFACE_METHODS,
-    PORTED_BASE,
-    recipe_class,
-    UPSTREAM_BASE,
-)
+from porter.imports import Needed
 from porter.rules.base import PortingRule
-from porter.syntax import block_statements, replace_statement
+from porter.shape import base_name, INTERFACE_METHODS, PORTED_BASE, RECIPE, RecipeShape, UPSTREAM_BASE
 
 
 @dataclass
@@ -38,17 +33,13 @@ class _RenameSelfAttributes(cst.CSTTransformer):
         super().__init__()
         self.renames = renames
 
-    def leave_Attribute(
-        self, original_node: cst.Attribute, updated_node: cst.Attribute
-    ) -> cst.Attribute:
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.Attribute:
         if (
             isinstance(updated_node.value, cst.Name)
             and updated_node.value.value == "self"
             and updated_node.attr.value in self.renames
         ):
-            return updated_node.with_changes(
-                attr=cst.Name(self.renames[updated_node.attr.value])
-            )
+            return updated_node.with_changes(attr=cst.Name(self.renames[updated_node.attr.value]))
         return updated_node
 
 
@@ -59,53 +50,56 @@ class RecipeClass(PortingRule):
         "Inherit RecipeBase instead of FTRecipeInterface; rename __init__ to _init "
         "and the interface methods (and their calls on self) to _-prefixed names."
     )
+    NEEDS = (RECIPE,)
 
-    def find(self, tree: cst.Module) -> Optional[Anchors]:
-        cls = recipe_class(tree, self.RULE_ID)
-        methods = {
-            stmt.name.value: stmt
-            for stmt in block_statements(cls)
-            if isinstance(stmt, cst.FunctionDef)
-        }
-        renames = {"__init__": "_init"} if "__init__" in methods else {}
-        renames.update(
-            {name: f"_{name}" for name in INTERFACE_METHODS if name in methods}
-        )
+    def find(self, shape: RecipeShape) -> Anchors:
+        renames = {"__init__": "_init"} if "__init__" in shape.methods else {}
+        renames.update({name: f"_{name}" for name in INTERFACE_METHODS if name in shape.methods})
         for old, new in renames.items():
-            if new in methods:
+            if new in shape.methods:
                 raise PortError(
                     self.RULE_ID,
-                    f"class {cls.name.value} defines both `{old}` and `{new}`; "
-                    f"renaming `{old}` would replace `{new}`",
-                    methods[new],
+                    f"class {shape.cls.name.value} defines both `{old}` and `{new}`; renaming `{old}` would replace `{new}`",
+                    shape.methods[new],
                 )
-        if UPSTREAM_BASE not in base_names(cls) and not renames:
-            return None
+        called = [name for name in renames if name != "__init__"]
         call_sites = [
-            stmt
-            for stmt in self.index(tree).statements_using_self(cls, renames)
-            if not isinstance(stmt, cst.FunctionDef)
+            stmt for stmt in shape.index.statements_using_self(shape.cls, called) if not isinstance(stmt, cst.FunctionDef)
         ]
-        return Anchors(cls=cls, renames=renames, call_sites=call_sites)
+        return Anchors(cls=shape.cls, renames=renames, call_sites=call_sites)
 
-    def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
-        cls = anchors.cls
-        calls = {name: new for name, new in anchors.renames.items() if name != "__init__"}
+    def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
+        calls = _RenameSelfAttributes({old: new for old, new in anchors.renames.items() if old != "__init__"})
         for stmt in anchors.call_sites:
-            cls = replace_statement(cls, stmt, [stmt.visit(_RenameSelfAttributes(calls))])
-        body = [
-            stmt.with_changes(name=cst.Name(anchors.renames[stmt.name.value]))
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value in anchors.renames
-            else stmt
-            for stmt in block_statements(cls)
-        ]
-        bases = [
-            arg.with_changes(value=cst.Name(PORTED_BASE))
-            if base_name(arg) == UPSTREAM_BASE
-            else arg
-            for arg in cls.bases
-        ]
-        new_cls = cls.with_changes(
-            bases=bases, body=cls.body.with_changes(body=body)
+            edits.change(stmt, lambda node: node.visit(calls))
+        for old, new in anchors.renames.items():
+            edits.change(shape.methods[old], lambda node, new=new: node.with_changes(name=cst.Name(new)))
+        edits.change(
+            anchors.cls,
+            lambda cls: cls.with_changes(
+                bases=[
+                    arg.with_changes(value=cst.Name(PORTED_BASE)) if base_name(arg) == UPSTREAM_BASE else arg
+                    for arg in cls.bases
+                ]
+            ),
         )
-        return replace_statement(tree, anchors.cls, [new_cls])
+
+    def imports(self, anchors: Anchors) -> List[Needed]:
+        return [Needed(self.runtime_module, PORTED_BASE)]
+
+    def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        classes = [
+            node
+            for node in ported.body
+            if isinstance(node, ast.ClassDef) and any(_last_name(base) == PORTED_BASE for base in node.bases)
+        ]
+        if len(classes) != 1:
+            return [f"expected one {PORTED_BASE} subclass, found {len(classes)}"]
+        methods = {node.name for node in classes[0].body if isinstance(node, ast.FunctionDef)}
+        return [f"public method `{name}` left" for name in ("__init__", *INTERFACE_METHODS) if name in methods]
+
+
+def _last_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""

@@ -4,31 +4,30 @@
 the statements that build and drive the recipe (`recipe = R(cfg=cfg)`, `recipe.setup`,
 `recipe.train`, `recipe.cleanup`) become one `run_recipe(...)` call where the last of
 them was. Everything else in the body (the distributed check, the process-group init,
-thread setup, `config.log_config`) stays, in order.
+thread setup, `config.log_config`) stays, in order. A recipe_main that does more with
+the recipe than run_recipe does is refused.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import List, Optional
 
 import libcst as cst
 import libcst.matchers as m
 
-from porter import snippets
+from porter.edits import Edits
 from porter.errors import PortError
-from porter.recipe import recipe_class
+from porter.imports import Needed
 from porter.rules.base import PortingRule
-from porter.syntax import (
-    block_statements,
-    called_name,
-    replace_statement,
-    single_small_statement,
-)
+from porter.shape import RECIPE, RecipeShape
+from porter.syntax import block_statements, called_name, single_small_statement
 
 ENTRY_POINT = "recipe_main"
 _CONFIG_PARSE = m.Decorator(decorator=m.Attribute(value=m.Name("config"), attr=m.Name("parse")))
 _DRIVER_METHODS = ("setup", "train", "cleanup")
+ENTRY_POINT_ARGS = [("job_id", "str"), ("user_id", "str"), ("cfg", "DictConfig"), ("dataset", "Dataset")]
 
 
 @dataclass
@@ -45,90 +44,92 @@ class RecipeMain(PortingRule):
         "Drop @config.parse from recipe_main, give it the job signature and replace "
         "the recipe's construction and setup/train/cleanup calls with run_recipe()."
     )
+    NEEDS = (RECIPE,)
+    TEMPLATE = "recipe_main.py.j2"
 
-    def find(self, tree: cst.Module) -> Optional[Anchors]:
-        class_name = recipe_class(tree, self.RULE_ID).name.value
-        functions = [
-            stmt
-            for stmt in tree.body
-            if isinstance(stmt, cst.FunctionDef) and stmt.name.value == ENTRY_POINT
-        ]
+    def find(self, shape: RecipeShape) -> Anchors:
+        class_name = shape.cls.name.value
+        functions = [s for s in shape.module.body if isinstance(s, cst.FunctionDef) and s.name.value == ENTRY_POINT]
         if len(functions) != 1:
             raise PortError(
                 self.RULE_ID,
                 f"expected one module-level `{ENTRY_POINT}`, found {len(functions)}",
                 functions[1] if functions else None,
             )
-        function = functions[0]
+        (function,) = functions
         body = block_statements(function)
-        constructions = [
-            stmt for stmt in body if _constructed_class(stmt) == class_name
-        ]
+        constructions = [stmt for stmt in body if _constructed_class(stmt) == class_name]
         if len(constructions) != 1:
             raise PortError(
                 self.RULE_ID,
-                f"expected `{ENTRY_POINT}` to build {class_name} once, "
-                f"found {len(constructions)} constructions",
+                f"expected `{ENTRY_POINT}` to build {class_name} once, found {len(constructions)} constructions",
                 constructions[1] if constructions else function,
             )
-        construction = constructions[0]
+        (construction,) = constructions
         variable = _assigned_name(construction)
-        calls = {
-            method: [
-                stmt for stmt in body if called_name(stmt) == f"{variable}.{method}"
-            ]
-            for method in _DRIVER_METHODS
-        }
-        for method, found in calls.items():
+        driving = [construction]
+        for method in _DRIVER_METHODS:
+            found = [stmt for stmt in body if called_name(stmt) == f"{variable}.{method}"]
             if len(found) != 1:
                 raise PortError(
                     self.RULE_ID,
-                    f"expected one `{variable}.{method}(...)` call in `{ENTRY_POINT}`, "
-                    f"found {len(found)}",
+                    f"expected one `{variable}.{method}(...)` call in `{ENTRY_POINT}`, found {len(found)}",
                     found[1] if found else function,
                 )
-        driving = {id(construction)} | {id(found[0]) for found in calls.values()}
-        recipe_statements = [stmt for stmt in body if id(stmt) in driving]
-        if len(recipe_statements) != len(driving):
+            driving.append(found[0])
+        others = [
+            stmt
+            for stmt in shape.index.statements_using_name(function, variable)
+            if all(stmt is not driver for driver in driving)
+        ]
+        if others:
             raise PortError(
                 self.RULE_ID,
-                f"the recipe's construction and calls must sit directly in `{ENTRY_POINT}`",
-                function,
+                f"`{ENTRY_POINT}` uses `{variable}` beyond building it and calling setup, train and cleanup, "
+                "which is all run_recipe does",
+                others[0],
             )
-        return Anchors(function, class_name, recipe_statements)
+        return Anchors(function, class_name, [stmt for stmt in body if any(stmt is d for d in driving)])
 
-    def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
-        (template,) = snippets.statements(
-            "recipe_main.py.j2", depth=0, recipe_class=anchors.recipe_class
-        )
+    def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
+        (template,) = self.snippet("entry_point", depth=0, recipe_class=anchors.recipe_class)
         (run_recipe_call,) = block_statements(template)
-        last = anchors.recipe_statements[-1]
-        body = []
-        for stmt in block_statements(anchors.function):
-            if stmt is last:
-                body.append(run_recipe_call.with_changes(leading_lines=stmt.leading_lines))
-            elif all(stmt is not removed for removed in anchors.recipe_statements):
-                body.append(stmt)
-        function = anchors.function.with_changes(
-            decorators=[
-                decorator
-                for decorator in anchors.function.decorators
-                if not m.matches(decorator, _CONFIG_PARSE)
-            ],
-            params=template.params,
-            returns=template.returns,
-            body=anchors.function.body.with_changes(body=body),
+        *removed, last = anchors.recipe_statements
+        for stmt in removed:
+            edits.remove(stmt)
+        edits.replace(last, [run_recipe_call])
+        edits.change(
+            anchors.function,
+            lambda function: function.with_changes(
+                decorators=[d for d in function.decorators if not m.matches(d, _CONFIG_PARSE)],
+                params=template.params,
+                returns=template.returns,
+            ),
         )
-        return replace_statement(tree, anchors.function, [function])
+
+    def imports(self, anchors: Anchors) -> List[Needed]:
+        return [Needed(self.runtime_module, "Dataset"), Needed(self.runtime_module, "run_recipe"), Needed("omegaconf", "DictConfig")]
+
+    def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        entry = [n for n in ported.body if isinstance(n, ast.FunctionDef) and n.name == ENTRY_POINT]
+        if len(entry) != 1:
+            return [f"expected one {ENTRY_POINT}"]
+        (main,) = entry
+        problems = []
+        if any(ast.unparse(d) == "config.parse" for d in main.decorator_list):
+            problems.append(f"{ENTRY_POINT} still decorated with @config.parse")
+        args = [(a.arg, ast.unparse(a.annotation) if a.annotation else None) for a in main.args.args]
+        if args != ENTRY_POINT_ARGS or ast.unparse(main.returns or ast.Constant(None)) != "None":
+            problems.append(f"{ENTRY_POINT} signature is {args}")
+        runs = [n for n in ast.walk(main) if isinstance(n, ast.Call) and ast.unparse(n.func).endswith("run_recipe")]
+        if len(runs) != 1:
+            problems.append(f"{ENTRY_POINT} calls run_recipe {len(runs)} times")
+        return problems
 
 
 def _assigned_name(stmt: cst.BaseStatement) -> Optional[str]:
     small = single_small_statement(stmt)
-    if (
-        isinstance(small, cst.Assign)
-        and len(small.targets) == 1
-        and isinstance(small.targets[0].target, cst.Name)
-    ):
+    if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
         return small.targets[0].target.value
     return None
 
@@ -136,10 +137,6 @@ def _assigned_name(stmt: cst.BaseStatement) -> Optional[str]:
 def _constructed_class(stmt: cst.BaseStatement) -> Optional[str]:
     """`R` for a statement `name = R(...)`."""
     small = single_small_statement(stmt)
-    if (
-        _assigned_name(stmt) is not None
-        and isinstance(small.value, cst.Call)
-        and isinstance(small.value.func, cst.Name)
-    ):
+    if _assigned_name(stmt) is not None and isinstance(small.value, cst.Call) and isinstance(small.value.func, cst.Name):
         return small.value.func.value
     return None

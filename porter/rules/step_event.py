@@ -1,147 +1,191 @@
 """P006 step-event: every logged training step becomes a `step` job event.
 
-SFT loops: the anchor is the metric-logger call (`self._metric_logger.log_dict(...)`)
-in the `if` that tests `self.global_step % self._log_every_n_steps == 0`: only there,
-and only on the rank that logs, do `log_dict` and `time_per_step` exist.
+SFT loops: right after the metric logger's call in the step-logging block (`if
+self.global_step % self._log_every_n_steps == 0:`), where, on the rank that logs, the
+metric dict and the step's time exist. The event reads the keys the dict has (`loss`,
+or `train/loss` in a fork that renamed it) and the step time computed from the step
+clock (`time_per_step`, or whatever the fork names it). A recipe that logs a dict
+literal (torchtune 0.1) gets it named `log_dict` first; one with no step clock gets one
+at the top of the loop that logs.
 
-RL loops (PPO, GRPO) count `self._steps_run` and log through `self.log_metrics(...)`;
-they have no `log_dict` and no step clock. porter starts one at the top of the loop
-over the dataloader (templates/step_timer.py.j2) and logs, on rank 0, the mean loss of
-the stats the recipe logs, its optimizer's learning rate and the step's time.
-
-Both shapes are in templates/step_event.py.j2.
+RL loops (PPO, GRPO) log `...Stats` through `self.log_metrics(...)`: the event, on rank
+0, takes the mean loss of those stats, the optimizer's learning rate and a step clock
+porter starts at the top of the loop over the dataloader.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import libcst as cst
 
-from porter import snippets
+from porter.edits import Edits
 from porter.errors import PortError
-from porter.recipe import (
-    epoch_attribute,
-    epoch_loop,
-    recipe_class,
-    required_method,
-    step_logging_block,
-    step_loop,
-)
+from porter.imports import Needed
 from porter.rules.base import PortingRule
-from porter.syntax import (
-    block_statements,
-    called_name,
-    expression_of,
-    leading_blank_lines,
-    METHOD_BODY_DEPTH,
-    nesting,
-    replace_statement,
-    single_small_statement,
-)
+from porter.shape import EPOCH_LOOP, RecipeShape, STEP_LOGGING, StepLogging
+from porter.syntax import block_statements, expression_of, iter_statements, METHOD_BODY_DEPTH, node_code
+from porter.verify import calls_to, class_methods
 
-METRIC_LOGGER_CALL = "self._metric_logger.log_dict"
-RL_LOG_CALL = "self.log_metrics"
-# Names the SFT step event reads; the logging block must assign them.
-_STEP_VALUES = ("log_dict", "time_per_step")
+MEMORY_KEYS = ("peak_memory_active", "peak_memory_alloc", "peak_memory_reserved")
+STEP_CLOCK = "t_step_start"
+NAMED_METRICS = "log_dict"
 
 
 @dataclass
 class Anchors:
-    log_call: cst.BaseStatement
-    depth: int
-    epoch_variable: str
-    total_epochs: str
-    stats: Optional[str] = None  # RL loops: the stats expression the recipe logs
-    step_loop_first: Optional[cst.BaseStatement] = None  # RL loops: where the step clock starts
-    step_loop_depth: int = 0
+    logging: StepLogging
+    depth: int  # of the log call
+    metrics: str = NAMED_METRICS
+    loss_key: str = "loss"
+    lr_key: str = "lr"
+    memory_keys: Tuple[str, str, str] = MEMORY_KEYS
+    step_time: Optional[str] = None  # None: porter starts a step clock
+    clock_before: Optional[cst.BaseStatement] = None  # where porter's step clock starts
+    clock_depth: int = 0
 
 
 class StepEvent(PortingRule):
     RULE_ID = "P006"
     NAME = "step-event"
     DESCRIPTION = "Log a `step` job event after the recipe logs a training step."
+    NEEDS = (EPOCH_LOOP, STEP_LOGGING)
+    TEMPLATE = "step_event.py.j2"
 
-    def find(self, tree: cst.Module) -> Anchors:
-        train = required_method(recipe_class(tree, self.RULE_ID), "train", self.RULE_ID)
-        loop = epoch_loop(train, self.RULE_ID)
-        block, kind = step_logging_block(loop, self.RULE_ID)
-        call = RL_LOG_CALL if kind == "rl" else METRIC_LOGGER_CALL
-        calls = [stmt for stmt in block_statements(block) if called_name(stmt) == call]
-        if len(calls) != 1:
+    def find(self, shape: RecipeShape) -> Anchors:
+        logging = shape.logging
+        if logging.epoch_variable is None:
             raise PortError(
                 self.RULE_ID,
-                f"expected one `{call}(...)` call directly in the step-logging block, found {len(calls)}",
-                calls[1] if calls else block,
+                f"the step-logging block is in `{logging.method.name.value}`, which is not passed the epoch; the step event needs it",
+                logging.block,
             )
-        anchors = Anchors(
-            log_call=calls[0],
-            depth=METHOD_BODY_DEPTH + nesting(train, calls[0]),
-            epoch_variable=loop.target.value,
-            total_epochs=epoch_attribute(loop, 1),
-        )
-        if kind == "sft":
-            missing = [name for name in _STEP_VALUES if name not in _assigned_names(block_statements(block))]
-            if missing:
-                raise PortError(
-                    self.RULE_ID, f"the step-logging block does not assign {', '.join(missing)}", block
-                )
-            return anchors
-        anchors.stats = _logged_stats(calls[0], self.RULE_ID)
-        first = block_statements(step_loop(loop, self.RULE_ID))[0]
-        anchors.step_loop_first = first
-        anchors.step_loop_depth = METHOD_BODY_DEPTH + nesting(train, first)
+        anchors = Anchors(logging, depth=_depth(logging))
+        if logging.kind == "rl":
+            if logging.stats is None:
+                raise PortError(self.RULE_ID, "expected `self.log_metrics(...)` to get one `...Stats(...)` argument", logging.log_call)
+        else:
+            self._find_metrics(shape, logging, anchors)
+            anchors.step_time = logging.step_time
+        if anchors.step_time is None:
+            if logging.step_loop is None:
+                raise PortError(self.RULE_ID, "the step-logging block has no step clock and is in no loop to time", logging.block)
+            if STEP_CLOCK in shape.names_in(logging.method):
+                raise PortError(self.RULE_ID, f"`{logging.method.name.value}` already has a `{STEP_CLOCK}`", logging.method)
+            anchors.clock_before = block_statements(logging.step_loop)[0]
+            anchors.clock_depth = anchors.depth - _levels_between(logging)
         return anchors
 
-    def notes(self, anchors: Anchors, index) -> List[str]:
-        if anchors.stats is None:
-            return []
-        return [
-            f"line {index.line(anchors.log_call)}: RL loop: the step event reports the mean loss "
-            "of the stats it logs, the optimizer's learning rate, and a step clock started at "
-            f"line {index.line(anchors.step_loop_first)}; no peak memory"
-        ]
-
-    def apply(self, tree: cst.Module, anchors: Anchors) -> cst.Module:
-        context = dict(epoch=anchors.epoch_variable, epoch_len=anchors.total_epochs)
-        if anchors.stats is not None:
-            context["stats"] = anchors.stats
-            (timer,) = snippets.statements("step_timer.py.j2", depth=anchors.step_loop_depth)
-            blank, comments = leading_blank_lines(anchors.step_loop_first)
-            tree = replace_statement(
-                tree,
-                anchors.step_loop_first,
-                [timer.with_changes(leading_lines=blank), anchors.step_loop_first.with_changes(leading_lines=comments)],
+    def _find_metrics(self, shape: RecipeShape, logging: StepLogging, anchors: Anchors) -> None:
+        keys = logging.metric_keys
+        where = f"`{logging.metric_dict}`" if logging.metric_dict else "the dict it logs"
+        if keys is None:
+            raise PortError(
+                self.RULE_ID,
+                f"porter cannot tell the keys of {where}: it is not built from dict literals; the step event needs its loss and lr",
+                logging.log_call,
             )
-        event = snippets.statements("step_event.py.j2", depth=anchors.depth, **context)
-        return replace_statement(tree, anchors.log_call, [anchors.log_call, *event])
+        anchors.loss_key = _key(keys, ("loss",), where, self.RULE_ID, logging.log_call)
+        anchors.lr_key = _key(keys, ("lr", "learning_rate"), where, self.RULE_ID, logging.log_call)
+        anchors.memory_keys = tuple(
+            next((key for key in keys if _last_part(key) == memory), memory) for memory in MEMORY_KEYS
+        )
+        if logging.inline_metrics is not None:
+            if NAMED_METRICS in shape.names_in(logging.method):
+                raise PortError(self.RULE_ID, f"`{logging.method.name.value}` already has a `{NAMED_METRICS}`", logging.log_call)
+        else:
+            anchors.metrics = logging.metric_dict
+
+    def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
+        logging = anchors.logging
+        where = dict(step=logging.step_counter, epoch=logging.epoch_variable, epoch_len=shape.epoch.total_epochs)
+        if logging.kind == "rl":
+            # Recipes that can step the optimizer in the backward pass keep it in a wrapper.
+            optimizer = "self._optimizer" + (" or self._optim_ckpt_wrapper" if "_optim_ckpt_wrapper" in (shape.attributes or ()) else "")
+            event = self.snippet("rl_event", depth=anchors.depth, stats=logging.stats, optimizer=optimizer, **where)
+        else:
+            event = self.snippet(
+                "sft_event",
+                depth=anchors.depth,
+                metrics=anchors.metrics,
+                loss_key=anchors.loss_key,
+                lr_key=anchors.lr_key,
+                memory_keys=anchors.memory_keys,
+                step_time=anchors.step_time or f"time.perf_counter() - {STEP_CLOCK}",
+                **where,
+            )
+        if logging.inline_metrics is not None:
+            (named,) = self.snippet("named_metrics", depth=anchors.depth, variable=NAMED_METRICS, literal=node_code(logging.inline_metrics))
+            call = expression_of(logging.log_call)
+            logged = call.with_changes(args=[call.args[0].with_changes(value=cst.Name(NAMED_METRICS)), *call.args[1:]])
+            edits.replace(logging.log_call, [named, logging.log_call.with_changes(body=[cst.Expr(logged)], leading_lines=())], made=False)
+        edits.insert_after(logging.log_call, event)
+        if anchors.clock_before is not None:
+            edits.insert_before(anchors.clock_before, self.snippet("step_clock", depth=anchors.clock_depth))
+
+    def imports(self, anchors: Anchors) -> List[Needed]:
+        needed = [Needed("time")] if anchors.step_time is None else []
+        if anchors.logging.kind == "rl":
+            needed.append(Needed("torchtune", "training"))
+        return needed
+
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        line = shape.index.line
+        if anchors.logging.kind == "rl":
+            return [
+                f"line {line(anchors.logging.log_call)}: RL loop: the step event reports the mean loss of the stats it "
+                "logs, the optimizer's learning rate, and a step clock started at the top of the loop at line "
+                f"{line(anchors.logging.step_loop)}; no peak memory"
+            ]
+        if anchors.step_time is None:
+            return [
+                f"line {line(anchors.logging.block)}: the recipe has no step clock: the step event times the iteration "
+                f"of the loop at line {line(anchors.logging.step_loop)} that logs"
+            ]
+        return []
+
+    def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        name = anchors.logging.method.name.value
+        methods = class_methods(ported, shape.cls.name.value)
+        method = methods.get(name) or methods.get(f"_{name}")
+        calls = calls_to(method, "self.job_logger.log_step") if method is not None else 0
+        return [] if calls == 1 else [f"`{name}` calls job_logger.log_step {calls} times"]
 
 
-def _logged_stats(log_call: cst.BaseStatement, rule_id: str) -> str:
-    """The code of the `...Stats(...)` argument an RL recipe passes to log_metrics."""
-    call = expression_of(log_call)
-    stats = [
-        arg.value
-        for arg in call.args
-        if isinstance(arg.value, cst.Call)
-        and isinstance(arg.value.func, cst.Name)
-        and arg.value.func.value.endswith("Stats")
-    ]
-    if len(stats) != 1:
+def _last_part(key: str) -> str:
+    return re.split(r"[/.]", key)[-1]
+
+
+def _key(keys, names, where: str, rule_id: str, node) -> str:
+    """The key of `keys` that is one of `names`, or ends in one (`train/loss`)."""
+    exact = [key for key in keys if key in names]
+    if exact:
+        return exact[0]
+    found = [key for key in keys if _last_part(key) in names]
+    if len(found) != 1:
         raise PortError(
             rule_id,
-            f"expected `{RL_LOG_CALL}(...)` to get one `...Stats(...)` argument, found {len(stats)}",
-            log_call,
+            f"{where} has {'no' if not found else 'more than one'} `{names[0]}` key ({', '.join(keys) or 'no keys'}); "
+            "the step event needs one",
+            node,
         )
-    return cst.Module(body=[]).code_for_node(stats[0])
+    return found[0]
 
 
-def _assigned_names(statements) -> List[str]:
-    names = []
-    for stmt in statements:
-        small = single_small_statement(stmt)
-        if isinstance(small, (cst.Assign, cst.AnnAssign)):
-            targets = small.targets if isinstance(small, cst.Assign) else [small]
-            names.extend(t.target.value for t in targets if isinstance(t.target, cst.Name))
-    return names
+def _depth(logging: StepLogging) -> int:
+    for stmt, ancestors in iter_statements(logging.method):
+        if stmt is logging.log_call:
+            return METHOD_BODY_DEPTH + len(ancestors)
+    raise LookupError("the log call is not in its method")
+
+
+def _levels_between(logging: StepLogging) -> int:
+    """How many compound statements sit between the step loop's body and the log call."""
+    for stmt, ancestors in iter_statements(logging.step_loop):
+        if stmt is logging.log_call:
+            return len(ancestors)
+    raise LookupError("the log call is not in the step loop")
+

@@ -110,6 +110,8 @@ class MainShapedRecipe(RecipeBase):
                         epoch_num=curr_epoch + 1,
                         epoch_len=self.total_epochs,
                     )
+
+                # Save checkpoint if specified by user
                 self.save_checkpoint_if_due(epoch=curr_epoch, step=self.global_step)
 
                 t0 = time.perf_counter()

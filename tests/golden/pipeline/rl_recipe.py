@@ -81,9 +81,7 @@ class TinyRLRecipe(RecipeBase):
                                 .loss.detach()
                                 .mean()
                             ),
-                            step_lr=training.get_lr(
-                                self._optimizer or self._optim_ckpt_wrapper
-                            ),
+                            step_lr=training.get_lr(self._optimizer),
                             step_peak_memory_active=None,
                             step_peak_memory_alloc=None,
                             step_peak_memory_reserved=None,
@@ -97,6 +95,7 @@ class TinyRLRecipe(RecipeBase):
 
             # save checkpoint at current epoch
             self._epochs_run += 1
+
             self.save_checkpoint_if_due(
                 epoch=curr_epoch, total_epochs=self._total_epochs
             )

@@ -1,0 +1,163 @@
+"""Fixtures: the shapes of teams' forks of torchtune recipes that porter must port
+correctly, with a reviewer note where behaviour moves, or refuse naming the rule and
+the line; written for porter's tests (issue: "fail closed on the shapes real recipes
+have"). Each is a whole recipe module, made from the small recipe of shapes.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict
+
+from shapes import HEADER, recipe, train
+
+
+@dataclass(frozen=True)
+class ForkShape:
+    source: str
+    status: str  # converted, failed or skipped
+    expect: str  # in the reason (failed, skipped) or in a reviewer note (converted)
+
+
+HELPER_THAT_PRUNES = '''
+def save_intermediate(self, epoch: int) -> None:
+    self.save_checkpoint(epoch=epoch)
+    for old in sorted(self._output_dir.glob("epoch_*"))[:-2]:
+        shutil.rmtree(old)
+'''
+
+HELPER_THAT_SAVES = '''
+def save_intermediate(self, epoch: int) -> None:
+    """Save, and say so."""
+    log.info("saving epoch %d", epoch)
+    self.save_checkpoint(epoch=epoch)
+'''
+
+# No save method: the checkpointer saves every N steps and at each epoch's end.
+INLINE_SAVES = '''
+def train(self) -> None:
+    for curr_epoch in range(self.epochs_run, self.total_epochs):
+        for batch in self._dataloader:
+            self.global_step += 1
+            if self.global_step % self._log_every_n_steps == 0:
+                time_per_step = time.perf_counter() - t0
+                log_dict = {"loss": 1.0, "lr": 1e-3}
+                self._metric_logger.log_dict(log_dict, step=self.global_step)
+            if self.global_step % self._save_every_n_steps == 0:
+                self._checkpointer.save_checkpoint(
+                    {training.MODEL_KEY: self._model.state_dict()},
+                    epoch=curr_epoch,
+                    intermediate_checkpoint=True,
+                )
+            t0 = time.perf_counter()
+        self.epochs_run += 1
+        self._checkpointer.save_checkpoint({training.MODEL_KEY: self._model.state_dict()}, epoch=curr_epoch)
+'''
+
+STEP_LOOP_IN_A_HELPER = dict(
+    train_method=(
+        "def train(self) -> None:\n"
+        "    for curr_epoch in range(self.epochs_run, self.total_epochs):\n"
+        "        self._train_epoch(curr_epoch)\n"
+        "        self.epochs_run += 1\n"
+        "        self.save_checkpoint(epoch=curr_epoch)\n"
+    ),
+    extra_methods=(
+        train("")
+        .replace("def train(self)", "def _train_epoch(self, epoch: int)")
+        .replace("    for curr_epoch in range(self.epochs_run, self.total_epochs):\n", "    if True:\n")
+        .replace("        self.epochs_run += 1\n", "")
+    ),
+)
+
+# torchtune 0.1 (early 2024): `total_training_steps`, a logged dict literal, no step
+# clock, no ListConfig branch.
+OLDER_LOOP = dict(
+    train_method='''
+def train(self) -> None:
+    for curr_epoch in range(self.epochs_run, self.total_epochs):
+        for idx, batch in enumerate(self._dataloader):
+            loss = self._model(**batch)
+            if self.total_training_steps % self._log_every_n_steps == 0:
+                self._metric_logger.log_dict(
+                    {"loss": loss.item(), "lr": 1e-3},
+                    step=self.total_training_steps,
+                )
+            self.total_training_steps += 1
+        self.epochs_run += 1
+        self.save_checkpoint(epoch=curr_epoch)
+''',
+    setup_data='''
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
+    return DataLoader(ds, batch_size=batch_size)
+''',
+)
+
+OTHER_INTERFACE = '''\
+from torchtune.recipe_interfaces import {base}
+
+
+class Other({base}):
+    def run(self) -> None:
+        pass
+'''
+
+FORK_SHAPES: Dict[str, ForkShape] = {
+    "save_in_try_finally.py": ForkShape(
+        recipe(train("try:\n    self.save_checkpoint(epoch=curr_epoch)\nfinally:\n    log.info('epoch done')")),
+        "converted", "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
+    ),
+    "save_in_else_branch.py": ForkShape(
+        recipe(train("if self._skip_save:\n    log.info('no save')\nelse:\n    self.save_checkpoint(epoch=curr_epoch)")),
+        "converted", "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
+    ),
+    "step_save_in_with_block.py": ForkShape(
+        recipe(train("").replace(
+            "            t0 = time.perf_counter()\n",
+            "            with self._timer('save'):\n                self.save_checkpoint(epoch=curr_epoch)\n            t0 = time.perf_counter()\n",
+        )),
+        "converted", "the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place",
+    ),
+    "final_save_alone_in_with_block.py": ForkShape(
+        recipe(train("").replace("        self.epochs_run += 1\n", "        self.epochs_run += 1\n    with self._timer('save'):\n        self.save_checkpoint(epoch=curr_epoch)\n")),
+        "failed", "P004 the final save is all that its `with` block holds",
+    ),
+    "users_condition_around_save.py": ForkShape(
+        recipe(train("if curr_epoch >= self._warmup_epochs:\n    self.save_checkpoint(epoch=curr_epoch)")),
+        "converted", "it stays under the recipe's own `if curr_epoch >= self._warmup_epochs:`",
+    ),
+    "helper_that_saves_and_prunes.py": ForkShape(
+        recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES),
+        "failed", "P004 `self.save_intermediate(...)` saves a checkpoint",
+    ),
+    "helper_that_only_saves.py": ForkShape(
+        recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_SAVES),
+        "converted", "which saves in `save_intermediate`; that method stays, unused",
+    ),
+    "inline_step_and_epoch_saves.py": ForkShape(
+        recipe(INLINE_SAVES, save_checkpoint=None),
+        "converted", "this save moved into a new `_save_checkpoint(epoch)`",
+    ),
+    "renamed_metric_keys.py": ForkShape(
+        recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"train/loss": loss.item(), "train/lr": 1e-3}')),
+        "converted", "",
+    ),
+    "renamed_step_timer.py": ForkShape(recipe(train().replace("t0", "t_step").replace("time_per_step", "elapsed")), "converted", ""),
+    "step_loop_in_a_helper.py": ForkShape(recipe(**STEP_LOOP_IN_A_HELPER), "converted", ""),
+    "older_loop.py": ForkShape(recipe(**OLDER_LOOP), "converted", "the recipe has no step clock"),
+    "subclass_of_a_stock_recipe.py": ForkShape(
+        recipe(base="FullFinetuneRecipeDistributed", header=HEADER + "from recipes.full_finetune_distributed import FullFinetuneRecipeDistributed\n"),
+        "skipped", "subclass of FullFinetuneRecipeDistributed (from recipes.full_finetune_distributed): port that recipe",
+    ),
+    "subclass_in_the_same_file.py": ForkShape(
+        recipe(after_class="class Child(ForkRecipe):\n    def train(self) -> None:\n        pass\n\n\n"),
+        "failed", "class Child subclasses the recipe class ForkRecipe",
+    ),
+    "evaluation_recipe.py": ForkShape(
+        OTHER_INTERFACE.format(base="EvalRecipeInterface"), "skipped", "an evaluation recipe: Other subclasses EvalRecipeInterface"
+    ),
+    "orchestration_recipe.py": ForkShape(
+        OTHER_INTERFACE.format(base="OrchestrationRecipeInterface"), "skipped", "an orchestration recipe (it starts and drives other processes)"
+    ),
+}

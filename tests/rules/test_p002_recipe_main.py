@@ -1,0 +1,42 @@
+"""P002 recipe-main: the job's entry point, handing the recipe class to run_recipe."""
+
+from __future__ import annotations
+
+import textwrap
+
+from shapes import ENTRY, function, ported_by, recipe, refusal
+from porter.rules import RecipeMain
+
+
+def test_recipe_main_takes_the_job_and_calls_run_recipe():
+    before = recipe().replace(
+        "    recipe = ForkRecipe(cfg=cfg)", '    config.log_config(recipe_name="ForkRecipe", cfg=cfg)\n    recipe = ForkRecipe(cfg=cfg)'
+    )
+    code = ported_by(RecipeMain, before)
+    assert function(code, "recipe_main") == textwrap.dedent('''\
+        def recipe_main(job_id: str, user_id: str, cfg: DictConfig, dataset: Dataset) -> None:
+            config.log_config(recipe_name="ForkRecipe", cfg=cfg)
+            run_recipe(ForkRecipe, job_id, user_id, cfg, dataset)
+        ''')
+    assert "from runtime import Dataset, run_recipe\n" in code
+
+
+def test_recipe_main_that_uses_the_recipe_beyond_run_recipe_is_refused():
+    before = recipe().replace("    recipe.train()\n", "    recipe.train()\n    recipe.evaluate()\n")
+    assert refusal(RecipeMain, before).endswith(
+        "P002 `recipe_main` uses `recipe` beyond building it and calling setup, train and cleanup, which is all run_recipe does"
+    )
+
+
+def test_missing_or_repeated_driver_calls_are_refused_with_their_line():
+    assert refusal(RecipeMain, recipe().replace("    recipe.train()\n", "")).endswith(
+        "P002 expected one `recipe.train(...)` call in `recipe_main`, found 0"
+    )
+    twice = recipe().replace("    recipe.setup(cfg=cfg)\n", "    recipe.setup(cfg=cfg)\n    recipe = ForkRecipe(cfg=cfg)\n")
+    reason = refusal(RecipeMain, twice)
+    line = recipe().splitlines().index("    recipe.setup(cfg=cfg)") + 2
+    assert reason == f"line {line}: P002 expected `recipe_main` to build ForkRecipe once, found 2 constructions"
+
+
+def test_no_entry_point_is_refused():
+    assert refusal(RecipeMain, recipe().replace(ENTRY, "")).endswith("P002 expected one module-level `recipe_main`, found 0")

@@ -1,0 +1,181 @@
+"""P004 checkpoint-saving: every save of the training loop goes to the runtime, in its place
+and with its own conditions, or the recipe is refused; every routed save is noted."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from fork_shapes import HELPER_THAT_PRUNES, HELPER_THAT_SAVES, INLINE_SAVES
+from shapes import method, notes_of, ported_by, recipe, refusal, train
+from porter.rules import CheckpointSaving
+
+EPOCH_HOOK = """\
+self.save_checkpoint_if_due(
+    epoch=curr_epoch, total_epochs=self.total_epochs
+)"""
+
+
+def epoch_end(code: str) -> str:
+    """What follows the epoch count in the ported `train`, dedented to its block."""
+    body = method(code, "train")
+    return textwrap.dedent(body[body.index("        self.epochs_run += 1\n") + len("        self.epochs_run += 1\n") :])
+
+
+def test_the_epoch_save_with_its_timing_and_log_lines_becomes_the_epoch_hook():
+    before = recipe(train('''
+        start = time.perf_counter()
+        log.info("Starting checkpoint save...")
+        self.save_checkpoint(epoch=curr_epoch)
+        log.info("Checkpoint saved in {:.2f} seconds.".format(time.perf_counter() - start))
+    '''))
+    assert epoch_end(ported_by(CheckpointSaving, before)) == EPOCH_HOOK + "\n"
+    (note,) = notes_of(CheckpointSaving, before)
+    assert "the epoch save (`self.save_checkpoint(...)`), with its timing and log lines, is now the runtime's epoch hook, in its place" in note
+
+
+@pytest.mark.parametrize(
+    "shape, after",
+    [
+        (
+            "try:\n    self.save_checkpoint(epoch=curr_epoch)\nfinally:\n    log.info('epoch done')",
+            "try:\n" + textwrap.indent(EPOCH_HOOK, "    ") + "\nfinally:\n    log.info('epoch done')\n",
+        ),
+        (
+            "if self._skip_save:\n    log.info('no save')\nelse:\n    self.save_checkpoint(epoch=curr_epoch)",
+            "if self._skip_save:\n    log.info('no save')\nelse:\n" + textwrap.indent(EPOCH_HOOK, "    ") + "\n",
+        ),
+        (
+            "with self._save_timer():\n    self.save_checkpoint(epoch=curr_epoch)",
+            "with self._save_timer():\n" + textwrap.indent(EPOCH_HOOK, "    ") + "\n",
+        ),
+    ],
+    ids=["try-finally", "else-branch", "with-block"],
+)
+def test_a_save_inside_a_compound_statement_gets_the_hook_in_its_place(shape, after):
+    assert epoch_end(ported_by(CheckpointSaving, recipe(train(shape)))) == after
+
+
+def test_a_users_condition_around_the_save_is_kept_and_noted():
+    before = recipe(train("if curr_epoch >= self._warmup_epochs:\n    self.save_checkpoint(epoch=curr_epoch)"))
+    assert epoch_end(ported_by(CheckpointSaving, before)) == "if curr_epoch >= self._warmup_epochs:\n" + textwrap.indent(EPOCH_HOOK, "    ") + "\n"
+    (note,) = notes_of(CheckpointSaving, before)
+    assert note.endswith("it stays under the recipe's own `if curr_epoch >= self._warmup_epochs:`")
+
+
+def test_the_saves_own_schedule_is_the_runtimes_policy_now_and_a_users_part_of_it_stays():
+    schedule = "if (curr_epoch + 1) % self._save_every_n_epochs == 0:\n    self.save_checkpoint(epoch=curr_epoch)"
+    assert epoch_end(ported_by(CheckpointSaving, recipe(train(schedule)))) == EPOCH_HOOK + "\n"
+    (note,) = notes_of(CheckpointSaving, recipe(train(schedule)))
+    assert "its condition `(curr_epoch + 1) % self._save_every_n_epochs == 0` is the runtime's policy now" in note
+    mixed = "if curr_epoch % self._save_every_n_epochs == 0 and self._is_rank_zero:\n    self.save_checkpoint(epoch=curr_epoch)"
+    assert epoch_end(ported_by(CheckpointSaving, recipe(train(mixed)))) == "if self._is_rank_zero:\n" + textwrap.indent(EPOCH_HOOK, "    ") + "\n"
+
+
+def test_a_save_every_n_steps_becomes_the_step_hook_in_its_place():
+    before = recipe(train("").replace(
+        "            t0 = time.perf_counter()\n",
+        "            with self._timer('save'):\n"
+        "                if self.global_step % self._save_every_n_steps == 0:\n"
+        "                    self.save_checkpoint(epoch=curr_epoch)\n"
+        "            t0 = time.perf_counter()\n",
+    ))
+    body = method(ported_by(CheckpointSaving, before), "train")
+    assert "            with self._timer('save'):\n                self.save_checkpoint_if_due(epoch=curr_epoch, step=self.global_step)\n" in body
+    # No epoch save in the epoch loop: the epoch hook goes right after the count.
+    assert epoch_end(ported_by(CheckpointSaving, before)) == EPOCH_HOOK + "\n"
+    step_note, epoch_note = notes_of(CheckpointSaving, before)  # in line order
+    assert "the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place" in step_note
+    assert "its condition `self.global_step % self._save_every_n_steps == 0` is the runtime's policy now" in step_note
+    assert "the epoch loop saved no checkpoint of its own; the runtime's epoch hook, added after `self.epochs_run += 1`, saves every epoch" in epoch_note
+
+
+def test_the_final_save_after_the_loop_goes_and_is_noted():
+    before = recipe(train("pass").replace("        pass\n", "    self.save_checkpoint(epoch=self.total_epochs - 1)\n"))
+    body = method(ported_by(CheckpointSaving, before), "train")
+    assert "self.save_checkpoint(" not in body.replace("save_checkpoint_if_due(", "")
+    assert any("the final save after the loop (`self.save_checkpoint(...)`) goes: the runtime saves the final weights" in n for n in notes_of(CheckpointSaving, before))
+
+
+def test_a_final_save_that_is_all_its_with_block_holds_is_refused():
+    before = recipe(train("pass").replace("        pass\n", "    with self._timer('save'):\n        self.save_checkpoint(epoch=curr_epoch)\n"))
+    assert refusal(CheckpointSaving, before).endswith(
+        "P004 the final save is all that its `with` block holds; porter cannot remove it without removing the block"
+    )
+
+
+def test_a_helper_that_saves_and_does_more_is_refused_naming_both_lines():
+    before = recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES)
+    lines = before.splitlines()
+    save, other = lines.index("        self.save_checkpoint(epoch=epoch)") + 1, lines.index('        for old in sorted(self._output_dir.glob("epoch_*"))[:-2]:') + 1
+    assert refusal(CheckpointSaving, before).endswith(
+        f"P004 `self.save_intermediate(...)` saves a checkpoint (line {save}) and does more in `save_intermediate` (line {other}); "
+        "porter cannot give only the save to the runtime: move the other work out of it, or save through the save method"
+    )
+
+
+def test_a_helper_that_only_saves_is_routed_and_stays_unused():
+    before = recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_SAVES)
+    code = ported_by(CheckpointSaving, before)
+    assert epoch_end(code) == EPOCH_HOOK + "\n"
+    assert "def save_intermediate(self, epoch: int) -> None:" in code
+    (note,) = notes_of(CheckpointSaving, before)
+    assert "the epoch save (`self.save_intermediate(...)`, which saves in `save_intermediate`; that method stays, unused) is now the runtime's epoch hook" in note
+
+
+def test_inline_saves_without_a_save_method_the_epoch_one_moves_into_save_checkpoint():
+    before = recipe(INLINE_SAVES, save_checkpoint=None)
+    code = ported_by(CheckpointSaving, before)
+    assert method(code, "_save_checkpoint") == textwrap.dedent('''\
+        def _save_checkpoint(self, epoch: int) -> None:
+            """Porter moved this save here from the training loop; the runtime calls it."""
+            self._checkpointer.save_checkpoint(
+                {training.MODEL_KEY: self._model.state_dict()}, epoch=epoch
+            )
+        ''')
+    body = method(code, "train")
+    assert "            self.save_checkpoint_if_due(epoch=curr_epoch, step=self.global_step)\n" in body
+    assert epoch_end(code) == EPOCH_HOOK + "\n"
+    step_note, epoch_note, moved_note = notes_of(CheckpointSaving, before)
+    epoch_save = next(n for n, line in enumerate(before.splitlines(), 1) if line.endswith("self._model.state_dict()}, epoch=curr_epoch)"))
+    assert step_note.endswith(
+        "it passed `{training.MODEL_KEY: self._model.state_dict()}, epoch=curr_epoch, intermediate_checkpoint=True`; "
+        f"the runtime's saves pass what line {epoch_save} passed"
+    )
+    assert "this save moved into a new `_save_checkpoint(epoch)`, which the runtime calls at every save" in moved_note
+
+
+def test_an_inline_save_that_reads_a_local_cannot_move_and_is_refused():
+    before = recipe(INLINE_SAVES.replace("epoch=curr_epoch)", "epoch=curr_epoch, loss=batch)"), save_checkpoint=None)
+    assert "P004 the inline save reads `batch`, a local of `train`" in refusal(CheckpointSaving, before)
+
+
+def test_a_recipe_that_saves_nothing_and_has_no_save_method_is_refused():
+    reason = refusal(CheckpointSaving, recipe(train("pass"), save_checkpoint=None))
+    assert reason.endswith("P004 class ForkRecipe has no `save_checkpoint` method and its training loop saves no checkpoint: the runtime could not save its weights")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(save_checkpoint="def save_checkpoint(self, epoch: int, tag: str) -> None:\n    pass\n"),
+         "P004 `save_checkpoint` requires `tag`, which the runtime cannot pass (it passes epoch, step, full_tensors, is_intermediate_checkpoint)"),
+        (dict(train_method=train("saved = self.save_checkpoint(epoch=curr_epoch)")),
+         "P004 the result of `self.save_checkpoint(...)` is used; porter moves only save statements"),
+        (dict(train_method=train("pass").replace("    for curr_epoch", "    self.save_checkpoint(epoch=0)\n    for curr_epoch")),
+         "P004 a checkpoint save before the epoch loop: porter cannot tell what it is for"),
+    ],
+    ids=["needs-an-argument", "result-used", "before-the-loop"],
+)
+def test_saves_porter_cannot_hand_to_the_runtime_are_refused(change, message):
+    assert refusal(CheckpointSaving, recipe(**change)).endswith(message)
+
+
+def test_what_a_save_passed_that_the_runtime_does_not_is_noted():
+    before = recipe(
+        train("self.save_checkpoint(epoch=curr_epoch, full_tensors=True)"),
+        save_checkpoint="def save_checkpoint(self, epoch: int, full_tensors: bool) -> None:\n    pass\n",
+    )
+    (note,) = notes_of(CheckpointSaving, before)
+    assert note.endswith("it passed `full_tensors=True`, where the runtime passes True only at the final save")

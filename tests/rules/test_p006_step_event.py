@@ -1,0 +1,106 @@
+"""P006 step-event: a `step` event after the recipe logs a step, reading what it logs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from fork_shapes import OLDER_LOOP, STEP_LOOP_IN_A_HELPER
+from shapes import method, notes_of, ported_by, recipe, refusal, train
+from porter.rules import StepEvent
+
+
+def event(metrics="log_dict", loss="loss", lr="lr", time="time_per_step", step="self.global_step", epoch="curr_epoch") -> str:
+    return textwrap.dedent(f'''\
+        self.job_logger.log_step(
+            gpu_rank=self.rank,
+            step_num={step},
+            step_len=self._steps_per_epoch * self.total_epochs,
+            step_loss=float({metrics}["{loss}"]),
+            step_lr={metrics}["{lr}"],
+            step_peak_memory_active={metrics}.get("peak_memory_active"),
+            step_peak_memory_alloc={metrics}.get("peak_memory_alloc"),
+            step_peak_memory_reserved={metrics}.get("peak_memory_reserved"),
+            step_time_elapsed_s={time},
+            epoch_num={epoch} + 1,
+            epoch_len=self.total_epochs,
+        )
+        ''')
+
+
+LOG_CALL = "self._metric_logger.log_dict(log_dict, step=self.global_step)\n"
+
+
+def test_the_event_follows_the_metric_loggers_call():
+    body = method(ported_by(StepEvent, recipe()), "train")
+    assert " " * 16 + LOG_CALL + textwrap.indent(event(), " " * 16) in body
+
+
+def test_renamed_metric_keys_are_the_keys_the_event_reads():
+    before = recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"train/loss": loss.item(), "train/lr": 1e-3}'))
+    assert textwrap.indent(event(loss="train/loss", lr="train/lr"), " " * 16) in method(ported_by(StepEvent, before), "train")
+
+
+def test_a_step_clock_under_another_name_is_the_events_step_time():
+    before = recipe(train().replace("t0", "t_step").replace("time_per_step", "elapsed"))
+    assert textwrap.indent(event(time="elapsed"), " " * 16) in method(ported_by(StepEvent, before), "train")
+
+
+def test_the_step_loop_in_a_helper_gets_the_event_there_with_the_helpers_epoch():
+    before = recipe(**STEP_LOOP_IN_A_HELPER)
+    assert textwrap.indent(event(epoch="epoch"), " " * 16) in method(ported_by(StepEvent, before), "_train_epoch")
+
+
+def test_a_helper_not_given_the_epoch_is_refused():
+    helper = STEP_LOOP_IN_A_HELPER["extra_methods"].replace("(self, epoch: int)", "(self)")
+    before = recipe(STEP_LOOP_IN_A_HELPER["train_method"].replace("self._train_epoch(curr_epoch)", "self._train_epoch()"), extra_methods=helper)
+    assert refusal(StepEvent, before).endswith("P006 the step-logging block is in `_train_epoch`, which is not passed the epoch; the step event needs it")
+
+
+def test_an_older_loop_gets_its_dict_named_and_a_step_clock():
+    before = recipe(**OLDER_LOOP)
+    body = method(ported_by(StepEvent, before), "train")
+    assert body.startswith(textwrap.dedent('''\
+        def train(self) -> None:
+            for curr_epoch in range(self.epochs_run, self.total_epochs):
+                for idx, batch in enumerate(self._dataloader):
+                    t_step_start = time.perf_counter()
+                    loss = self._model(**batch)
+                    if self.total_training_steps % self._log_every_n_steps == 0:
+                        log_dict = {"loss": loss.item(), "lr": 1e-3}
+                        self._metric_logger.log_dict(
+                            log_dict,
+                            step=self.total_training_steps,
+                        )
+        '''))
+    assert textwrap.indent(event(time="time.perf_counter() - t_step_start", step="self.total_training_steps"), " " * 16) in body
+    (note,) = notes_of(StepEvent, before)
+    assert "the recipe has no step clock: the step event times the iteration of the loop" in note
+
+
+@pytest.mark.parametrize(
+    "metrics, message",
+    [
+        ('{"nll": loss.item(), "lr": 1e-3}', "`log_dict` has no `loss` key (nll, lr); the step event needs one"),
+        ('{"a/loss": loss.item(), "b/loss": 0.0, "lr": 1e-3}', "`log_dict` has more than one `loss` key (a/loss, b/loss, lr); the step event needs one"),
+        ("self._metrics(loss)", "porter cannot tell the keys of `log_dict`: it is not built from dict literals; the step event needs its loss and lr"),
+    ],
+    ids=["no-loss", "two-losses", "not-a-literal"],
+)
+def test_metrics_whose_loss_porter_cannot_find_are_refused(metrics, message):
+    before = recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', metrics))
+    assert refusal(StepEvent, before).endswith("P006 " + message)
+
+
+def test_the_rl_loop_logs_the_stats_loss_on_rank_zero_with_its_own_clock():
+    from conftest import fixture_text
+
+    code = ported_by(StepEvent, fixture_text("rl_recipe.py"))
+    body = method(code, "train")
+    # The clock goes below the blank lines and above the comment of the loop's first statement.
+    assert "        for idx, batch in enumerate(self._dataloader):\n\n            t_step_start = time.perf_counter()\n            # step 1" in body
+    assert "                if self.rank == 0:\n                    self.job_logger.log_step(\n" in body
+    assert "step_loss=float(PPOStats(*map(torch.stack, zip(*ppo_stats))).loss.detach().mean())" in " ".join(
+        part.strip() for part in body.splitlines()
+    ).replace("( ", "(").replace(" )", ")").replace(" .", ".")

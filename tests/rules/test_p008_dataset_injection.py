@@ -1,0 +1,77 @@
+"""P008 dataset-injection: `_setup_data` takes the job's dataset first."""
+
+from __future__ import annotations
+
+import textwrap
+
+from shapes import method, notes_of, ported_by, recipe, refusal
+from porter.rules import DatasetInjection
+
+
+def test_the_list_config_branch_becomes_the_elif_of_the_jobs_dataset():
+    assert method(ported_by(DatasetInjection, recipe()), "_setup_data") == textwrap.dedent('''\
+        def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+            if self.dataset:
+                ds = self.dataset
+            elif isinstance(cfg_dataset, ListConfig):
+                ds = config.instantiate(cfg_dataset[0], self._tokenizer)
+            else:
+                ds = config.instantiate(cfg_dataset, self._tokenizer)
+            return DataLoader(ds, batch_size=batch_size)
+        ''')
+
+
+def test_an_older_recipe_without_a_list_config_branch_gets_an_else():
+    older = '''
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    # The dataset from the config
+    ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
+    return DataLoader(ds, batch_size=batch_size)
+'''
+    assert method(ported_by(DatasetInjection, recipe(setup_data=older)), "_setup_data") == textwrap.dedent('''\
+        def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+            # The dataset from the config
+            if self.dataset:
+                ds = self.dataset
+            else:
+                ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
+            return DataLoader(ds, batch_size=batch_size)
+        ''')
+
+
+def test_the_branchs_own_dataset_variable_and_packed_are_kept():
+    packed = '''
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    if isinstance(cfg_dataset, ListConfig):
+        dataset = config.instantiate(cfg_dataset[0], self._tokenizer)
+        packed = False
+    else:
+        dataset = config.instantiate(cfg_dataset, self._tokenizer)
+        packed = cfg_dataset.get("packed", False)
+    return DataLoader(dataset, batch_size=batch_size, drop_last=not packed)
+'''
+    body = method(ported_by(DatasetInjection, recipe(setup_data=packed)), "_setup_data")
+    assert body.startswith(textwrap.dedent('''\
+        def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+            if self.dataset:
+                dataset = self.dataset
+                packed = cfg_dataset.get("packed", False)
+            elif isinstance(cfg_dataset, ListConfig):
+        '''))
+
+
+def test_a_validation_set_built_by_the_same_method_keeps_its_config_and_is_noted():
+    before = recipe().replace(
+        "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n",
+        "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n        self._val = self._setup_data(cfg.dataset_val, 1)\n",
+    )
+    assert "    if self.dataset and cfg_dataset is self.job_dataset_config:\n" in ported_by(DatasetInjection, before)
+    (note,) = notes_of(DatasetInjection, before)
+    assert note.endswith("`_setup_data` also builds another set (validation): the job's dataset replaces the training set only")
+
+
+def test_no_dataset_branch_is_refused():
+    none = "def _setup_data(self, cfg_dataset, batch_size):\n    return self._loader\n"
+    assert refusal(DatasetInjection, recipe(setup_data=none)).endswith(
+        "P008 expected one `if isinstance(<dataset config>, ListConfig):`, or one `ds = config.instantiate(<dataset config>, ...)`, directly in `_setup_data`, found 0"
+    )
