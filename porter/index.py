@@ -1,10 +1,11 @@
-"""Line numbers and `self.<name>` uses of a source module, read from the stdlib ast.
+"""Line numbers, names and `self.<name>` uses of a source module, read from the stdlib ast.
 
 libcst can compute positions, but that costs more than parsing the module twice over.
 The stdlib ast has line numbers for free and the same statement structure, so porter
 walks both trees in step once and keeps, for each libcst statement of the source, its
-ast statement. Rules then ask where a node is, or which statements mention
-`self.<method>`, without another pass over the libcst tree.
+ast statement; and one scan of the ast records, for each statement, the `self.<name>`s
+its own code reads and calls, and for the module, every name it uses. Rules then ask
+where a node is, or which statements mention `self.<method>`, without another pass.
 """
 
 from __future__ import annotations
@@ -36,9 +37,36 @@ class SourceIndex:
         # libcst nodes are kept alive by `module`, so their ids stay unique.
         self._module = module
         self._pair_block(module.body, tree.body)
-        # `self.<attr>` names each ast statement's own code reads; filled on first use.
-        self._self_reads: Dict[int, Set[str]] = {}
         self._under: Dict[int, List[Tuple[cst.BaseStatement, ast.stmt]]] = {}
+        self._scan(tree)
+
+    def _scan(self, tree: ast.Module) -> None:
+        """One walk of the ast: each statement's own `self.<name>` reads and calls (its
+        header's, for a compound statement), and the module's names."""
+        self.names: Set[str] = set()  # every variable the module reads or binds
+        self.attributes: Set[str] = set()  # every attribute name it reads or sets
+        self.self_stores: Set[str] = set()  # every `self.<name>` it assigns
+        self._self_reads: Dict[int, Set[str]] = {}
+        self._calls: Dict[int, List[ast.Call]] = {}  # `self.<name>(...)` calls, by statement
+        stack: List[Tuple[ast.AST, Optional[ast.stmt]]] = [(tree, None)]
+        while stack:
+            node, owner = stack.pop()
+            if isinstance(node, ast.stmt):
+                owner = node
+                self._self_reads[id(node)] = set()
+            elif isinstance(node, ast.Name):
+                self.names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                self.attributes.add(node.attr)
+                if isinstance(node.value, ast.Name) and node.value.id == "self" and owner is not None:
+                    self._self_reads[id(owner)].add(node.attr)
+                    if isinstance(node.ctx, ast.Store):
+                        self.self_stores.add(node.attr)
+            elif isinstance(node, ast.Call) and owner is not None:
+                func = node.func
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+                    self._calls.setdefault(id(owner), []).append(node)
+            stack.extend((child, owner) for child in ast.iter_child_nodes(node))
 
     # -- building -------------------------------------------------------------------
 
@@ -99,18 +127,7 @@ class SourceIndex:
     def self_calls(self, stmt: cst.CSTNode, name: str) -> List[ast.Call]:
         """The calls `self.<name>(...)` in a statement's own code."""
         node = self._ast_of.get(id(stmt))
-        if node is None:
-            return []
-        return [
-            inner
-            for expr in _own_expressions(node)
-            for inner in ast.walk(expr)
-            if isinstance(inner, ast.Call)
-            and isinstance(inner.func, ast.Attribute)
-            and inner.func.attr == name
-            and isinstance(inner.func.value, ast.Name)
-            and inner.func.value.id == "self"
-        ]
+        return [call for call in self._calls.get(id(node), ()) if call.func.attr == name] if node is not None else []
 
     def statements_using_self(self, root: cst.CSTNode, attributes: Iterable[str]) -> List[cst.BaseStatement]:
         """The statements under `root` whose own code reads `self.<attr>`, for one of
@@ -142,17 +159,7 @@ class SourceIndex:
         return found
 
     def _reads(self, node: ast.stmt) -> Set[str]:
-        reads = self._self_reads.get(id(node))
-        if reads is None:
-            reads = self._self_reads[id(node)] = {
-                inner.attr
-                for expr in _own_expressions(node)
-                for inner in ast.walk(expr)
-                if isinstance(inner, ast.Attribute)
-                and isinstance(inner.value, ast.Name)
-                and inner.value.id == "self"
-            }
-        return reads
+        return self._self_reads.get(id(node), set())
 
 
 def _child_statements(node: cst.CSTNode) -> List[cst.BaseStatement]:

@@ -47,7 +47,7 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         return PortResult(SKIPPED, reason=skip)
     module = cst.parse_module(text)
     index = SourceIndex(module, source_ast)
-    shape = RecipeShape(module, index, source_ast)
+    shape = RecipeShape(module, index)
     variant = describe_variant(shape)
     problems = _shape_problems(shape, rules)
     found: List[Tuple[PortingRule, object]] = []

@@ -128,7 +128,7 @@ class DatasetSetup:
 
 
 class RecipeShape:
-    def __init__(self, module: cst.Module, index: SourceIndex, tree: ast.Module) -> None:
+    def __init__(self, module: cst.Module, index: SourceIndex) -> None:
         self.module = module
         self.index = index
         self.problems: Dict[str, Problem] = {}
@@ -142,18 +142,8 @@ class RecipeShape:
         self.saves: List[SaveSite] = []
         self.dataset: Optional[DatasetSetup] = None
         self.attributes: Optional[Set[str]] = set()  # `self.<name>` the class assigns or defines; None: unknown
-        # One walk of the source's ast for every name-based fact the shape keeps.
-        self.source_names: Set[str] = set()  # the variables the source reads or binds
-        attributes: Set[str] = set()
-        self._self_stores: Set[str] = set()  # `self.<name> = ...` anywhere in the module
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                self.source_names.add(node.id)
-            elif isinstance(node, ast.Attribute):
-                attributes.add(node.attr)
-                if isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name) and node.value.id == "self":
-                    self._self_stores.add(node.attr)
-        self.family = recipe_family(self.source_names | attributes)
+        self.source_names = index.names  # the variables the source reads or binds
+        self.family = recipe_family(index.names | index.attributes)
         for part, reader in (
             (RECIPE, self._read_recipe),
             (TRAIN, self._read_train),
@@ -208,7 +198,7 @@ class RecipeShape:
         self.methods = {stmt.name.value: stmt for stmt in block_statements(cls) if isinstance(stmt, cst.FunctionDef)}
         # Attributes set in other base classes (mixins) are out of sight: unknown then.
         others = [name for name in base_names(cls) if name not in (UPSTREAM_BASE, "object")]
-        self.attributes = None if others else set(self.methods) | self._self_stores
+        self.attributes = None if others else set(self.methods) | self.index.self_stores
 
     def _read_train(self) -> None:
         self._need(RECIPE)
@@ -291,7 +281,7 @@ class RecipeShape:
         """`self.global_step`: what the step-logging block counts, else the usual counter."""
         if self.logging is not None:
             return self.logging.step_counter
-        return "self.global_step" if "global_step" in self._self_stores else None
+        return "self.global_step" if "global_step" in self.index.self_stores else None
 
     @property
     def epoch_end(self) -> Optional[cst.BaseStatement]:

@@ -102,6 +102,13 @@ class CheckpointSaving(PortingRule):
             epoch_hook_after=None if any(site.place == "epoch" for site in shape.saves) else shape.epoch_count,
         )
         if save_method is None:
+            if "_save_checkpoint" in shape.methods:
+                raise PortError(
+                    self.RULE_ID,
+                    "the class has a private `_save_checkpoint` and no `save_checkpoint`: RecipeBase would call it as "
+                    "the recipe's save method; rename it, or make it the recipe's `save_checkpoint`",
+                    shape.methods["_save_checkpoint"],
+                )
             anchors.moved, anchors.moved_body = self._moved_save(shape)
         return anchors
 
@@ -175,8 +182,8 @@ class CheckpointSaving(PortingRule):
             if len(bodies) > 1:
                 raise PortError(
                     self.RULE_ID,
-                    f"{len(bodies)} different inline saves in the epoch loop and no save method: porter moves one into "
-                    "`_save_checkpoint`; give the recipe a save method",
+                    f"{len(bodies)} different inline saves ({_PLACES[place]}) and no save method: porter moves one save "
+                    "into `_save_checkpoint`; give the recipe a save method",
                     sites[1].statement,
                 )
             site = sites[0]

@@ -165,8 +165,12 @@ def test_a_recipe_that_saves_nothing_and_has_no_save_method_is_refused():
          "P004 the result of `self.save_checkpoint(...)` is used; porter moves only save statements"),
         (dict(train_method=train("pass").replace("    for curr_epoch", "    self.save_checkpoint(epoch=0)\n    for curr_epoch")),
          "P004 a checkpoint save before the epoch loop: porter cannot tell what it is for"),
+        (dict(save_checkpoint="def _save_checkpoint(self, epoch: int) -> None:\n    pass\n", train_method=train("self._checkpointer.save_checkpoint({}, epoch=curr_epoch)")),
+         "P004 the class has a private `_save_checkpoint` and no `save_checkpoint`: RecipeBase would call it as the recipe's save method; rename it, or make it the recipe's `save_checkpoint`"),
+        (dict(save_checkpoint=None, train_method=train("if curr_epoch:\n    self._checkpointer.save_checkpoint({}, epoch=curr_epoch)\nelse:\n    self._checkpointer.save_checkpoint({}, epoch=0)")),
+         "P004 2 different inline saves (the epoch save) and no save method: porter moves one save into `_save_checkpoint`; give the recipe a save method"),
     ],
-    ids=["needs-an-argument", "result-used", "before-the-loop"],
+    ids=["needs-an-argument", "result-used", "before-the-loop", "private-save-method", "two-inline-epoch-saves"],
 )
 def test_saves_porter_cannot_hand_to_the_runtime_are_refused(change, message):
     assert refusal(CheckpointSaving, recipe(**change)).endswith(message)
