@@ -19,29 +19,10 @@ from typing import Callable, DefaultDict, Dict, List, Sequence, Set
 
 import libcst as cst
 
-from porter.syntax import iter_statements, leading_blank_lines
+from porter.syntax import BLOCK_FIELDS, iter_statements, leading_blank_lines
 
 Statements = Sequence[cst.BaseStatement]
 Change = Callable[[cst.CSTNode], Sequence[cst.CSTNode]]
-
-# Fields of compound statements whose blocks the walk rebuilds.
-_BLOCKS = {
-    cst.ClassDef: ("body",),
-    cst.FunctionDef: ("body",),
-    cst.If: ("body", "orelse"),
-    cst.Else: ("body",),
-    cst.For: ("body", "orelse"),
-    cst.While: ("body", "orelse"),
-    cst.With: ("body",),
-    cst.Try: ("body", "handlers", "orelse", "finalbody"),
-    cst.TryStar: ("body", "handlers", "orelse", "finalbody"),
-    cst.ExceptHandler: ("body",),
-    cst.ExceptStarHandler: ("body",),
-    cst.Finally: ("body",),
-    cst.Match: ("cases",),
-    cst.MatchCase: ("body",),
-}
-
 
 class EmptyBlockError(Exception):
     """The edits would leave a block with no statement; a rule should have refused."""
@@ -142,7 +123,7 @@ class Edits:
         if isinstance(node, (cst.IndentedBlock, cst.Module)):
             return node.with_changes(body=self._block(node.body, node))
         changes: Dict[str, object] = {}
-        for field in _BLOCKS.get(type(node), ()):
+        for field in BLOCK_FIELDS.get(type(node), ()):
             child = getattr(node, field)
             if child is None:
                 continue

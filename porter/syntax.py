@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 import libcst as cst
 
 # Fields of compound nodes that hold statements, directly or through a suite.
-_BLOCK_FIELDS = {
+BLOCK_FIELDS = {
     cst.ClassDef: ("body",),
     cst.FunctionDef: ("body",),
     cst.If: ("body", "orelse"),
@@ -33,7 +33,7 @@ Ancestors = Tuple[cst.CSTNode, ...]
 
 
 def _children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    for field in _BLOCK_FIELDS.get(type(node), ()):
+    for field in BLOCK_FIELDS.get(type(node), ()):
         child = getattr(node, field)
         if child is None:
             continue
@@ -73,7 +73,7 @@ METHOD_BODY_DEPTH = 2
 def containing_block(owner: cst.CSTNode, stmt: cst.BaseStatement) -> Sequence[cst.BaseStatement]:
     """The statement list under `owner` (a compound statement or a method) that holds
     `stmt`: a body, an `else`, an `except`, a `finally` or an `elif` body."""
-    for field in _BLOCK_FIELDS.get(type(owner), ("body",)):
+    for field in BLOCK_FIELDS.get(type(owner), ("body",)):
         child = getattr(owner, field, None)
         for part in child if isinstance(child, (list, tuple)) else [child]:
             if part is None:

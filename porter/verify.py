@@ -59,17 +59,22 @@ def check_names(tree: ast.Module) -> NameCheck:
     return result
 
 
-def class_methods(ported: ast.Module, class_name: str) -> Dict[str, ast.FunctionDef]:
-    """The methods of class `class_name` in a ported module, by name."""
+def ported_method(ported: ast.Module, shape, method) -> Optional[ast.FunctionDef]:
+    """The ported form of the source's `method` (a libcst FunctionDef of the recipe
+    class): found by its name, `_`-prefixed or not, in the ported recipe class."""
+    name = method.name.value
     for node in ported.body:
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            return {item.name: item for item in node.body if isinstance(item, ast.FunctionDef)}
-    return {}
+        if isinstance(node, ast.ClassDef) and node.name == shape.cls.name.value:
+            methods = {item.name: item for item in node.body if isinstance(item, ast.FunctionDef)}
+            return methods.get(name) or methods.get(f"_{name}")
+    return None
 
 
-def calls_to(node: ast.AST, dotted: str) -> int:
-    """How many calls of `dotted` (`self.job_logger.log_step`) are under `node`."""
-    return sum(1 for inner in ast.walk(node) if isinstance(inner, ast.Call) and dotted_name(inner.func) == dotted)
+def called_once(ported: ast.Module, shape, method, dotted: str) -> List[str]:
+    """The problem, if the ported `method` does not call `dotted` exactly once."""
+    node = ported_method(ported, shape, method)
+    calls = sum(1 for inner in ast.walk(node) if isinstance(inner, ast.Call) and dotted_name(inner.func) == dotted) if node else 0
+    return [] if calls == 1 else [f"`{method.name.value}` calls {dotted} {calls} times"]
 
 
 def dotted_name(node: ast.AST) -> Optional[str]:

@@ -38,7 +38,7 @@ from porter.shape import (
     SaveSite,
     SAVES,
 )
-from porter.verify import class_methods
+from porter.verify import ported_method
 from porter.syntax import (
     block_statements,
     containing_block,
@@ -267,11 +267,9 @@ class CheckpointSaving(PortingRule):
         return [note for _, note in sorted(notes, key=lambda pair: pair[0])]
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
-        methods = class_methods(ported, shape.cls.name.value)
         problems = []
         for route in anchors.routes:
-            name = route.site.method.name.value
-            method = methods.get(name) or methods.get(f"_{name}")
+            method = ported_method(ported, shape, route.site.method)
             for call in ast.walk(method) if method is not None else ():
                 if isinstance(call, ast.Call) and ast.unparse(call.func).endswith("save_checkpoint"):
                     problems.append(f"`{method.name}` still saves at line {call.lineno}")

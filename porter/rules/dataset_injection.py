@@ -24,7 +24,7 @@ from porter.edits import Edits
 from porter.rules.base import PortingRule
 from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA
 from porter.syntax import METHOD_BODY_DEPTH
-from porter.verify import class_methods
+from porter.verify import ported_method
 
 
 class DatasetInjection(PortingRule):
@@ -70,7 +70,7 @@ class DatasetInjection(PortingRule):
         return []
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: DatasetSetup) -> List[str]:
-        method = class_methods(ported, shape.cls.name.value).get(anchors.method.name.value)
+        method = ported_method(ported, shape, anchors.method)
         if method is not None and any(
             isinstance(node, ast.Attribute) and node.attr == "dataset" and isinstance(node.value, ast.Name) and node.value.id == "self"
             for node in ast.walk(method)

@@ -23,7 +23,7 @@ from porter.imports import Needed
 from porter.rules.base import PortingRule
 from porter.shape import EPOCH_COUNT, EPOCH_LOOP, RecipeShape
 from porter.syntax import block_statements, METHOD_BODY_DEPTH
-from porter.verify import calls_to, class_methods
+from porter.verify import called_once
 
 CLOCK = "t_epoch_start"
 
@@ -61,11 +61,7 @@ class EpochEvent(PortingRule):
         return [Needed("time")]
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
-        name = shape.epoch.method.name.value
-        methods = class_methods(ported, shape.cls.name.value)
-        method = methods.get(name) or methods.get(f"_{name}")
-        calls = calls_to(method, "self.job_logger.log_epoch") if method is not None else 0
-        return [] if calls == 1 else [f"`{name}` calls job_logger.log_epoch {calls} times"]
+        return called_once(ported, shape, shape.epoch.method, "self.job_logger.log_epoch")
 
 
 def _step_clock(shape: RecipeShape):

@@ -28,7 +28,7 @@ from porter.imports import Needed
 from porter.rules.base import PortingRule
 from porter.shape import EPOCH_LOOP, RecipeShape, STEP_LOGGING, StepLogging
 from porter.syntax import block_statements, expression_of, iter_statements, METHOD_BODY_DEPTH, node_code
-from porter.verify import calls_to, class_methods
+from porter.verify import called_once
 
 MEMORY_KEYS = ("peak_memory_active", "peak_memory_alloc", "peak_memory_reserved")
 STEP_CLOCK = "t_step_start"
@@ -148,11 +148,7 @@ class StepEvent(PortingRule):
         return []
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
-        name = anchors.logging.method.name.value
-        methods = class_methods(ported, shape.cls.name.value)
-        method = methods.get(name) or methods.get(f"_{name}")
-        calls = calls_to(method, "self.job_logger.log_step") if method is not None else 0
-        return [] if calls == 1 else [f"`{name}` calls job_logger.log_step {calls} times"]
+        return called_once(ported, shape, anchors.logging.method, "self.job_logger.log_step")
 
 
 def _last_part(key: str) -> str:
