@@ -397,7 +397,8 @@ _TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "r
 @click.option("--master-port", help="torchrun --master-port")
 @click.option("--max-restarts", help="torchrun --max-restarts")
 def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: Path, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, **torchrun: Optional[str]) -> None:
-    """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them.
+    """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them
+    (+key=value adds a key the config lacks).
 
     RECIPE is a generated recipe's name (converted from the installed torchtune on
     the fly when missing) or a path to one.
@@ -417,6 +418,7 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
     """
     from runtime.job import JobError, JobPaths
     from runtime.launch import Launch, cancel_on_signals, supervise
+    from runtime.system import torchao_extension_problem
     from porter.running import load_config, resolve_recipe
 
     try:
@@ -440,6 +442,9 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
             dataset_source=dataset,
             torchrun={key: value for key, value in torchrun.items() if value is not None},
         )
+        problem = torchao_extension_problem()
+        if problem is not None:
+            _say(f"porter: warning: {problem}")
         cancel_on_signals()
         outcome = supervise(launch)
     except JobError as error:

@@ -53,6 +53,17 @@ def load_config(config: str, overrides: Sequence[str]) -> DictConfig:
     if not isinstance(loaded, DictConfig):
         raise JobError(f"{path}: a config must be a mapping at the top level")
     try:
-        return _merge_yaml_and_cli_args(Namespace(**OmegaConf.to_container(loaded)), list(overrides))
+        return _merge_yaml_and_cli_args(Namespace(**OmegaConf.to_container(loaded)), [_added(loaded, o) for o in overrides])
     except ValueError as error:
         raise JobError(f"override: {error}") from error
+
+
+def _added(config: DictConfig, override: str) -> str:
+    """`+key=value` as Hydra reads it: add a key the config lacks. torchtune has no `+`
+    and would keep a key named "+key" that nothing reads."""
+    if not override.startswith("+"):
+        return override
+    key = override[1:].split("=", 1)[0]
+    if OmegaConf.select(config, key, default=None) is not None:
+        raise JobError(f"override {override}: {key} is already in the config; override it without '+'")
+    return override[1:]

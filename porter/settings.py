@@ -14,10 +14,15 @@ command-line flags override them:
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import FrozenSet, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
 
 DEFAULT_RUNTIME_MODULE = "runtime"
 INSTALLED = "installed"

@@ -11,7 +11,7 @@ import ast
 import functools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import libcst as cst
 from pyflakes import messages as pyflakes_messages

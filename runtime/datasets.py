@@ -88,7 +88,11 @@ def _check(record: Any, kind: Optional[str], where: str) -> Tuple[str, Dict[str,
     if kind is not None and found != kind:
         raise DatasetError(f"{where}: {_a(found)} record in {_a(kind)} dataset")
     if found == "chat":
-        return found, {"messages": _check_messages(record["messages"], where)}
+        messages = _check_messages(record["messages"], where)
+        problem = _conversation_problem(messages)
+        if problem is not None:
+            raise DatasetError(f"{where}: field 'messages': {problem}")
+        return found, {"messages": messages}
     if found == "preference" and isinstance(record.get("chosen"), list):
         return found, {
             "chosen": _check_messages(record["chosen"], where, "chosen"),
@@ -133,6 +137,19 @@ def _check_messages(messages: Any, where: str, name: str = "messages") -> List[D
     if not any(m["role"] == "assistant" for m in normal):
         raise DatasetError(f"{where}: field '{name}' has no assistant message to learn from")
     return normal
+
+
+def _conversation_problem(messages: List[Dict[str, str]]) -> Optional[str]:
+    """What torchtune's own check of a conversation (`validate_messages`, which its chat
+    datasets run on every sample) finds wrong with `messages`, if anything: a system
+    message after the first, two user messages in a row, an assistant message first."""
+    from torchtune.data import Message, validate_messages
+
+    try:
+        validate_messages([Message(role=m["role"], content=m["content"]) for m in messages])
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _a(kind: str) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional
 
 from runtime.job import JobCancelled, JobPaths
 from runtime.job_logger import utc_now
+from runtime.secrets import scrub
 
 _EVENT_FIELDS = ("error_type", "message", "gpu_rank", "traceback_file")
 
@@ -21,13 +22,13 @@ def terminal_operation(error: BaseException) -> str:
     return "job_cancelled" if isinstance(error, (JobCancelled, KeyboardInterrupt)) else "job_failed"
 
 
-def write_error_report(paths: JobPaths, rank: int, error: BaseException) -> Dict[str, Any]:
+def write_error_report(paths: JobPaths, rank: int, error: BaseException, secrets: Iterable[str] = ()) -> Dict[str, Any]:
     """Write this process's report (the first error it reports wins) and return the
-    event data that names it."""
+    event data that names it; the config's `secrets` are scrubbed from both."""
     report = paths.errors / f"rank-{rank}-{os.getpid()}.json"
     data = {
         "error_type": type(error).__name__,
-        "message": str(error) or type(error).__name__,
+        "message": scrub(str(error) or type(error).__name__, secrets),
         "gpu_rank": rank,
         "traceback_file": str(report.relative_to(paths.root)),
     }
@@ -35,7 +36,7 @@ def write_error_report(paths: JobPaths, rank: int, error: BaseException) -> Dict
         return read_report(report, paths) or data
     report.parent.mkdir(parents=True, exist_ok=True)
     partial = report.with_suffix(".partial")
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    trace = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__)), secrets)
     partial.write_text(json.dumps({**data, "create_ts": utc_now(), "traceback": trace}, indent=1))
     os.replace(partial, report)
     return data

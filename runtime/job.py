@@ -6,9 +6,12 @@ checkpoints, metric logs, the validated dataset, caches and error reports.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 
 class JobError(Exception):
@@ -68,9 +71,36 @@ class JobPaths:
     def sink_drops(self) -> Path:
         return self.root / "sinks"
 
-    def create(self) -> "JobPaths":
-        self.root.mkdir(parents=True, exist_ok=True)
+    def create(self, dir_mode: int = 0o700) -> "JobPaths":
+        """Make the job's folder (and its user's), `dir_mode`, whatever the umask."""
+        for folder in (self.root.parent, self.root):
+            if not folder.exists():
+                folder.mkdir(parents=True, exist_ok=True)
+                os.chmod(folder, dir_mode)
         return self
+
+
+@contextlib.contextmanager
+def private_files(file_mode: int, dir_mode: int, root: Path) -> Iterator[None]:
+    """Everything the job's process creates meanwhile is no more open than `dir_mode`
+    (folders) allows; when it ends, every file and folder under `root` gets exactly
+    `file_mode` and `dir_mode`. Libraries (torchtune's checkpointers) create files
+    with the process's umask, which this sets."""
+    previous = os.umask(0o777 & ~dir_mode)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+        apply_modes(root, file_mode, dir_mode)
+
+
+def apply_modes(root: Path, file_mode: int, dir_mode: int) -> None:
+    for folder, folders, files in os.walk(root):
+        os.chmod(folder, dir_mode)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, file_mode)
 
 
 class JobCancelled(BaseException):
@@ -92,9 +122,8 @@ class JobLock:
 
     def __enter__(self) -> "JobLock":
         import fcntl
-        import os
 
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -103,6 +132,4 @@ class JobLock:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        import os
-
         os.close(self._fd)

@@ -1,9 +1,12 @@
 """The job's event log: one JSON object a line in events.jsonl, fanned out to sinks.
 
-Every event has `job_id`, `user_id`, `create_ts` (UTC, ISO 8601), `workflow`,
-`operation` and `data`. The file gets each event before the call returns (flushed; epoch,
-weights and terminal events also fsynced); other sinks get it from their own thread.
-Safe to call from the training loop and a heartbeat thread at once.
+Events follow the contract of runtime/events.py: an envelope (`event_id`, `seq`,
+`schema_version`, `job_id`, `user_id`, `create_ts`, `workflow`, `operation`) around the
+operation's `data`. Before an event leaves the process its secrets are redacted (keys
+that look secret) and scrubbed (the config's secret values, wherever they are quoted).
+The file gets each event before the call returns (flushed; epoch, weights and terminal
+events also fsynced); other sinks get it from their own thread. Safe to call from the
+training loop and a heartbeat thread at once.
 """
 
 from __future__ import annotations
@@ -16,23 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from runtime.events import event_data, new_event_id, SCHEMA_VERSION
+from runtime.secrets import redact, scrub
 from runtime.sinks import Event, JsonlFileSink, QueuedSink, Sink
 
-STEP_FIELDS = (
-    "gpu_rank",
-    "step_num",
-    "step_len",
-    "step_loss",
-    "step_lr",
-    "step_peak_memory_active",
-    "step_peak_memory_alloc",
-    "step_peak_memory_reserved",
-    "step_time_elapsed_s",
-    "epoch_num",
-    "epoch_len",
-)
-EPOCH_FIELDS = ("gpu_rank", "epoch_num", "epoch_len", "epoch_time_elapsed_s")
-TERMINAL = ("job_completed", "job_failed", "job_cancelled")
 # How long closing waits for slow sinks before counting what they hold as dropped.
 SINK_CLOSE_TIMEOUT_S = 5.0
 
@@ -91,13 +81,17 @@ class JobLogger:
         sinks: Sequence[Sink] = (),
         already_logged: Iterable[Tuple[str, int, int]] = (),
         drops_file: Optional[Path] = None,
+        secrets: Iterable[str] = (),
+        file_mode: int = 0o600,
     ) -> None:
         self.job_id, self.user_id, self.workflow, self.rank = job_id, user_id, workflow, rank
+        self._secrets = tuple(secrets)  # the config's secret values, scrubbed from every event
+        self._seq = 0
         self.events_path = events_path
         # Where a process that does not end the log (a supervised job's worker) leaves
         # its sinks' drop counts, for the one that does.
         self.drops_file = drops_file
-        self._file = JsonlFileSink(events_path)
+        self._file = JsonlFileSink(events_path, file_mode)
         self._queued = [QueuedSink(sink) for sink in sinks]
         self._seen = set(already_logged)
         self._lock = threading.Lock()
@@ -109,30 +103,49 @@ class JobLogger:
     # -- events ---------------------------------------------------------------------
 
     def log(self, operation: str, data: Optional[Dict[str, Any]] = None, *, durable: bool = False) -> None:
-        event = {
-            "job_id": self.job_id,
-            "user_id": self.user_id,
-            "create_ts": utc_now(),
-            "workflow": self.workflow,
-            "operation": operation,
-            "data": data or {},
-        }
+        """An event of `operation`, its `data` as the contract has it (TypeError names a
+        missing or unknown field), secrets redacted."""
+        data = self._safe(redact(event_data(operation, data or {})))
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"job logger of {self.job_id} is closed; cannot log {operation}")
+            self._seq += 1
+            event = {
+                "event_id": new_event_id(),
+                "seq": self._seq,
+                "schema_version": SCHEMA_VERSION,
+                "job_id": self.job_id,
+                "user_id": self.user_id,
+                "create_ts": utc_now(),
+                "workflow": self.workflow,
+                "operation": operation,
+                "data": data,
+            }
             self._file.emit([event], sync=durable)
             for sink in self._queued:
                 sink.put(event)
 
+    def _safe(self, value: Any) -> Any:
+        """`value` with the config's secret values scrubbed from its strings."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return scrub(value, self._secrets)
+        if isinstance(value, dict):
+            return {key: self._safe(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._safe(item) for item in value]
+        return value
+
     def log_step(self, **fields: Any) -> None:
         """A `step` event; the keyword arguments are exactly its data fields."""
-        data = _event_data("log_step", STEP_FIELDS, fields)
+        data = event_data("step", {name: _plain(value) for name, value in fields.items()})
         if self._first_time(("step", data["gpu_rank"], data["step_num"])):
             self.log("step", data)
 
     def log_epoch(self, **fields: Any) -> None:
         """An `epoch` event, once per epoch and rank; fsynced."""
-        data = _event_data("log_epoch", EPOCH_FIELDS, fields)
+        data = event_data("epoch", {name: _plain(value) for name, value in fields.items()})
         if self._first_time(("epoch", data["gpu_rank"], data["epoch_num"])):
             self.log("epoch", data, durable=True)
 
@@ -204,14 +217,6 @@ class JobLogger:
         for sink in self._queued:
             sink.close(max(0.1, deadline - time.monotonic()))
         self._file.close()
-
-
-def _event_data(method: str, names: Tuple[str, ...], fields: Dict[str, Any]) -> Dict[str, Any]:
-    missing = [name for name in names if name not in fields]
-    unknown = [name for name in fields if name not in names]
-    if missing or unknown:
-        raise TypeError(f"{method}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}")
-    return {name: _plain(fields[name]) for name in names}
 
 
 def _plain(value: Any) -> Any:

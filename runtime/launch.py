@@ -12,8 +12,10 @@ import ast
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -25,9 +27,10 @@ from runtime import cpu_compat
 from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
 from runtime.errors import first_failure, terminal_operation, write_error_report
-from runtime.job import JobCancelled, JobError, JobLock, JobPaths
+from runtime.job import JobCancelled, JobError, JobLock, JobPaths, private_files
 from runtime.job_logger import drops_since, JobLogger, read_events, utc_now
 from runtime.run import build_sinks, check_dataset_kind, refuse_rerun, started_data
+from runtime.secrets import keep_secrets_out_of_torchtune, secret_values
 from runtime.settings import RuntimeSettings
 
 # Exit codes of `porter run`; a job cancelled by a signal exits 128 + its number.
@@ -113,6 +116,7 @@ def on_cpu(cfg: DictConfig) -> bool:
 def run_recipe_main(recipe: Path, job_id: str, user_id: str, cfg: DictConfig, dataset: Optional[Dataset]) -> None:
     if on_cpu(cfg):
         cpu_compat.apply()
+    keep_secrets_out_of_torchtune()
     load_recipe_module(recipe).recipe_main(job_id, user_id, cfg, dataset)
 
 
@@ -126,9 +130,11 @@ class Outcome:
 def supervise(launch: Launch) -> Outcome:
     """Run a job to its end, and say how it ended."""
     settings = RuntimeSettings.from_config(launch.config)
-    paths = JobPaths.for_job(Path(settings.output_root), launch.user_id, launch.job_id).create()
+    file_mode, dir_mode = settings.modes
+    secrets = secret_values(launch.config)
+    paths = JobPaths.for_job(Path(settings.output_root), launch.user_id, launch.job_id).create(dir_mode)
     resuming = bool(launch.config.get("resume_from_checkpoint", False))
-    with JobLock(paths):
+    with private_files(file_mode, dir_mode, paths.root), JobLock(paths):
         refuse_rerun(paths, read_events(paths.events), resuming)
         logger = JobLogger(
             job_id=launch.job_id,
@@ -136,6 +142,8 @@ def supervise(launch: Launch) -> Outcome:
             workflow=launch.recipe.stem,
             events_path=paths.events,
             sinks=build_sinks(settings, rank=0),
+            secrets=secrets,
+            file_mode=file_mode,
         )
         started = utc_now()
         try:
@@ -154,9 +162,9 @@ def supervise(launch: Launch) -> Outcome:
                 run_recipe_main(launch.recipe, launch.job_id, launch.user_id, config, dataset)
         except BaseException as error:
             if isinstance(error, WorkerFailed) and error.killed:
-                data = write_error_report(paths, error.rank, error)
+                data = write_error_report(paths, error.rank, error, secrets)
             else:
-                data = first_failure(paths, since=started) or write_error_report(paths, 0, error)
+                data = first_failure(paths, since=started) or write_error_report(paths, 0, error, secrets)
             operation = terminal_operation(error)
             logger.close(operation, data, drops_since(paths.sink_drops, started))
             if operation == "job_cancelled":
@@ -184,7 +192,10 @@ def _run_distributed(launch: Launch, paths: JobPaths, config: DictConfig, datase
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run as torchrun
 
-    spec = paths.root / "launch.json"
+    # What each process needs, secrets included: in a private folder outside the job's,
+    # gone when the launcher returns.
+    private = Path(tempfile.mkdtemp(prefix="porter-launch-"))
+    spec = private / "launch.json"
     spec.write_text(
         json.dumps(
             {
@@ -209,6 +220,8 @@ def _run_distributed(launch: Launch, paths: JobPaths, config: DictConfig, datase
         raise JobCancelled(error.sigval) from error
     except ChildFailedError as error:
         raise WorkerFailed(error) from error
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 # Signals the launcher itself stops processes with when one of them failed.
@@ -246,5 +259,5 @@ def worker_main(spec_path: str) -> None:
         run_recipe_main(Path(spec["recipe"]), spec["job_id"], spec["user_id"], cfg, dataset)
     except BaseException as error:
         # run_recipe reports its own errors; this covers those before it started.
-        write_error_report(paths, rank, error)
+        write_error_report(paths, rank, error, secret_values(cfg))
         raise

@@ -16,10 +16,11 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from runtime.datasets import build as build_dataset
+from runtime.datasets import build as build_dataset, DatasetError
 from runtime.checkpoints import CheckpointPolicy, keep_recipe_state, snapshot, written_since
 from runtime.job import JobPaths
 from runtime.job_logger import JobLogger
+from runtime.secrets import redact
 from runtime.system import process_rank_and_world, system_specs
 
 
@@ -103,13 +104,45 @@ class RecipeBase:
     def setup(self, cfg: DictConfig) -> None:
         if self.rank == 0:
             self.job_logger.log("system_specs", system_specs())
-            resolved = OmegaConf.to_container(cfg, resolve=True)
-            self._job.paths.config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            resolved = redact(cfg)
+            self._job.paths.config.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
             self.job_logger.log("job_config", {"config": resolved})
         self._setup(cfg)
+        self._refuse_an_epoch_of_no_steps()
 
     def train(self) -> None:
+        before = self._steps_done()
         self._train()
+        if before is not None and self._steps_done() == before:
+            raise DatasetError(f"the run finished with zero optimizer steps: {self._data_facts()}")
+
+    # Where recipes count their optimizer steps: SFT loops, then RL loops.
+    _STEP_COUNTERS = ("global_step", "_steps_run")
+
+    def _steps_done(self) -> Optional[int]:
+        return next((getattr(self, name) for name in self._STEP_COUNTERS if isinstance(getattr(self, name, None), int)), None)
+
+    def _refuse_an_epoch_of_no_steps(self) -> None:
+        """A dataset that makes no full batch (or fewer batches than one optimizer step
+        takes) would train nothing and still complete: refused before training."""
+        steps = getattr(self, "_steps_per_epoch", None)
+        loader = getattr(self, "_dataloader", None)
+        if steps == 0 or (steps is None and _length(loader) == 0):
+            raise DatasetError(f"the dataset makes no optimizer step in an epoch: {self._data_facts()}")
+
+    def _data_facts(self) -> str:
+        """Records, batch size and drop_last of the training data, as far as known."""
+        loader = getattr(self, "_dataloader", None)
+        dataset = getattr(loader, "dataset", None)
+        facts = [f"{_length(dataset)} records" if _length(dataset) is not None else None]
+        if getattr(loader, "batch_size", None) is not None:
+            facts.append(f"batch size {loader.batch_size} per process")
+        if hasattr(loader, "drop_last"):
+            facts.append(f"drop_last={loader.drop_last}")
+        accumulation = getattr(self, "_gradient_accumulation_steps", None)
+        if accumulation and accumulation > 1:
+            facts.append(f"{accumulation} batches per optimizer step")
+        return ", ".join(fact for fact in facts if fact) or "the recipe's data loader"
 
     def save_checkpoint_if_due(
         self, epoch: int, total_epochs: Optional[int] = None, step: Optional[int] = None
@@ -191,3 +224,10 @@ class RecipeBase:
 
     def _cleanup(self) -> None:
         """Nothing to release by default."""
+
+
+def _length(value: Any) -> Optional[int]:
+    try:
+        return len(value)
+    except TypeError:
+        return None

@@ -21,9 +21,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from runtime.checkpoints import CheckpointPolicy, resume_config
 from runtime.datasets import Dataset, expected_kinds
 from runtime.errors import terminal_operation, write_error_report
-from runtime.job import JobError, JobLock, JobPaths
+from runtime.job import JobError, JobLock, JobPaths, private_files
 from runtime.job_logger import JobLogger, logged_keys, read_events
 from runtime.recipe_base import JobContext, RecipeBase
+from runtime.secrets import redact_url, secret_values
 from runtime.settings import RuntimeSettings
 from runtime.sinks import ConsoleSink, Sink, WebhookSink
 from runtime.system import package_version, process_rank_and_world
@@ -37,11 +38,17 @@ def run_recipe(
     dataset: Optional[Dataset] = None,
 ) -> None:
     settings = RuntimeSettings.from_config(cfg)
-    paths = JobPaths.for_job(Path(settings.output_root), user_id, job_id).create()
+    file_mode, dir_mode = settings.modes
+    secrets = secret_values(cfg)
+    paths = JobPaths.for_job(Path(settings.output_root), user_id, job_id).create(dir_mode)
     rank, world_size = process_rank_and_world()
     resuming = bool(cfg.get("resume_from_checkpoint", False))
     owns_lifecycle = not settings.supervised
-    with JobLock(paths) if owns_lifecycle and rank == 0 else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if owns_lifecycle:  # under `porter run`, the supervisor owns the folder's modes
+            stack.enter_context(private_files(file_mode, dir_mode, paths.root))
+        if owns_lifecycle and rank == 0:
+            stack.enter_context(JobLock(paths))
         history = read_events(paths.events)
         if owns_lifecycle and rank == 0:
             refuse_rerun(paths, history, resuming)
@@ -54,6 +61,8 @@ def run_recipe(
             sinks=build_sinks(settings, rank),
             already_logged=logged_keys(history) if resuming else (),
             drops_file=paths.sink_drops / f"rank-{rank}-{os.getpid()}.json" if not owns_lifecycle else None,
+            secrets=secrets,
+            file_mode=file_mode,
         )
         try:
             if owns_lifecycle and rank == 0:
@@ -83,7 +92,7 @@ def run_recipe(
             recipe.save_final_checkpoint_if_missing()
             recipe.cleanup()
         except BaseException as error:
-            data = write_error_report(paths, rank, error)
+            data = write_error_report(paths, rank, error, secrets)
             logger.close(terminal_operation(error) if owns_lifecycle else None, data)
             raise
         logger.close("job_completed" if owns_lifecycle and rank == 0 else None, {})
@@ -101,7 +110,7 @@ def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming:
     return {
         "recipe": recipe,
         "world_size": world_size,
-        "dataset": dataset,
+        "dataset": redact_url(dataset) if dataset is not None else None,
         "resumed": resuming,
         "porter_version": package_version("porter"),
     }

@@ -6,8 +6,10 @@
       save_every_n_steps: null   # also save every N optimizer steps
       heartbeat_s: 30            # a heartbeat event every N seconds; 0 turns it off
       console: true              # a human-readable line per event on stderr
-      webhook: null              # {url: ..., timeout_s: 5, retries: 3, backoff_s: 0.5}
+      webhook: null              # {url: ..., timeout_s: 5, retries: 3, backoff_s: 0.5, headers: {...}}
       sinks: []                  # [{_component_: your.Sink, ...}]
+      file_mode: "0600"          # the job folder's files: owner-only unless a team relaxes it
+      dir_mode: "0700"           # and its folders ("0640" / "0750": the owner's group reads too)
 
 `porter run` fills it from its flags; `supervised` is set by `porter run` itself.
 """
@@ -15,7 +17,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,6 +36,8 @@ class RuntimeSettings:
     console: bool = True
     webhook: Optional[Dict[str, Any]] = None
     sinks: List[Dict[str, Any]] = field(default_factory=list)
+    file_mode: Any = "0600"
+    dir_mode: Any = "0700"
     # True when `porter run` supervises the job and writes its start and end events.
     supervised: bool = False
 
@@ -50,6 +55,11 @@ class RuntimeSettings:
         settings = cls(**section)
         settings._validate()
         return settings
+
+    @property
+    def modes(self) -> Tuple[int, int]:
+        """(file mode, folder mode) of everything in the job folder."""
+        return _mode("file_mode", self.file_mode), _mode("dir_mode", self.dir_mode)
 
     def _validate(self) -> None:
         def positive_int(name: str, value: Any, optional: bool = False) -> None:
@@ -69,3 +79,19 @@ class RuntimeSettings:
         for index, sink in enumerate(self.sinks):
             if not isinstance(sink, dict) or "_component_" not in sink:
                 raise JobError(f"{SECTION}.sinks[{index}]: must be a mapping with a _component_")
+        file_mode, dir_mode = self.modes
+        if file_mode & 0o600 != 0o600 or dir_mode & 0o700 != 0o700:
+            raise JobError(f"{SECTION}.file_mode/dir_mode: the owner must keep reading and writing ({file_mode:04o}, {dir_mode:04o})")
+
+
+def _mode(name: str, value: Any) -> int:
+    """A permission mode given as octal digits ("0640", "640", "0o640") or a number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{3}", value.strip()):
+        mode = int(value.strip().removeprefix("0o"), 8)
+    else:
+        raise JobError(f"{SECTION}.{name}: must be a permission mode like \"0640\", got {value!r}")
+    if not 0 <= mode <= 0o777:
+        raise JobError(f"{SECTION}.{name}: must be a permission mode like \"0640\", got {value!r}")
+    return mode

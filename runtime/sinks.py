@@ -22,8 +22,6 @@ import queue
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, TextIO
 
@@ -65,10 +63,10 @@ class JsonlFileSink(Sink):
 
     name = "jsonl"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: int = 0o600) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
 
     def emit(self, events: List[Event], sync: bool = False) -> None:
         data = "".join(encode(event) + "\n" for event in events).encode("utf-8")
@@ -131,9 +129,18 @@ def _number(value: Any) -> str:
 
 
 class WebhookSink(Sink):
-    """POSTs batches of events as a JSON array, retrying with exponential backoff."""
+    """POSTs batches of events as a JSON array over one kept-alive connection.
+
+    Retries follow urllib3's `Retry`: connection errors, timeouts, 408, 429 and 5xx
+    only, never another client error (a 401 will not pass by itself); `Retry-After` is
+    honoured; otherwise exponential backoff with jitter. Each event carries its
+    `event_id`, and the batch an `Idempotency-Key` made of them, so a receiver can
+    de-duplicate a batch a retry delivered twice. Headers (a token) are sent, never
+    logged.
+    """
 
     name = "webhook"
+    RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 
     def __init__(
         self,
@@ -143,27 +150,55 @@ class WebhookSink(Sink):
         backoff_s: float = 0.5,
         headers: Optional[Dict[str, str]] = None,
     ) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url must be http(s): {url!r}")
         self.url = url
         self.timeout_s = timeout_s
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=0,
+            allowed_methods=frozenset({"POST"}),
+            status_forcelist=self.RETRY_STATUSES,
+            backoff_factor=backoff_s,
+            backoff_jitter=backoff_s,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        self._session = requests.Session()
+        self._session.mount("http://", HTTPAdapter(max_retries=retry))
+        self._session.mount("https://", HTTPAdapter(max_retries=retry))
+        self._session.headers.update({"Content-Type": "application/json", **(headers or {})})
 
     def emit(self, events: List[Event]) -> None:
+        import hashlib
+
+        import requests
+
         body = ("[" + ",".join(encode(event) for event in events) + "]").encode("utf-8")
-        for attempt in range(self.retries + 1):
-            try:
-                request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    if 200 <= response.status < 300:
-                        return
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            if attempt < self.retries:
-                time.sleep(self.backoff_s * 2**attempt)
-        raise ConnectionError(f"webhook {self.url} did not accept {len(events)} events")
+        ids = ",".join(str(event.get("event_id", "")) for event in events)
+        key = hashlib.sha256(ids.encode()).hexdigest()
+        try:
+            response = self._session.post(self.url, data=body, timeout=self.timeout_s, headers={"Idempotency-Key": key})
+        except requests.RequestException as error:
+            raise ConnectionError(f"webhook {_without_secrets(self.url)}: {type(error).__name__}") from None
+        if not 200 <= response.status_code < 300:
+            raise ConnectionError(f"webhook {_without_secrets(self.url)} answered {response.status_code}")
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _without_secrets(url: str) -> str:
+    from runtime.secrets import redact_url
+
+    return redact_url(url)
 
 
 class QueuedSink:

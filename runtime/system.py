@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import platform
 import socket
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 
 def package_version(package: str) -> str:
@@ -54,3 +54,31 @@ def system_specs() -> Dict[str, Any]:
             "porter": package_version("porter"),
         },
     }
+
+
+def torchao_extension_problem() -> Optional[str]:
+    """Why torchao's C++ extension did not load, when it ships one that did not: torchao
+    only logs it at DEBUG level, and its custom kernels are then missing."""
+    import os
+    from pathlib import Path
+
+    try:
+        import torch
+        import torchao
+    except Exception as error:  # torchao is optional for most recipes
+        return f"torchao cannot be imported: {type(error).__name__}: {error}".splitlines()[0]
+    libraries = sorted(Path(torchao.__file__).parent.glob("_C*.so"))
+    loaded = {os.path.realpath(path) for path in torch.ops.loaded_libraries}
+    if not libraries or os.path.realpath(libraries[0]) in loaded:
+        return None
+    # Load it again for the reason torchao swallowed.
+    try:
+        torch.ops.load_library(str(libraries[0]))
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    else:
+        return None
+    return (
+        f"torchao {package_version('torchao')}'s C++ extension did not load under torch {torch.__version__} "
+        f"({reason[:160]}): its custom kernels (low-bit and quantized ops) are unavailable"
+    )

@@ -67,6 +67,14 @@ def test_instruct_json_array_with_optional_input(tmp_path):
         ((CHAT, {"messages": [{"role": "robot", "content": "x"}]}), None, "data.jsonl:2: messages[0].role must be one of system, user, assistant, ipython, tool, got 'robot'"),
         ((CHAT, {"messages": [{"role": "assistant", "content": None}]}), None, "data.jsonl:2: messages[0].content must be a string, got null"),
         ((CHAT, INSTRUCT), None, "data.jsonl:2: an instruct record in a chat dataset"),
+        # What torchtune's own check of each sample (validate_messages) refuses, found
+        # before any model is built instead of hours into training:
+        ((CHAT, {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]}), None,
+         "data.jsonl:2: field 'messages': Two consecutive user messages at index 1 and 0 in messages"),
+        ((CHAT, {"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]}), None,
+         "data.jsonl:2: field 'messages': Assistant message before expected user message at index 0 in messages"),
+        ((CHAT, {"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "assistant", "content": "c"}]}), None,
+         "data.jsonl:2: field 'messages': System message at index 1 in messages, but system messages must come first"),
         ((), b'{"messages": []}\n' + b'\xff\xfe{}\n', "data.jsonl:1: field 'messages' must be a non-empty list"),
         ((), json.dumps(CHAT).encode() + b'\n{"messages": "\xff"}\n', "data.jsonl:2: not UTF-8 (byte 0xff at column 15)"),
         ((), json.dumps(CHAT).encode() + b"\n" + b'{"pad": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n', "data.jsonl:2: line longer than 1 MiB"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -183,6 +182,7 @@ def test_a_config_missing_a_key_names_it(demo, generated, tmp_path):
         (["no_such_recipe", "--config", "x.yaml"], "porter: error: no_such_recipe: no generated recipe in"),
         (["lora_finetune_single_device", "--config", "no/such/config.yaml"], "porter: error: no/such/config.yaml: no such config file, nor an installed torchtune config of that name"),
         (["lora_finetune_single_device", "--config", "{config}", "epochs"], "porter: error: override: Command-line overrides must be in the form of key=value, got epochs"),
+        (["lora_finetune_single_device", "--config", "{config}", "+epochs=3"], "porter: error: override +epochs=3: epochs is already in the config; override it without '+'"),
     ],
 )
 def test_an_unknown_recipe_or_config_is_refused_before_a_job_exists(args, message, demo, generated, tmp_path):

@@ -27,7 +27,8 @@ def test_the_workflow_runs_the_tests_the_check_and_publishes_the_review():
     runs = [step.get("run", "") for step in steps]
     uses = [step.get("uses", "") for step in steps]
     assert any(use.startswith("actions/checkout@") for use in uses)
-    assert any(use.startswith("actions/setup-python@") for use in uses)
+    (python,) = [step for step in steps if step.get("uses", "").startswith("actions/setup-python@")]
+    assert python["with"]["python-version"].split() == ["3.10", "3.11"]  # 3.11 the default; 3.10 for its test
     assert "bash .ci/run" in runs  # the same test command as the README's
     check = runs.index("porter convert --installed --check")
     assert runs.index("porter convert --installed") < check

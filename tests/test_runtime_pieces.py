@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 
 import pytest
 from omegaconf import OmegaConf
@@ -46,11 +47,20 @@ def test_job_folder_is_root_user_job(tmp_path):
         ({"colour": True}, "porter.colour: unknown setting"),
         ({"webhook": {"uri": "x"}}, "porter.webhook: must be a mapping with a url"),
         ({"sinks": [{"topic": "x"}]}, "porter.sinks[0]: must be a mapping with a _component_"),
+        ({"file_mode": "rw-r-----"}, "porter.file_mode: must be a permission mode like \"0640\", got 'rw-r-----'"),
+        ({"dir_mode": 640}, "porter.dir_mode: must be a permission mode like \"0640\", got 640"),  # decimal 640: write "0640"
+        ({"file_mode": "0440"}, "porter.file_mode/dir_mode: the owner must keep reading and writing (0440, 0700)"),
     ],
 )
 def test_bad_settings_name_their_field(section, message):
-    with pytest.raises(JobError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(JobError, match=re.escape(message)):
         RuntimeSettings.from_config(OmegaConf.create({"porter": section}))
+
+
+@pytest.mark.parametrize("given, mode", [("0640", 0o640), ("640", 0o640), ("0o750", 0o750), (0o640, 0o640)])
+def test_modes_are_octal_digits_or_the_number_yaml_reads_0640_as(given, mode):
+    settings = RuntimeSettings.from_config(OmegaConf.create({"porter": {"file_mode": given, "dir_mode": "0750"}}))
+    assert settings.modes == (mode, 0o750)
 
 
 def test_settings_default_without_a_section():
@@ -194,6 +204,43 @@ def test_a_loop_that_ends_early_still_gets_its_final_save(tmp_path):
     assert len(recipe.calls) == 2
 
 
+class Loader(RecipeBase):
+    """A recipe with torch's DataLoader over `records`, that trains `epochs` epochs."""
+
+    def _init(self, cfg):
+        self.global_step = 0
+        self.epochs = cfg.epochs
+
+    def _setup(self, cfg):
+        from torch.utils.data import DataLoader
+
+        self._dataloader = DataLoader(list(range(cfg.records)), batch_size=cfg.batch_size, drop_last=True)
+        self._steps_per_epoch = len(self._dataloader)
+
+    def _train(self):
+        for _ in range(self.epochs):
+            for _ in self._dataloader:
+                self.global_step += 1
+
+
+@pytest.mark.parametrize(
+    "records, batch_size, epochs, message",
+    [
+        (3, 4, 1, "the dataset makes no optimizer step in an epoch: 3 records, batch size 4 per process, drop_last=True"),
+        (8, 4, 0, "the run finished with zero optimizer steps: 8 records, batch size 4 per process, drop_last=True"),
+    ],
+)
+def test_a_run_that_can_make_no_optimizer_step_fails_with_the_numbers(tmp_path, records, batch_size, epochs, message):
+    from runtime.datasets import DatasetError
+
+    cfg = OmegaConf.create({"records": records, "batch_size": batch_size, "epochs": epochs})
+    recipe = Loader("j", "u", cfg, job=context(tmp_path))
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        recipe.setup(cfg)
+        recipe.train()
+    recipe.job_logger.close()
+
+
 def test_recipe_base_provides_everything_the_contract_lets_generated_code_read():
     import inspect
 
@@ -213,3 +260,37 @@ def test_the_runtime_package_loads_its_names_on_first_use():
 
     code = "import runtime.families, sys; assert 'torch' not in sys.modules; from runtime import RecipeBase, run_recipe, Dataset"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_torchao_extension_that_did_not_load_is_named_in_one_line(monkeypatch):
+    """torchao logs a failed extension at DEBUG level only; `porter run` warns."""
+    import sys
+
+    import torch
+
+    from runtime.system import torchao_extension_problem
+
+    monkeypatch.delitem(sys.modules, "torchao.ops", raising=False)
+
+    def refuse(path):
+        raise OSError(f"{path}: undefined symbol: _ZN3c104impl\nmore detail")
+
+    monkeypatch.setattr(torch.ops, "load_library", refuse)
+    problem = torchao_extension_problem()
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith("torchao ") and "C++ extension did not load under torch" in problem
+    assert "undefined symbol" in problem and problem.endswith("its custom kernels (low-bit and quantized ops) are unavailable")
+
+
+def test_torchao_is_a_problem_exactly_when_its_extension_is_not_loaded():
+    """In a fresh process, as `porter run` sees it (the test above leaves torchao half-loaded)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import torch, torchao; from runtime.system import torchao_extension_problem as p; "
+        "print(p() is None, any('torchao' in path for path in torch.ops.loaded_libraries))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    no_problem, loaded = done.stdout.split()
+    assert no_problem == loaded

@@ -12,13 +12,14 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from conftest import JOB_ENV, job_runner
+from conftest import JOB_ENV, job_runner, REPO
 
 pytestmark = pytest.mark.slow
 
-EVENT_KEYS = {"job_id", "user_id", "create_ts", "workflow", "operation", "data"}
+EVENT_KEYS = {"event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "operation", "data"}
 STEPS = 20  # 2 epochs x max_steps_per_epoch 10, logging every step
 
 
@@ -79,9 +80,12 @@ def test_single_device_run_logs_every_event_of_the_schema(which, request):
     done, events = request.getfixturevalue(which)
     assert done.returncode == 0, done.stderr[-3000:]
     assert all(set(event) == EVENT_KEYS for event in events)
+    schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
     for event in events:
+        jsonschema.validate(event, schema)
         stamp = datetime.datetime.fromisoformat(event["create_ts"])
         assert stamp.utcoffset() == datetime.timedelta(0)
+    assert len({event["event_id"] for event in events}) == len(events)
     ops = operations(events)
     assert ops[0] == "job_started" and ops[-1] == "job_completed"
     assert ops.index("system_specs") < ops.index("job_config") < ops.index("step")
@@ -434,3 +438,87 @@ def run_porter_demo(folder: Path) -> Path:
     done = run_porter("demo", "--prepare-only", "--dir", folder)
     assert done.returncode == 0, done.stderr[-2000:]
     return folder
+
+
+# -- a job's data is safe -----------------------------------------------------------------------
+
+SECRETS = {"api_key": "wandb-secret-8421", "hf_token": "hf_secret_5517", "webhook": "webhook-secret-7788"}
+
+
+class Collector(__import__("http.server").server.BaseHTTPRequestHandler):
+    bodies: list = []
+
+    def do_POST(self):
+        Collector.bodies.append(self.rfile.read(int(self.headers["Content-Length"])) + repr(dict(self.headers)).encode())
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def secret_run(runs):
+    import http.server
+    import threading
+
+    Collector.bodies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = runs(
+            "lora_finetune_single_device",
+            "--console",
+            f"metric_logger.api_key={SECRETS['api_key']}",
+            f"+extra.hf_token={SECRETS['hf_token']}",
+            f"porter.webhook.url=http://127.0.0.1:{server.server_address[1]}/events",
+            "porter.webhook.headers.Authorization=${oc.env:PORTER_WEBHOOK_TOKEN}",
+            "porter.file_mode=0640",
+            "porter.dir_mode=0750",
+            job_id="secrets",
+            env={"PORTER_WEBHOOK_TOKEN": f"Bearer {SECRETS['webhook']}"},
+        )
+    finally:
+        server.shutdown()
+    return result
+
+
+def test_a_jobs_secrets_leak_nowhere_it_writes_or_sends(secret_run, runs):
+    done, events = secret_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = runs.root / "tester" / "secrets"
+    written = {path: path.read_bytes() for path in job.rglob("*") if path.is_file()}
+    assert any(path.name == "torchtune_config.yaml" for path in written) and job / "config.yaml" in written
+    places = {**{str(path): data for path, data in written.items()}, "stdout": done.stdout.encode(), "stderr": done.stderr.encode()}
+    places.update({f"webhook body {n}": body.split(b"{'Host'")[0] for n, body in enumerate(Collector.bodies)})
+    assert len(Collector.bodies) >= 1
+    for name, secret in SECRETS.items():
+        leaks = [place for place, data in places.items() if secret.encode() in data]
+        assert leaks == [], f"the {name} secret leaks into {leaks}"
+    # ... and the webhook got its token, which only its headers carry.
+    assert all(f"Bearer {SECRETS['webhook']}".encode() in body for body in Collector.bodies)
+    config = next(e for e in events if e["operation"] == "job_config")["data"]["config"]
+    assert config["metric_logger"]["api_key"] == "***" and config["extra"]["hf_token"] == "***"
+    assert config["porter"]["webhook"]["headers"] == {"Authorization": "***"}
+
+
+def test_a_job_folder_is_owner_only_unless_the_team_opens_it(lora_run, secret_run, runs):
+    import stat
+
+    for job, (file_mode, dir_mode) in (("lora", (0o600, 0o700)), ("secrets", (0o640, 0o750))):
+        root = runs.root / "tester" / job
+        modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [root, *root.rglob("*")]}
+        assert {path: mode for path, mode in modes.items() if path.is_dir() and mode != dir_mode} == {}, job
+        assert {path: mode for path, mode in modes.items() if path.is_file() and mode != file_mode} == {}, job
+
+
+def test_a_dataset_that_makes_no_optimizer_step_fails_the_job_with_the_numbers(runs, demo, tmp_path):
+    data = tmp_path / "two.jsonl"
+    data.write_text("".join(line + "\n" for line in (demo.data / "chat.jsonl").read_text().splitlines()[:2]))
+    done, events = runs("lora_finetune_single_device", "--dataset", str(data), "batch_size=4", job_id="zero-steps")
+    assert done.returncode == 2
+    assert operations(events)[-1] == "job_failed"
+    failed = events[-1]["data"]
+    assert failed["error_type"] == "DatasetError"
+    assert failed["message"] == "the dataset makes no optimizer step in an epoch: 2 records, batch size 4 per process, drop_last=True"
+    assert "step" not in operations(events)
