@@ -102,7 +102,7 @@ def test_single_device_run_logs_every_event_of_the_schema(which, request):
 
 
 @pytest.mark.parametrize("which", ["lora_run", "full_run"])
-def test_final_weights_load_back_into_the_model(which, request, demo, runs):
+def test_final_weights_load_back_into_the_model(which, request, demo, runs, tmp_path):
     import torch
     from torchtune.models.llama3_2 import llama3_2
     from torchtune.training import FullModelHFCheckpointer, MODEL_KEY
@@ -118,7 +118,7 @@ def test_final_weights_load_back_into_the_model(which, request, demo, runs):
         checkpoint_dir=str(job / Path(shards[0]).parent),
         checkpoint_files=[Path(s).name for s in shards],
         model_type="LLAMA3_2",
-        output_dir=str(job / "reload"),
+        output_dir=str(tmp_path / "reload"),  # never inside the job's folder, which other tests read
     )
     trained = checkpointer.load_checkpoint()[MODEL_KEY]
     model = llama3_2(**MODEL_ARGS)
