@@ -1,8 +1,9 @@
 """Secrets never leave the process: redacted from everything the job writes or sends.
 
-A value is secret when its key looks secret (`api_key`, `token`, `secret`, `password`,
-`authorization`, `credential`, `signature`, any case, anywhere in the key) or sits under
-a `headers` mapping, at any depth. Redaction keeps the key and writes `***`. The recipe
+A value is secret when its key looks secret (a word of it is `token`, `secret`,
+`password`, `authorization`, `credential`, `signature`, or `api key`, in any case and
+spelling: `hf_token`, `apiKey`, `X-Amz-Signature`; but not `tokenizer`) or sits under a
+`headers` mapping, at any depth. Redaction keeps the key and writes `***`. The recipe
 itself still gets the real values: only the copies that leave it are redacted (events,
 the console, every sink, the config files in the job folder, torchtune's own config
 dump and metric loggers). Text that may quote a secret (an error's message, a
@@ -17,13 +18,22 @@ import urllib.parse
 from typing import Any, Iterable, Set
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"api[_-]?key|token|secret|password|passwd|authorization|credential|signature", re.IGNORECASE)
+# A key is secret when one of its words is one of these (`hf_token`, `HF_TOKEN`,
+# `client_secret`, `X-Amz-Signature`), or two of its words make `api key` or `private
+# key` (`api_key`, `apiKey`). Words, not substrings: `tokenizer` and `max_tokens` are
+# configuration, not secrets.
+_SECRET_WORDS = {"token", "secret", "password", "passwd", "authorization", "credential", "credentials", "signature", "apikey"}
+_SECRET_PAIRS = {("api", "key"), ("private", "key")}
+_WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # Shorter values would scrub ordinary words out of messages.
 _MIN_SCRUBBED = 6
 
 
 def is_secret_key(key: Any) -> bool:
-    return isinstance(key, str) and bool(_SECRET_KEY.search(key))
+    if not isinstance(key, str):
+        return False
+    words = [word.lower() for word in _WORD.findall(key)]
+    return any(word in _SECRET_WORDS for word in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
 
 
 def redact(value: Any, under_headers: bool = False) -> Any:

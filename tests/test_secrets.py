@@ -13,6 +13,8 @@ CONFIG = OmegaConf.create(
         "porter": {"webhook": {"url": "https://h/e", "headers": {"Authorization": "Bearer tok-987654", "X-Team": "ml-7"}}},
         "db": {"Password": "hunter22", "user": "me"},
         "lr": 1e-3,
+        "tokenizer": {"_component_": "torchtune.models.llama3.llama3_tokenizer", "path": "/models/tokenizer.model", "max_seq_len": 512},
+        "generation": {"max_tokens": 128, "apiKey": "camel-key-42", "HF_TOKEN": "upper-token-77"},
         "servers": [{"client_secret": "shh-secret", "name": "a"}],
     }
 )
@@ -26,6 +28,8 @@ def test_secret_values_are_redacted_by_key_at_any_depth_and_the_rest_is_kept():
     assert redacted["db"] == {"Password": "***", "user": "me"}
     assert redacted["servers"] == [{"client_secret": "***", "name": "a"}]
     assert redacted["lr"] == 1e-3
+    assert redacted["tokenizer"] == CONFIG.tokenizer  # a word of the key, not a part of one
+    assert redacted["generation"] == {"max_tokens": 128, "apiKey": "***", "HF_TOKEN": "***"}
     assert CONFIG.metric_logger.api_key == "wandb-key-123"  # the recipe keeps the real values
 
 
