@@ -28,9 +28,11 @@ _STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILE
 
 
 class _Failure(click.ClickException):
-    """An expected failure: one line on stderr, exit 2, no traceback."""
+    """An expected failure: one line on stderr, exit 2 (or `exit_code`), no traceback."""
 
-    exit_code = 2
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
     def show(self, file=None) -> None:
         click.echo(f"porter: error: {self.format_message()}", err=True)
@@ -373,35 +375,31 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
 _TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port", "max_restarts")
 
 
-@main.command(context_settings={"ignore_unknown_options": False})
+# torchrun's options are not declared here: `porter run` passes on every one torchrun
+# knows, in either spelling (runtime/cluster.py), and refuses the rest.
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("recipe")
-@click.argument("overrides", nargs=-1)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED, metavar="[TORCHRUN OPTIONS] [OVERRIDES]")
 @click.option("--config", "config_name", required=True, help="Config file, or an installed torchtune config name (llama3_2/1B_lora_single_device).")
 @click.option("--job-id", required=True, help="Job id: 1-128 of A-Z a-z 0-9 . _ -")
 @click.option("--user-id", required=True, help="User id: 1-128 of A-Z a-z 0-9 . _ -")
 @click.option("--dataset", help="Dataset file or fsspec URL (chat JSONL, instruct JSON/JSONL, ...) to train on instead of the config's.")
-@click.option("--output-root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Job folders go to OUTPUT_ROOT/USER_ID/JOB_ID.")
+@click.option("--output-root", default="runs", show_default=True, help="Job folders go to OUTPUT_ROOT/USER_ID/JOB_ID: a folder, or an fsspec URL (s3://, gs://, file://, memory://).")
 @click.option("--recipes-dir", type=click.Path(path_type=Path), help="Where generated recipes are found, and converted to when missing (default: generated_recipes).")
 @click.option("--save-every-n-epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--save-every-n-steps", type=click.IntRange(min=1), default=None)
 @click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True)
 @click.option("--webhook", metavar="URL", help="POST events in batches to URL.")
 @click.option("--console/--no-console", default=True, show_default=True, help="A line per event on stderr.")
-@click.option("--nproc-per-node", help="Processes per node: runs through torch's elastic launcher (torchrun).")
-@click.option("--nnodes", help="torchrun --nnodes")
-@click.option("--node-rank", help="torchrun --node-rank")
-@click.option("--rdzv-backend", help="torchrun --rdzv-backend")
-@click.option("--rdzv-endpoint", help="torchrun --rdzv-endpoint")
-@click.option("--rdzv-id", help="torchrun --rdzv-id")
-@click.option("--master-addr", help="torchrun --master-addr")
-@click.option("--master-port", help="torchrun --master-port")
-@click.option("--max-restarts", help="torchrun --max-restarts")
-def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: Path, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, **torchrun: Optional[str]) -> None:
+def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: str, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool) -> None:
     """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them
     (+key=value adds a key the config lacks).
 
     RECIPE is a generated recipe's name (converted from the installed torchtune on
-    the fly when missing) or a path to one.
+    the fly when missing) or a path to one. Every torchrun option, in either spelling
+    (--nproc-per-node 2, --nnodes=2, --node_rank 1, --rdzv-endpoint host:port,
+    --rdzv_conf join_timeout=60, --tee 3, ...), runs the job through torch's elastic
+    launcher; on several nodes, each runs `porter run` and node 0 owns the job's log.
 
     \b
     Examples:
@@ -409,20 +407,28 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
           --job-id j1 --user-id alice
       porter run full_finetune_distributed --config cfg.yaml --job-id j2 --user-id bob \\
           --nproc-per-node 2 --dataset data/chat.jsonl epochs=1
+      porter run full_finetune_distributed --config cfg.yaml --job-id j3 --user-id bob \\
+          --nnodes 2 --node-rank 0 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint head:29500 \\
+          --output-root s3://bucket/runs
       porter run lora_finetune_single_device --config cfg.yaml --job-id j1 --user-id alice \\
           resume_from_checkpoint=True
 
     \b
     Exit codes: 0 completed; 1 training failed; 2 bad input (ids, config, dataset,
-    recipe); 130 cancelled by SIGINT; 143 cancelled by SIGTERM.
+    recipe, options); 130 cancelled by SIGINT; 143 cancelled by SIGTERM.
     """
+    from runtime.cluster import NodePlace, TorchrunOptions
     from runtime.job import JobError, JobPaths
     from runtime.launch import Launch, cancel_on_signals, supervise
+    from runtime.lifecycle import EXIT_FAILED
+    from runtime.storage import StorageError
     from runtime.system import torchao_extension_problem
     from porter.running import load_config, resolve_recipe
 
     try:
-        JobPaths.for_job(output_root, user_id, job_id)  # refuse bad ids before anything
+        JobPaths.for_job(Path(output_root), user_id, job_id)  # refuse bad ids before anything
+        torchrun, overrides = TorchrunOptions.split(arguments)
+        node = NodePlace.of(torchrun)
         recipe_path = resolve_recipe(recipe, recipes_dir or _project().output)
         cfg = load_config(config_name, overrides)
         cfg.porter = {
@@ -440,7 +446,8 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
             user_id=user_id,
             config=cfg,
             dataset_source=dataset,
-            torchrun={key: value for key, value in torchrun.items() if value is not None},
+            torchrun=torchrun,
+            node=node,
         )
         problem = torchao_extension_problem()
         if problem is not None:
@@ -449,7 +456,9 @@ def run(recipe: str, overrides: Tuple[str, ...], config_name: str, job_id: str, 
         outcome = supervise(launch)
     except JobError as error:
         raise _Failure(str(error))
-    _report_outcome(outcome, JobPaths.for_job(output_root, user_id, job_id))
+    except StorageError as error:  # the output root cannot be reached before the job starts
+        raise _Failure(str(error), EXIT_FAILED)
+    _report_outcome(outcome, cfg.porter.output_root, user_id, job_id)
 
 
 @main.command()
@@ -481,7 +490,6 @@ def demo(directory: Path, prepare_only: bool) -> None:
     reports = convert_sources(discover([], installed=True), output, jobs=os.cpu_count() or 1, cache=_cache(True))
     _say(summary(reports, Mode.WRITE) + f" into {output}/")
     job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    from runtime.job import JobPaths
     from runtime.launch import Launch, cancel_on_signals, supervise
     from porter.running import load_config
 
@@ -489,17 +497,24 @@ def demo(directory: Path, prepare_only: bool) -> None:
     cfg.porter = {"output_root": str(assets.root / "runs")}
     cancel_on_signals()
     outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg))
-    _report_outcome(outcome, JobPaths.for_job(assets.root / "runs", "demo", job_id))
+    _report_outcome(outcome, str(assets.root / "runs"), "demo", job_id)
 
 
-def _report_outcome(outcome, paths) -> None:
-    """Where the job's events and weights are; one line on stderr if it did not complete."""
+def _report_outcome(outcome, output_root: str, user_id: str, job_id: str) -> None:
+    """Where the job's events and weights are; one line on stderr if it did not complete
+    or did not reach its output root."""
+    from runtime.storage import job_folder, where
+
+    paths, _ = job_folder(output_root, None, user_id, job_id)
+    folder = where(output_root, paths)
     if outcome.operation != "job_completed":
         data = outcome.data
         message = str(data.get("message", "")).splitlines()[0] if data.get("message") else ""
         # Bad input (exit 2) needs no traceback; a failed or cancelled run may.
-        where = f" (traceback: {paths.root / data['traceback_file']})" if outcome.exit_code != 2 and data.get("traceback_file") else ""
-        click.echo(f"porter: {outcome.operation}: {data.get('error_type')}: {message}{where}", err=True)
-    click.echo(f"events:  {paths.events}")
-    click.echo(f"weights: {paths.checkpoints}")
+        where_traceback = f" (traceback: {folder}/{data['traceback_file']})" if outcome.exit_code != 2 and data.get("traceback_file") else ""
+        click.echo(f"porter: {outcome.operation}: {data.get('error_type')}: {message}{where_traceback}", err=True)
+    if outcome.upload_error:
+        click.echo(f"porter: error: {outcome.upload_error}", err=True)
+    click.echo(f"events:  {folder}/events.jsonl")
+    click.echo(f"weights: {folder}/checkpoints")
     sys.exit(outcome.exit_code)

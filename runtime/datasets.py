@@ -30,6 +30,7 @@ from typing import Any, Dict, IO, Iterator, List, Optional, Tuple
 from runtime.job import JobError
 
 MAX_LINE_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 16
 ROLES = ("system", "user", "assistant", "ipython", "tool")
 
 
@@ -161,20 +162,35 @@ def _type(value: Any) -> str:
 
 
 def _lines(stream: IO[bytes], name: str) -> Iterator[Tuple[int, str]]:
-    number = 0
+    """(line number, text) of each line, none longer than MAX_LINE_BYTES. Reads in
+    chunks: fsspec's remote files (http, s3, gs) have no `readline(size)`."""
+    number, pending = 0, b""
     while True:
-        raw = stream.readline(MAX_LINE_BYTES + 1)
-        if not raw:
+        chunk = stream.read(_CHUNK_BYTES)
+        pending += chunk
+        start = 0
+        while True:
+            end = pending.find(b"\n", start)
+            if end < 0 and (chunk or start == len(pending)):
+                break
+            stop = len(pending) if end < 0 else end + 1
+            number += 1
+            yield number, _decoded(pending[start:stop], name, number)
+            start = stop
+        pending = pending[start:]
+        if len(pending) > MAX_LINE_BYTES:
+            raise DatasetError(f"{name}:{number + 1}: line longer than {MAX_LINE_BYTES // (1 << 20)} MiB")
+        if not chunk:
             return
-        number += 1
-        if len(raw) > MAX_LINE_BYTES:
-            raise DatasetError(f"{name}:{number}: line longer than {MAX_LINE_BYTES // (1 << 20)} MiB")
-        try:
-            yield number, raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise DatasetError(
-                f"{name}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})"
-            )
+
+
+def _decoded(raw: bytes, name: str, number: int) -> str:
+    if len(raw) > MAX_LINE_BYTES + 1:  # + 1: its newline
+        raise DatasetError(f"{name}:{number}: line longer than {MAX_LINE_BYTES // (1 << 20)} MiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"{name}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})")
 
 
 def _records(stream: IO[bytes], name: str) -> Iterator[Tuple[str, Any]]:

@@ -1,6 +1,7 @@
 """Error reports: what failed, where, with its traceback, kept in the job folder.
 
-One file per failing process, `errors/rank-<rank>-<pid>.json`, so a resumed job's
+One file per failing process, `errors/rank-<rank>-<pid>.json` for a training process
+and `errors/node-<node>-<pid>.json` for a node's `porter run`, so a resumed job's
 reports never overwrite the last attempt's.
 """
 
@@ -15,21 +16,26 @@ from runtime.job import JobCancelled, JobPaths
 from runtime.job_logger import utc_now
 from runtime.secrets import scrub
 
-_EVENT_FIELDS = ("error_type", "message", "gpu_rank", "traceback_file")
+_EVENT_FIELDS = ("error_type", "message", "gpu_rank", "node_rank", "traceback_file")
 
 
 def terminal_operation(error: BaseException) -> str:
     return "job_cancelled" if isinstance(error, (JobCancelled, KeyboardInterrupt)) else "job_failed"
 
 
-def write_error_report(paths: JobPaths, rank: int, error: BaseException, secrets: Iterable[str] = ()) -> Dict[str, Any]:
-    """Write this process's report (the first error it reports wins) and return the
-    event data that names it; the config's `secrets` are scrubbed from both."""
-    report = paths.errors / f"rank-{rank}-{os.getpid()}.json"
+def write_error_report(
+    paths: JobPaths, rank: Optional[int], node_rank: int, error: BaseException, secrets: Iterable[str] = ()
+) -> Dict[str, Any]:
+    """Write the report of training process `rank` (None: this node's `porter run`) (the
+    first error it reports wins) and return the event data that names it; the
+    config's `secrets` are scrubbed from both."""
+    who = f"rank-{rank}" if rank is not None else f"node-{node_rank}"
+    report = paths.errors / f"{who}-{os.getpid()}.json"
     data = {
         "error_type": type(error).__name__,
         "message": scrub(str(error) or type(error).__name__, secrets),
         "gpu_rank": rank,
+        "node_rank": node_rank,
         "traceback_file": str(report.relative_to(paths.root)),
     }
     if report.exists():
@@ -55,9 +61,9 @@ def first_failure(paths: JobPaths, since: str) -> Optional[Dict[str, Any]]:
     Processes stopped because another failed report JobCancelled: they come last."""
     if not paths.errors.exists():
         return None
-    reports = [read_report(path, paths) for path in paths.errors.glob("rank-*.json")]
+    reports = [read_report(path, paths) for path in paths.errors.glob("*.json")]
     reports = [r for r in reports if r is not None and r["create_ts"] >= since]
     if not reports:
         return None
     first = min(reports, key=lambda r: (r["error_type"] == "JobCancelled", r["create_ts"]))
-    return {key: first[key] for key in _EVENT_FIELDS}
+    return {key: first.get(key) for key in _EVENT_FIELDS}

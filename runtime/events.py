@@ -42,6 +42,8 @@ class Envelope:
     user_id: str = _doc("the id of the user who owns the job")
     create_ts: str = _doc("when the event was made: UTC, ISO 8601, microseconds")
     workflow: str = _doc("the recipe's name")
+    node_rank: int = _doc("the node whose process wrote it (0 on one machine)")
+    gpu_rank: Optional[int] = _doc("the rank of the process that wrote it, or null for `porter run` itself")
     operation: str = _doc("what happened: one of the operations below")
     data: Dict[str, Any] = _doc("the operation's fields")
 
@@ -53,6 +55,7 @@ class JobStarted:
     dataset: Optional[str] = _doc("where the job's dataset came from (credentials redacted), or null")
     resumed: bool = _doc("whether the job resumes an earlier attempt")
     porter_version: str = _doc("the porter version that ran it")
+    nnodes: int = _doc("nodes in the job", default=1)
 
 
 @dataclass
@@ -128,6 +131,7 @@ class JobEnded:
     error_type: Optional[str] = _doc("the error's type (failed, cancelled), or null", default=None)
     message: Optional[str] = _doc("the error's one-line message, secrets scrubbed, or null", default=None)
     gpu_rank: Optional[int] = _doc("the rank that failed first, or null", default=None)
+    node_rank: Optional[int] = _doc("the node where it failed, or null", default=None)
     traceback_file: Optional[str] = _doc("its error report, relative to the job folder, or null", default=None)
 
 

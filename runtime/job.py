@@ -41,7 +41,19 @@ class JobPaths:
 
     @property
     def events(self) -> Path:
+        """The event log of node 0, and of the job when it runs on one machine."""
         return self.root / "events.jsonl"
+
+    def events_of(self, node_rank: int) -> Path:
+        """The event log a node's processes append to: one per node, as appends from
+        several hosts to one file are not atomic on a shared file system (NFS)."""
+        return self.events if node_rank == 0 else self.root / f"events-node-{node_rank}.jsonl"
+
+    def event_logs(self) -> list:
+        """The job's event logs that exist: node 0's first."""
+        nodes = (re.fullmatch(r"events-node-([0-9]+)", path.stem) for path in self.root.glob("events-node-*.jsonl"))
+        others = [self.events_of(int(rank)) for rank in sorted(int(m.group(1)) for m in nodes if m)]
+        return [path for path in (self.events, *others) if path.exists()]
 
     @property
     def config(self) -> Path:
@@ -70,6 +82,11 @@ class JobPaths:
     @property
     def sink_drops(self) -> Path:
         return self.root / "sinks"
+
+    @property
+    def nodes(self) -> Path:
+        """How each node's `porter run` stands: `node-N.json` (runtime/lifecycle.py)."""
+        return self.root / "nodes"
 
     def create(self, dir_mode: int = 0o700) -> "JobPaths":
         """Make the job's folder (and its user's), `dir_mode`, whatever the umask."""

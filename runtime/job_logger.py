@@ -12,14 +12,16 @@ training loop and a heartbeat thread at once.
 from __future__ import annotations
 
 import datetime
+import heapq
 import json
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from runtime.events import event_data, new_event_id, SCHEMA_VERSION
+from runtime.job import JobPaths
 from runtime.secrets import redact, scrub
 from runtime.sinks import Event, JsonlFileSink, QueuedSink, Sink
 
@@ -42,6 +44,15 @@ def read_events(path: Path) -> List[Event]:
         except json.JSONDecodeError:
             continue
     return events
+
+
+def read_job_events(paths: JobPaths) -> List[Event]:
+    """Every node's events in time order: node 0's log (`events.jsonl`) and each other
+    node's (`events-node-N.jsonl`) merged by `create_ts`; each log is already in order."""
+    logs = [read_events(path) for path in paths.event_logs()]
+    if len(logs) <= 1:
+        return logs[0] if logs else []
+    return list(heapq.merge(*logs, key=lambda event: event.get("create_ts", "")))
 
 
 def drops_since(folder: Path, since: str) -> List[Dict[str, int]]:
@@ -77,14 +88,17 @@ class JobLogger:
         user_id: str,
         workflow: str,
         events_path: Path,
-        rank: int = 0,
+        rank: Optional[int] = 0,
+        node_rank: int = 0,
         sinks: Sequence[Sink] = (),
         already_logged: Iterable[Tuple[str, int, int]] = (),
         drops_file: Optional[Path] = None,
         secrets: Iterable[str] = (),
         file_mode: int = 0o600,
+        after_durable: Optional[Callable[[], None]] = None,
     ) -> None:
-        self.job_id, self.user_id, self.workflow, self.rank = job_id, user_id, workflow, rank
+        # `rank` is None for `porter run` itself, which is no training process.
+        self.job_id, self.user_id, self.workflow, self.rank, self.node_rank = job_id, user_id, workflow, rank, node_rank
         self._secrets = tuple(secrets)  # the config's secret values, scrubbed from every event
         self._seq = 0
         self.events_path = events_path
@@ -92,6 +106,10 @@ class JobLogger:
         # its sinks' drop counts, for the one that does.
         self.drops_file = drops_file
         self._file = JsonlFileSink(events_path, file_mode)
+        # Called once each epoch, weights or terminal event is on disk, in the caller's
+        # thread: a remote output root uploads the job folder then (runtime/storage.py),
+        # and what it raises fails the caller.
+        self._after_durable = after_durable
         self._queued = [QueuedSink(sink) for sink in sinks]
         self._seen = set(already_logged)
         self._lock = threading.Lock()
@@ -118,12 +136,16 @@ class JobLogger:
                 "user_id": self.user_id,
                 "create_ts": utc_now(),
                 "workflow": self.workflow,
+                "node_rank": self.node_rank,
+                "gpu_rank": self.rank,
                 "operation": operation,
                 "data": data,
             }
             self._file.emit([event], sync=durable)
             for sink in self._queued:
                 sink.put(event)
+        if durable and self._after_durable is not None:
+            self._after_durable()
 
     def _safe(self, value: Any) -> Any:
         """`value` with the config's secret values scrubbed from its strings."""

@@ -1,9 +1,10 @@
-"""Launching a job: the supervisor `porter run` is, in-process or over torch's elastic
-launcher (torchrun semantics), and the worker each launched process runs.
+"""Launching a job: the supervisor `porter run` is on each node, in-process or over
+torch's elastic launcher (torchrun semantics), and the worker each launched process runs.
 
-The supervisor owns the job's first and last events: it writes `job_started`, checks
-the dataset before any model is built, starts the recipe, and ends the log with
-`job_completed`, `job_failed` (the first failing rank's error) or `job_cancelled`.
+The supervisor checks the dataset and config before any model is built and starts the
+recipe; on node 0 it owns the job's lifecycle (runtime/lifecycle.py): `job_started`
+first, and last `job_completed`, `job_failed` (the first failure, on any node) or
+`job_cancelled`.
 """
 
 from __future__ import annotations
@@ -16,26 +17,24 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from runtime import cpu_compat
+from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, world_size
 from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
-from runtime.errors import first_failure, terminal_operation, write_error_report
-from runtime.job import JobCancelled, JobError, JobLock, JobPaths, private_files
-from runtime.job_logger import drops_since, JobLogger, read_events, utc_now
-from runtime.run import build_sinks, check_dataset_kind, refuse_rerun, started_data
+from runtime.errors import write_error_report
+from runtime.job import JobCancelled, JobError, private_files
+from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome
+from runtime.run import build_sinks, check_dataset_kind, started_data
 from runtime.secrets import keep_secrets_out_of_torchtune, secret_values
 from runtime.settings import RuntimeSettings
-
-# Exit codes of `porter run`; a job cancelled by a signal exits 128 + its number.
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
+from runtime.storage import job_folder
 
 @dataclass
 class Launch:
@@ -44,12 +43,17 @@ class Launch:
     user_id: str
     config: DictConfig
     dataset_source: Optional[str] = None
-    # torchrun options (without dashes): nproc_per_node, nnodes, rdzv_endpoint, ...
-    torchrun: Dict[str, str] = field(default_factory=dict)
+    # torchrun's options, as given (either spelling): run through its elastic launcher
+    torchrun: TorchrunOptions = field(default_factory=TorchrunOptions)
+    node: NodePlace = field(default_factory=NodePlace)
 
     @property
     def distributed(self) -> bool:
         return bool(self.torchrun)
+
+    @property
+    def world_size(self) -> int:
+        return world_size(self.torchrun) if self.distributed else 1
 
 
 def load_recipe_module(path: Path) -> ModuleType:
@@ -120,77 +124,57 @@ def run_recipe_main(recipe: Path, job_id: str, user_id: str, cfg: DictConfig, da
     load_recipe_module(recipe).recipe_main(job_id, user_id, cfg, dataset)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    exit_code: int
-    operation: str  # the terminal event: job_completed, job_failed or job_cancelled
-    data: Dict[str, object]
-
-
 def supervise(launch: Launch) -> Outcome:
-    """Run a job to its end, and say how it ended."""
+    """Run this node's part of a job to its end, and say how it ended. On node 0 the
+    job's lifecycle is this process's (runtime/lifecycle.py)."""
     settings = RuntimeSettings.from_config(launch.config)
     file_mode, dir_mode = settings.modes
-    secrets = secret_values(launch.config)
-    paths = JobPaths.for_job(Path(settings.output_root), launch.user_id, launch.job_id).create(dir_mode)
+    node = launch.node
+    paths, mirror = job_folder(settings.output_root, settings.staging_dir, launch.user_id, launch.job_id)
+    paths.create(dir_mode)
     resuming = bool(launch.config.get("resume_from_checkpoint", False))
-    with private_files(file_mode, dir_mode, paths.root), JobLock(paths):
-        refuse_rerun(paths, read_events(paths.events), resuming)
-        logger = JobLogger(
-            job_id=launch.job_id,
-            user_id=launch.user_id,
-            workflow=launch.recipe.stem,
-            events_path=paths.events,
-            sinks=build_sinks(settings, rank=0),
-            secrets=secrets,
-            file_mode=file_mode,
-        )
-        started = utc_now()
+    lifecycle = Lifecycle(
+        paths=paths,
+        job_id=launch.job_id,
+        user_id=launch.user_id,
+        workflow=launch.recipe.stem,
+        node=node,
+        rank=None,
+        owner=node.owner,
+        resuming=resuming,
+        secrets=secret_values(launch.config),
+        file_mode=file_mode,
+        sinks=build_sinks(settings, rank=0) if node.owner else (),
+        mirror=mirror,
+    )
+    started = started_data(launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes)
+    with private_files(file_mode, dir_mode, paths.root):
         try:
-            logger.log(
-                "job_started",
-                started_data(launch.recipe.stem, _world_size(launch), launch.dataset_source, resuming),
-            )
-            dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
-            check_config(launch.recipe, launch.config)
-            if dataset is not None:
-                check_dataset_kind(launch.config, dataset, launch.recipe.stem)
-            config = OmegaConf.merge(launch.config, {"porter": {"supervised": True}})
-            if launch.distributed:
-                _run_distributed(launch, paths, config, dataset)
-            else:
-                run_recipe_main(launch.recipe, launch.job_id, launch.user_id, config, dataset)
-        except BaseException as error:
-            if isinstance(error, WorkerFailed) and error.killed:
-                data = write_error_report(paths, error.rank, error, secrets)
-            else:
-                data = first_failure(paths, since=started) or write_error_report(paths, 0, error, secrets)
-            operation = terminal_operation(error)
-            logger.close(operation, data, drops_since(paths.sink_drops, started))
-            if operation == "job_cancelled":
-                code = 128 + getattr(error, "signum", signal.SIGINT)  # KeyboardInterrupt: SIGINT
-            elif isinstance(error, JobError) or data.get("error_type") in _BAD_INPUT_ERRORS:
-                code = EXIT_BAD_INPUT
-            else:
-                code = EXIT_FAILED
-            return Outcome(code, operation, data)
-        logger.close("job_completed", {}, drops_since(paths.sink_drops, started))
-    return Outcome(EXIT_OK, "job_completed", {})
+            with lifecycle.running(started):
+                dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
+                check_config(launch.recipe, launch.config)
+                if dataset is not None:
+                    check_dataset_kind(launch.config, dataset, launch.recipe.stem)
+                config = OmegaConf.merge(launch.config, {"porter": {"supervised": True, "node_rank": node.node_rank}})
+                if launch.distributed:
+                    _run_distributed(launch, config, dataset)
+                else:
+                    run_recipe_main(launch.recipe, launch.job_id, launch.user_id, config, dataset)
+        except BaseException:
+            if lifecycle.outcome is None:  # refused before the job started: the lock, a rerun
+                raise
+    if lifecycle.upload_error is not None:
+        return replace(lifecycle.outcome, exit_code=EXIT_FAILED, upload_error=str(lifecycle.upload_error))
+    if mirror is not None:
+        mirror.remove_staging()
+    return lifecycle.outcome
 
 
-# Errors that mean the job's inputs were wrong rather than the training: exit code 2.
-_BAD_INPUT_ERRORS = ("JobError", "DatasetError")
-
-
-def _world_size(launch: Launch) -> int:
-    nodes = int(launch.torchrun.get("nnodes", "1").split(":")[-1])
-    return nodes * int(launch.torchrun.get("nproc_per_node", "1"))
-
-
-def _run_distributed(launch: Launch, paths: JobPaths, config: DictConfig, dataset: Optional[Dataset]) -> None:
+def _run_distributed(launch: Launch, config: DictConfig, dataset: Optional[Dataset]) -> None:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run as torchrun
+    from torch.distributed.elastic.rendezvous.api import RendezvousTimeoutError
+    from torch.distributed.run import run as torchrun
 
     # What each process needs, secrets included: in a private folder outside the job's,
     # gone when the launcher returns.
@@ -208,18 +192,17 @@ def _run_distributed(launch: Launch, paths: JobPaths, config: DictConfig, datase
             default=str,
         )
     )
-    options: List[str] = []
-    for key, value in launch.torchrun.items():
-        options.append(f"--{key.replace('_', '-')}={value}")
-    if "rdzv_endpoint" not in launch.torchrun and "master_addr" not in launch.torchrun:
-        options.append("--standalone")
-    args = get_args_parser().parse_args([*options, "--module", "runtime.worker", str(spec)])
     try:
-        torchrun(args)
+        torchrun(launch.torchrun.parsed(["--module", "runtime.worker", str(spec)]))
     except SignalException as error:
         raise JobCancelled(error.sigval) from error
     except ChildFailedError as error:
         raise WorkerFailed(error) from error
+    except RendezvousTimeoutError as error:
+        raise RendezvousFailed(
+            f"rendezvous: not every one of {launch.node.nnodes} nodes joined within "
+            f"{launch.torchrun.rendezvous_timeout_s():g} s (--rdzv-conf join_timeout=)"
+        ) from error
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -249,15 +232,30 @@ class WorkerFailed(Exception):
 def worker_main(spec_path: str) -> None:
     """What each process torchrun starts runs: the recipe's entry point."""
     cancel_on_signals()
+    _stop_with_the_launcher()
     spec = json.loads(Path(spec_path).read_text())
     cfg = OmegaConf.create(spec["config"])
     dataset = Dataset(**{**spec["dataset"], "path": Path(spec["dataset"]["path"])}) if spec["dataset"] else None
     rank = int(os.environ.get("RANK", "0"))
     settings = RuntimeSettings.from_config(cfg)
-    paths = JobPaths.for_job(Path(settings.output_root), spec["user_id"], spec["job_id"])
+    paths, _ = job_folder(settings.output_root, settings.staging_dir, spec["user_id"], spec["job_id"])
     try:
         run_recipe_main(Path(spec["recipe"]), spec["job_id"], spec["user_id"], cfg, dataset)
     except BaseException as error:
         # run_recipe reports its own errors; this covers those before it started.
-        write_error_report(paths, rank, error, secret_values(cfg))
+        write_error_report(paths, rank, settings.node_rank, error, secret_values(cfg))
         raise
+
+
+def _stop_with_the_launcher() -> None:
+    """A worker whose `porter run` was killed (SIGKILL: the OOM killer, a scheduler)
+    would train on alone in its own session; on Linux the kernel sends it SIGTERM
+    instead, which cancels it like any other signal."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the launcher was gone before the call
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,10 +1,10 @@
 """run_recipe: runs a ported recipe as a job.
 
-Builds the job logger, points every output of the config into the job folder, builds
-the recipe, runs setup, train, the checkpoint policy and cleanup, and ends the event log
-with `job_completed`, `job_failed` or `job_cancelled` (the error's type, message and a
-traceback file in the job folder), re-raising so the process exits non-zero. Under
-`porter run` (`porter.supervised`), the supervisor writes the start and end events.
+Points every output of the config into the job folder, builds the recipe, runs setup,
+train, the checkpoint policy and cleanup, inside the job's lifecycle
+(runtime/lifecycle.py): under `porter run` (`porter.supervised`) the supervisor owns
+it, otherwise rank 0 does. A failure leaves its report in the job folder and is
+re-raised, so the process exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import List, Optional, Type
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runtime.checkpoints import CheckpointPolicy, resume_config
+from runtime.cluster import NodePlace
 from runtime.datasets import Dataset, expected_kinds
-from runtime.errors import terminal_operation, write_error_report
-from runtime.job import JobError, JobLock, JobPaths, private_files
-from runtime.job_logger import JobLogger, logged_keys, read_events
+from runtime.job import JobError, JobPaths, private_files
+from runtime.lifecycle import Lifecycle
 from runtime.recipe_base import JobContext, RecipeBase
 from runtime.secrets import redact_url, secret_values
 from runtime.settings import RuntimeSettings
+from runtime.storage import job_folder
 from runtime.sinks import ConsoleSink, Sink, WebhookSink
 from runtime.system import package_version, process_rank_and_world
 
@@ -39,63 +40,49 @@ def run_recipe(
 ) -> None:
     settings = RuntimeSettings.from_config(cfg)
     file_mode, dir_mode = settings.modes
-    secrets = secret_values(cfg)
-    paths = JobPaths.for_job(Path(settings.output_root), user_id, job_id).create(dir_mode)
+    paths, mirror = job_folder(settings.output_root, settings.staging_dir, user_id, job_id)
+    paths.create(dir_mode)
     rank, world_size = process_rank_and_world()
     resuming = bool(cfg.get("resume_from_checkpoint", False))
-    owns_lifecycle = not settings.supervised
+    # Under `porter run` its node's rank; under another launcher, torchrun's for its node.
+    node_rank = settings.node_rank if settings.supervised else int(os.environ.get("GROUP_RANK", "0"))
+    lifecycle = Lifecycle(
+        paths=paths,
+        job_id=job_id,
+        user_id=user_id,
+        workflow=workflow_name(recipe_class),
+        node=NodePlace(node_rank, int(os.environ.get("GROUP_WORLD_SIZE", "1"))),
+        rank=rank,
+        owner=not settings.supervised and rank == 0,
+        resuming=resuming,
+        secrets=secret_values(cfg),
+        file_mode=file_mode,
+        sinks=build_sinks(settings, rank),
+        mirror=mirror,
+    )
+    started = started_data(recipe_class.__name__, world_size, dataset.source if dataset is not None else None, resuming)
     with contextlib.ExitStack() as stack:
-        if owns_lifecycle:  # under `porter run`, the supervisor owns the folder's modes
+        if not settings.supervised:  # under `porter run`, the supervisor owns the folder's modes
             stack.enter_context(private_files(file_mode, dir_mode, paths.root))
-        if owns_lifecycle and rank == 0:
-            stack.enter_context(JobLock(paths))
-        history = read_events(paths.events)
-        if owns_lifecycle and rank == 0:
-            refuse_rerun(paths, history, resuming)
-        logger = JobLogger(
-            job_id=job_id,
-            user_id=user_id,
-            workflow=workflow_name(recipe_class),
-            events_path=paths.events,
-            rank=rank,
-            sinks=build_sinks(settings, rank),
-            already_logged=logged_keys(history) if resuming else (),
-            drops_file=paths.sink_drops / f"rank-{rank}-{os.getpid()}.json" if not owns_lifecycle else None,
-            secrets=secrets,
-            file_mode=file_mode,
+        logger = stack.enter_context(lifecycle.running(started))
+        job_cfg = job_config(cfg, paths, dataset, lifecycle.history if resuming else None, workflow_name(recipe_class))
+        job = JobContext(
+            paths=paths,
+            logger=logger,
+            checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps),
+            dataset_config=job_dataset_config(job_cfg) if dataset is not None else None,
         )
-        try:
-            if owns_lifecycle and rank == 0:
-                logger.log(
-                    "job_started",
-                    started_data(
-                        recipe_class.__name__,
-                        world_size,
-                        dataset.source if dataset is not None else None,
-                        resuming,
-                    ),
-                )
-            job_cfg = job_config(
-                cfg, paths, dataset, history if resuming else None, workflow_name(recipe_class)
-            )
-            job = JobContext(
-                paths=paths,
-                logger=logger,
-                checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps),
-                dataset_config=job_dataset_config(job_cfg) if dataset is not None else None,
-            )
-            if rank == 0:
-                logger.start_heartbeat(settings.heartbeat_s)
-            recipe = recipe_class(job_id, user_id, job_cfg, dataset, job=job)
-            recipe.setup(job_cfg)
-            recipe.train()
-            recipe.save_final_checkpoint_if_missing()
-            recipe.cleanup()
-        except BaseException as error:
-            data = write_error_report(paths, rank, error, secrets)
-            logger.close(terminal_operation(error) if owns_lifecycle else None, data)
-            raise
-        logger.close("job_completed" if owns_lifecycle and rank == 0 else None, {})
+        if rank == 0:
+            logger.start_heartbeat(settings.heartbeat_s)
+        recipe = recipe_class(job_id, user_id, job_cfg, dataset, job=job)
+        recipe.setup(job_cfg)
+        recipe.train()
+        recipe.save_final_checkpoint_if_missing()
+        recipe.cleanup()
+    if lifecycle.upload_error is not None:
+        raise lifecycle.upload_error
+    if mirror is not None and lifecycle.owner:
+        mirror.remove_staging()
 
 
 def workflow_name(recipe_class: type) -> str:
@@ -106,29 +93,18 @@ def workflow_name(recipe_class: type) -> str:
         return recipe_class.__name__
 
 
-def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool) -> dict:
+def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool, nnodes: int = 1) -> dict:
     return {
         "recipe": recipe,
         "world_size": world_size,
         "dataset": redact_url(dataset) if dataset is not None else None,
         "resumed": resuming,
         "porter_version": package_version("porter"),
+        "nnodes": nnodes,
     }
 
 
-def refuse_rerun(paths: JobPaths, history: List[dict], resuming: bool) -> None:
-    """A job id runs again only to resume, or when its last attempt left nothing."""
-    operations = {event.get("operation") for event in history}
-    if "job_completed" in operations:
-        raise JobError(f"job {paths.root} already completed: use a new job id")
-    if "weights" in operations and not resuming:
-        raise JobError(
-            f"job {paths.root} has checkpoints: resume_from_checkpoint=True continues it, "
-            "or use a new job id"
-        )
-
-
-def build_sinks(settings: RuntimeSettings, rank: int) -> List[Sink]:
+def build_sinks(settings: RuntimeSettings, rank: Optional[int]) -> List[Sink]:
     """The non-file sinks of a process: the console on rank 0 only (one line per
     event, not one per rank), the webhook and custom sinks on every rank."""
     from torchtune import config

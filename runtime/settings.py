@@ -1,7 +1,8 @@
 """The runtime's settings: the `porter:` section of a job's config.
 
     porter:
-      output_root: runs          # job folders go to <output_root>/<user_id>/<job_id>
+      output_root: runs          # job folders go to <output_root>/<user_id>/<job_id>: a folder or an fsspec URL
+      staging_dir: null          # where a remote root's jobs run on this machine ($PORTER_STAGING_DIR, ~/.cache/porter/staging)
       save_every_n_epochs: 1     # intermediate checkpoints; the last epoch always saves
       save_every_n_steps: null   # also save every N optimizer steps
       heartbeat_s: 30            # a heartbeat event every N seconds; 0 turns it off
@@ -11,7 +12,8 @@
       file_mode: "0600"          # the job folder's files: owner-only unless a team relaxes it
       dir_mode: "0700"           # and its folders ("0640" / "0750": the owner's group reads too)
 
-`porter run` fills it from its flags; `supervised` is set by `porter run` itself.
+`porter run` fills it from its flags; `supervised` and `node_rank` are set by `porter run`
+itself for the processes it starts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from runtime.job import JobError
+from runtime.storage import OutputRoot
 
 SECTION = "porter"
 
@@ -30,6 +33,7 @@ SECTION = "porter"
 @dataclass(frozen=True)
 class RuntimeSettings:
     output_root: str = "runs"
+    staging_dir: Optional[str] = None
     save_every_n_epochs: int = 1
     save_every_n_steps: Optional[int] = None
     heartbeat_s: float = 30.0
@@ -38,8 +42,10 @@ class RuntimeSettings:
     sinks: List[Dict[str, Any]] = field(default_factory=list)
     file_mode: Any = "0600"
     dir_mode: Any = "0700"
-    # True when `porter run` supervises the job and writes its start and end events.
+    # Set by `porter run` for the processes it starts: it owns the job's lifecycle, and
+    # this is the node they run on.
     supervised: bool = False
+    node_rank: int = 0
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "RuntimeSettings":
@@ -73,7 +79,10 @@ class RuntimeSettings:
         if not isinstance(self.heartbeat_s, (int, float)) or self.heartbeat_s < 0:
             raise JobError(f"{SECTION}.heartbeat_s: must be a number of seconds >= 0, got {self.heartbeat_s!r}")
         if not isinstance(self.output_root, str) or not self.output_root:
-            raise JobError(f"{SECTION}.output_root: must be a folder path")
+            raise JobError(f"{SECTION}.output_root: must be a folder path or an fsspec URL")
+        OutputRoot.parse(self.output_root)
+        if self.staging_dir is not None and (not isinstance(self.staging_dir, str) or "://" in self.staging_dir):
+            raise JobError(f"{SECTION}.staging_dir: must be a local folder, got {self.staging_dir!r}")
         if self.webhook is not None and not (isinstance(self.webhook, dict) and "url" in self.webhook):
             raise JobError(f"{SECTION}.webhook: must be a mapping with a url")
         for index, sink in enumerate(self.sinks):

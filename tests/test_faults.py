@@ -182,6 +182,8 @@ def test_a_config_missing_a_key_names_it(demo, generated, tmp_path):
         (["no_such_recipe", "--config", "x.yaml"], "porter: error: no_such_recipe: no generated recipe in"),
         (["lora_finetune_single_device", "--config", "no/such/config.yaml"], "porter: error: no/such/config.yaml: no such config file, nor an installed torchtune config of that name"),
         (["lora_finetune_single_device", "--config", "{config}", "epochs"], "porter: error: override: Command-line overrides must be in the form of key=value, got epochs"),
+        (["lora_finetune_single_device", "--config", "{config}", "--nproc_per_node", "2", "--no-such-flag"], "porter: error: --no-such-flag: not an option of porter run or of torchrun"),
+        (["lora_finetune_single_device", "--config", "{config}", "--nnodes", "2"], "porter: error: --nnodes 2: which node is this? give --node-rank"),
         (["lora_finetune_single_device", "--config", "{config}", "+epochs=3"], "porter: error: override +epochs=3: epochs is already in the config; override it without '+'"),
     ],
 )

@@ -37,12 +37,13 @@ def test_events_have_the_envelope_ids_and_utc_timestamps(tmp_path):
     events = read_events(tmp_path / "events.jsonl")
     assert [e["operation"] for e in events] == ["job_started", "step", "epoch", "job_completed"]
     for seq, event in enumerate(events, 1):
-        assert list(event) == ["event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "operation", "data"]
-        assert (event["seq"], event["schema_version"]) == (seq, 1)
+        assert list(event) == [
+            "event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "node_rank", "gpu_rank", "operation", "data"]
+        assert (event["seq"], event["schema_version"], event["node_rank"], event["gpu_rank"]) == (seq, 1, 0, 0)
         assert (event["job_id"], event["user_id"], event["workflow"]) == ("j", "u", "wf")
         assert datetime.datetime.fromisoformat(event["create_ts"]).utcoffset() == datetime.timedelta(0)
     assert events[1]["data"] == STEP
-    assert events[-1]["data"] == {"dropped_events": {}, "error_type": None, "message": None, "gpu_rank": None, "traceback_file": None}
+    assert events[-1]["data"] == {"dropped_events": {}, "error_type": None, "message": None, "gpu_rank": None, "node_rank": None, "traceback_file": None}
     ids = [e["event_id"] for e in events]
     assert len(set(ids)) == 4 and ids == sorted(ids)  # unique, and sortable by time
 

@@ -57,7 +57,7 @@ def test_an_error_report_scrubs_the_secrets_from_its_message_and_traceback(tmp_p
     try:
         raise PermissionError("wandb refused key wandb-key-123 for project p")
     except PermissionError as error:
-        data = write_error_report(paths, 0, error, secret_values(CONFIG))
+        data = write_error_report(paths, 0, 0, error, secret_values(CONFIG))
     assert data["message"] == "wandb refused key *** for project p"
     report = (paths.root / data["traceback_file"]).read_text()
     assert "wandb-key-123" not in report and "refused key ***" in report

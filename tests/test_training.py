@@ -19,7 +19,7 @@ from conftest import JOB_ENV, job_runner, REPO
 
 pytestmark = pytest.mark.slow
 
-EVENT_KEYS = {"event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "operation", "data"}
+EVENT_KEYS = {"event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "node_rank", "gpu_rank", "operation", "data"}
 STEPS = 20  # 2 epochs x max_steps_per_epoch 10, logging every step
 
 

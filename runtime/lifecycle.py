@@ -1,0 +1,260 @@
+"""The one owner of a job's lifecycle, and what every other process of the job does.
+
+- The owner is `porter run` on node 0, or rank 0 of a job started without `porter run`
+  (a team's own launcher calling `recipe_main`). It alone holds the job lock, refuses a
+  rerun, writes `job_started`, and ends the log with one terminal event that names the
+  first failure of any process on any node.
+- Every other process (the training processes, `porter run` on the other nodes) joins
+  the same job folder, appends its events to its node's log, and leaves its failure
+  (errors/) and its sinks' drop counts (sinks/) for the owner. It never starts or ends
+  the log.
+- Each node's `porter run` says how it stands in `nodes/node-N.json`: running when it
+  starts, then how it ended. From these the owner names a node that failed, one that
+  was lost (it stopped without a word: killed, or its host went down) and one that
+  never joined.
+
+`porter run` (runtime/launch.py) and `run_recipe` (runtime/run.py) both go through
+`Lifecycle.running`; neither writes a start or terminal event itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+from runtime.cluster import NodePlace, RendezvousFailed
+from runtime.errors import first_failure, terminal_operation, write_error_report
+from runtime.job import JobCancelled, JobError, JobLock, JobPaths
+from runtime.job_logger import drops_since, JobLogger, logged_keys, read_job_events, utc_now
+from runtime.sinks import Sink
+from runtime.storage import JobMirror, StorageError
+
+# Exit codes of `porter run`; a job cancelled by a signal exits 128 + its number.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+# Errors that mean the job's inputs were wrong rather than the training: exit code 2.
+BAD_INPUT_ERRORS = ("JobError", "DatasetError")
+
+# How long the owner of a failed multi-node job waits for the other nodes to say how
+# they ended before it names the silent ones lost.
+NODE_REPORT_GRACE_S = 15.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    operation: str  # the terminal event: job_completed, job_failed or job_cancelled
+    data: Dict[str, Any]
+    # Why the job's files did not all reach a remote output root (then exit code 1).
+    upload_error: Optional[str] = None
+
+
+@dataclass
+class Lifecycle:
+    paths: JobPaths
+    job_id: str
+    user_id: str
+    workflow: str
+    node: NodePlace
+    rank: Optional[int]  # the training process's rank; None for `porter run` itself
+    owner: bool
+    resuming: bool = False
+    secrets: Sequence[str] = ()
+    file_mode: int = 0o600
+    sinks: Sequence[Sink] = ()
+    # The job folder's copy on a remote output root (runtime/storage.py), if any.
+    mirror: Optional[JobMirror] = None
+    # The job's events before this run (read under the lock), how this run ended, and
+    # why its last upload failed, if it did.
+    history: List[dict] = field(default_factory=list, init=False)
+    outcome: Optional[Outcome] = field(default=None, init=False)
+    upload_error: Optional[StorageError] = field(default=None, init=False)
+
+    @property
+    def _uploads(self) -> bool:
+        """Whether this process uploads: each node's `porter run`, its first training
+        process (its checkpoints and epochs), and the owner of an unsupervised job."""
+        return self.mirror is not None and (self.rank is None or int(os.environ.get("LOCAL_RANK", "0")) == 0)
+
+    @contextlib.contextmanager
+    def running(self, started: Optional[Dict[str, Any]] = None) -> Iterator[JobLogger]:
+        """The job's log for this process, for as long as the body runs. The owner
+        writes `started` as `job_started` first and the terminal event last; the rest
+        report their failure and re-raise. `self.outcome` says how it ended."""
+        since = utc_now()
+        with contextlib.ExitStack() as stack:
+            if self.owner:
+                stack.enter_context(JobLock(self.paths))
+            if self.mirror is not None and (self.owner or (self.rank is None and self.resuming)):
+                self.mirror.pull(everything=self.resuming)  # the rerun check, or what to resume
+            self.history = read_job_events(self.paths)
+            if self.owner:
+                refuse_rerun(self.paths, self.history, self.resuming)
+            logger = JobLogger(
+                job_id=self.job_id,
+                user_id=self.user_id,
+                workflow=self.workflow,
+                events_path=self.paths.events_of(self.node.node_rank),
+                rank=self.rank,
+                node_rank=self.node.node_rank,
+                sinks=self.sinks,
+                # A resumed job's steps and epochs are not logged again.
+                already_logged=logged_keys(self.history) if self.resuming else (),
+                drops_file=None if self.owner else self._drops_file(),
+                secrets=self.secrets,
+                file_mode=self.file_mode,
+                after_durable=self.mirror.push if self._uploads else None,
+            )
+            if self.rank is None:
+                self._say_how_the_node_stands("running")
+            try:
+                if self.owner:
+                    logger.log("job_started", started or {})
+                yield logger
+            except BaseException as error:
+                self.outcome = self._failed(logger, error, since)
+                self._upload_at_the_end()
+                raise
+            self.outcome = Outcome(EXIT_OK, "job_completed", {})
+            self._end(logger, "job_completed", {}, since)
+            self._upload_at_the_end()
+
+    def _upload_at_the_end(self) -> None:
+        """Everything, after the terminal event: by each node's `porter run`, or by the
+        owner of a job without one. A failure is kept for the caller to report."""
+        if self._uploads and (self.rank is None or self.owner):
+            try:
+                self.mirror.push()
+            except StorageError as error:
+                self.upload_error = error
+
+    def _failed(self, logger: JobLogger, error: BaseException, since: str) -> Outcome:
+        operation = terminal_operation(error)
+        data = self._first_failure(error, since) if self.owner else self._report(error)
+        if operation == "job_cancelled":
+            code = 128 + getattr(error, "signum", 2)  # KeyboardInterrupt: SIGINT
+        elif isinstance(error, JobError) or data.get("error_type") in BAD_INPUT_ERRORS:
+            code = EXIT_BAD_INPUT
+        else:
+            code = EXIT_FAILED
+        self._end(logger, operation, data, since, killed=getattr(error, "killed", False))
+        return Outcome(code, operation, data)
+
+    def _report(self, error: BaseException) -> Dict[str, Any]:
+        """This process's error report, or the one a launcher's error points at (a
+        worker killed from outside wrote none, so its launcher writes it)."""
+        rank = getattr(error, "rank", None) if getattr(error, "killed", False) else self.rank
+        return write_error_report(self.paths, rank, self.node.node_rank, error, self.secrets)
+
+    def _first_failure(self, error: BaseException, since: str) -> Dict[str, Any]:
+        """What the terminal event names: a worker killed from outside, then another
+        node that was lost, never joined or had a worker killed, then the first error
+        any process reported, then this one's."""
+        if getattr(error, "killed", False):
+            return self._report(error)
+        # Nodes say how they stand only under `porter run`, whose supervisor owns the job.
+        nodes_report = self.rank is None and self.node.nnodes > 1
+        if nodes_report and not isinstance(error, (JobError, JobCancelled, KeyboardInterrupt)):
+            # A rendezvous that failed: the silent nodes never came; no need to wait.
+            failed = self._failed_node(wait=not isinstance(error, RendezvousFailed))
+            if failed:
+                return failed
+        return first_failure(self.paths, since) or self._report(error)
+
+    def _failed_node(self, wait: bool) -> Optional[Dict[str, Any]]:
+        """A node that never joined, or stopped without saying how, or whose process
+        was killed, when the other nodes have had NODE_REPORT_GRACE_S to say."""
+        deadline = time.monotonic() + (NODE_REPORT_GRACE_S if wait else 0)
+        while True:
+            if self.mirror is not None:
+                with contextlib.suppress(StorageError):  # then what is here says
+                    self.mirror.pull_reports()
+            states = node_states(self.paths)
+            others = range(1, self.node.nnodes)
+            if all(states.get(n, {}).get("state") not in (None, "running") for n in others):
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        for node in range(1, self.node.nnodes):
+            state = states.get(node, {}).get("state")
+            if state is None:
+                return _node_failure(node, f"node {node} never joined the job")
+            if state == "running":
+                return _node_failure(
+                    node, f"node {node} was lost: its porter run stopped without saying how (killed, or its host went down)"
+                )
+        killed = [states[n]["failure"] for n in range(1, self.node.nnodes) if states[n].get("killed")]
+        return killed[0] if killed else None
+
+    def _end(self, logger: JobLogger, operation: str, data: Dict[str, Any], since: str, killed: bool = False) -> None:
+        if self.owner:
+            logger.close(operation, data, drops_since(self.paths.sink_drops, since))
+        else:
+            logger.close()
+        if self.rank is None:
+            self._say_how_the_node_stands(operation, data, killed)
+
+    # -- nodes ----------------------------------------------------------------------
+
+    def _say_how_the_node_stands(self, state: str, failure: Optional[Dict[str, Any]] = None, killed: bool = False) -> None:
+        write_node_state(self.paths, self.node.node_rank, state, failure, killed)
+        if state == "running" and self.mirror is not None:
+            self.mirror.push()  # the owner reads it from there; an unreachable root fails now
+
+    def _drops_file(self):
+        who = f"rank-{self.rank}" if self.rank is not None else f"node-{self.node.node_rank}"
+        return self.paths.sink_drops / f"{who}-{os.getpid()}.json"
+
+
+def _node_failure(node: int, message: str) -> Dict[str, Any]:
+    return {"error_type": "NodeLost", "message": message, "gpu_rank": None, "node_rank": node, "traceback_file": None}
+
+
+def refuse_rerun(paths: JobPaths, history: List[dict], resuming: bool) -> None:
+    """A job id runs again only to resume, or when its last attempt left nothing."""
+    operations = {event.get("operation") for event in history}
+    if "job_completed" in operations:
+        raise JobError(f"job {paths.root} already completed: use a new job id")
+    if "weights" in operations and not resuming:
+        raise JobError(
+            f"job {paths.root} has checkpoints: resume_from_checkpoint=True continues it, "
+            "or use a new job id"
+        )
+
+
+# -- node states ----------------------------------------------------------------------
+
+
+def write_node_state(
+    paths: JobPaths, node_rank: int, state: str, failure: Optional[Dict[str, Any]] = None, killed: bool = False
+) -> None:
+    """`nodes/node-N.json`: how node N's `porter run` stands (replaced whole, atomically):
+    its state, and how it failed, if it did (`killed`: one of its processes was killed
+    from outside, the likely cause of its peers' errors)."""
+    target = paths.nodes / f"node-{node_rank}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    record = {"node_rank": node_rank, "state": state, "host": socket.gethostname(), "pid": os.getpid(), "update_ts": utc_now()}
+    if failure:
+        record.update(failure=failure, killed=killed)
+    partial = target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(record))
+    os.replace(partial, target)
+
+
+def node_states(paths: JobPaths) -> Dict[int, Dict[str, Any]]:
+    """How each node's `porter run` stands, as it last said. (Not filtered by time: a
+    node waits at the rendezvous for minutes before the owner starts.)"""
+    states = {}
+    for path in paths.nodes.glob("node-*.json") if paths.nodes.exists() else ():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        states[int(record["node_rank"])] = record
+    return states
