@@ -390,8 +390,9 @@ _TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "r
 @click.option("--save-every-n-steps", type=click.IntRange(min=1), default=None)
 @click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True)
 @click.option("--webhook", metavar="URL", help="POST events in batches to URL.")
-@click.option("--console/--no-console", default=True, show_default=True, help="A line per event on stderr.")
-def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: str, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool) -> None:
+@click.option("--console/--no-console", default=True, show_default=True, help="porter's progress line and milestones on stderr.")
+@click.option("--verbose", is_flag=True, help="Let torchtune's own output (config dump, INFO lines, tqdm) through, instead of into the job's logs/output-node-N.log.")
+def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: str, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, verbose: bool) -> None:
     """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them
     (+key=value adds a key the config lacks).
 
@@ -448,6 +449,7 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
             dataset_source=dataset,
             torchrun=torchrun,
             node=node,
+            verbose=verbose,
         )
         problem = torchao_extension_problem()
         if problem is not None:
@@ -458,13 +460,14 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
         raise _Failure(str(error))
     except StorageError as error:  # the output root cannot be reached before the job starts
         raise _Failure(str(error), EXIT_FAILED)
-    _report_outcome(outcome, cfg.porter.output_root, user_id, job_id)
+    _report_outcome(outcome, cfg.porter.output_root, user_id, job_id, verbose)
 
 
 @main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path(".porter-demo"), show_default=True, help="Where the demo's model, data, configs and runs go.")
 @click.option("--prepare-only", is_flag=True, help="Make the assets and configs; train nothing.")
-def demo(directory: Path, prepare_only: bool) -> None:
+@click.option("--verbose", is_flag=True, help="Let torchtune's own output through to the console.")
+def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     """The main job: a tiny model, tokenizer, datasets and configs made here, offline;
     then convert the installed torchtune's recipes and train lora_finetune_single_device
     for 2 epochs on the CPU.
@@ -496,13 +499,13 @@ def demo(directory: Path, prepare_only: bool) -> None:
     cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
     cfg.porter = {"output_root": str(assets.root / "runs")}
     cancel_on_signals()
-    outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg))
-    _report_outcome(outcome, str(assets.root / "runs"), "demo", job_id)
+    outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg, verbose=verbose))
+    _report_outcome(outcome, str(assets.root / "runs"), "demo", job_id, verbose)
 
 
-def _report_outcome(outcome, output_root: str, user_id: str, job_id: str) -> None:
-    """Where the job's events and weights are; one line on stderr if it did not complete
-    or did not reach its output root."""
+def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbose: bool) -> None:
+    """Where the job's events, weights, output and report are; one line on stderr if it
+    did not complete or did not reach its output root."""
     from runtime.storage import job_folder, where
 
     paths, _ = job_folder(output_root, None, user_id, job_id)
@@ -517,4 +520,127 @@ def _report_outcome(outcome, output_root: str, user_id: str, job_id: str) -> Non
         click.echo(f"porter: error: {outcome.upload_error}", err=True)
     click.echo(f"events:  {folder}/events.jsonl")
     click.echo(f"weights: {folder}/checkpoints")
+    if not verbose:
+        click.echo(f"output:  {folder}/logs/output-node-0.log")
+    if outcome.report:
+        click.echo(f"report:  {folder}/report.html")
     sys.exit(outcome.exit_code)
+
+
+with_job_root = _options(
+    click.option("--output-root", default="runs", show_default=True, help="Where the job folders are: a folder, or an fsspec URL."),
+    click.option("--user", "user_id", metavar="USER", help="Only this user's jobs."),
+)
+
+
+def _reader(output_root: str):
+    from runtime.job import JobError
+    from runtime.job_reader import OutputRootReader
+
+    try:
+        return OutputRootReader(output_root)
+    except JobError as error:
+        raise _Failure(str(error))
+
+
+@main.command()
+@with_job_root
+@click.option("--status", type=click.Choice(["running", "completed", "failed", "cancelled", "stale"]), help="Only jobs in this state.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def jobs(output_root: str, user_id: Optional[str], status: Optional[str], output_format: str) -> None:
+    """The jobs under an output root, newest first: status (running, completed, failed,
+    cancelled, or stale: silent for 3 heartbeats), progress, last loss, start,
+    duration, nodes and processes. Reads the tail of each event log only.
+
+    \b
+    Examples:
+      porter jobs
+      porter jobs --output-root .porter-demo/runs --status failed
+      porter jobs --user alice --format json
+    """
+    from runtime.job import JobError
+
+    from porter.job_views import as_json_rows, jobs_table
+
+    try:
+        summaries = _reader(output_root).summaries(user_id)
+    except JobError as error:
+        raise _Failure(str(error))
+    summaries = [summary for summary in summaries if status is None or summary.status == status]
+    if output_format == "json":
+        click.echo(json.dumps(as_json_rows(summaries), indent=2))
+    elif summaries:
+        click.echo(jobs_table(summaries))
+    else:
+        _say(f"porter: no jobs under {output_root}" + (f" of user {user_id}" if user_id else "") + (f" {status}" if status else ""))
+
+
+@main.command()
+@click.argument("job_id", metavar="JOB")
+@with_job_root
+@click.option("--follow", is_flag=True, help="Then print the job's events as they come, until it ends.")
+def show(job_id: str, output_root: str, user_id: Optional[str], follow: bool) -> None:
+    """A job's summary: its recipe, model, dataset, epochs and lr, status, progress, a
+    loss sparkline, the weights written, its error and traceback if it failed, and
+    the events its sinks dropped.
+
+    \b
+    Examples:
+      porter show demo-20261129-101500 --output-root .porter-demo/runs
+      porter show j1 --user alice --follow
+    """
+    import time
+
+    from runtime.console import ProgressConsole
+    from runtime.job import JobError
+    from runtime.job_reader import follow_log
+
+    from porter.job_views import job_summary_text
+
+    reader = _reader(output_root)
+    try:
+        user, folder = reader.find(job_id, user_id)
+        log = f"{folder}/events.jsonl"
+        offset = reader.fs.size(log)
+        events = reader.events(folder)
+        summary = reader.summary(folder, time.time())
+    except JobError as error:
+        raise _Failure(str(error))
+    if summary is None:
+        raise _Failure(f"job {job_id} has not started: its log has no job_started")
+    local = Path(folder) if not reader.remote else None
+    click.echo(job_summary_text(summary, events, reader.url_of(folder), local))
+    if follow and summary.status in ("running", "stale"):
+        console = ProgressConsole(sys.stdout, interactive=sys.stdout.isatty(), job_folder=local)
+        for event in follow_log(reader.fs, log, offset=offset, poll_s=0.5):
+            console.show(event)
+        console.close()
+
+
+@main.command()
+@click.argument("job_id", metavar="JOB")
+@with_job_root
+@click.option("-o", "--output", "target", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True, help="The HTML file to write.")
+def report(job_id: str, output_root: str, user_id: Optional[str], target: Path) -> None:
+    """Write a job's report: one self-contained HTML file (no network needed to view
+    it) with its loss, lr, step time and memory per step, epoch times, timeline,
+    machine and resolved config. Jobs write theirs as report.html when they end.
+
+    \b
+    Examples:
+      porter report demo-20261129-101500 --output-root .porter-demo/runs -o report.html
+    """
+    from runtime.job import JobError
+    from runtime.report import write_report
+
+    reader = _reader(output_root)
+    try:
+        _, folder = reader.find(job_id, user_id)
+        events = reader.events(folder)
+    except JobError as error:
+        raise _Failure(str(error))
+    try:
+        write_report(events, target, Path(folder) if not reader.remote else None, file_mode=0o644)
+    except OSError as error:
+        raise _Failure(f"{target}: {error.strerror or error}")
+    _say(f"porter: wrote {target}")

@@ -56,6 +56,7 @@ class JobStarted:
     resumed: bool = _doc("whether the job resumes an earlier attempt")
     porter_version: str = _doc("the porter version that ran it")
     nnodes: int = _doc("nodes in the job", default=1)
+    heartbeat_s: Optional[float] = _doc("seconds between heartbeats (0: none); a job silent for 3 is stale", default=None)
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Step:
     step_time_elapsed_s: float = _doc("seconds the step took")
     epoch_num: int = _doc("the epoch, from 1")
     epoch_len: int = _doc("epochs in the job")
+    step_tokens_per_s: Optional[float] = _doc("tokens per second of the rank that logged it, when the recipe logs it", default=None)
 
 
 @dataclass

@@ -67,6 +67,16 @@ class JobPaths:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    def output_log(self, node_rank: int) -> Path:
+        """What node `node_rank`'s processes printed (torchtune's own lines, tracebacks),
+        kept off the console unless `porter run --verbose`."""
+        return self.logs / f"output-node-{node_rank}.log"
+
+    @property
+    def report(self) -> Path:
+        """The job's HTML report (runtime/report.py), written after its terminal event."""
+        return self.root / "report.html"
+
     @property
     def errors(self) -> Path:
         return self.root / "errors"

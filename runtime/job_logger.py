@@ -37,19 +37,30 @@ def read_events(path: Path) -> List[Event]:
     """The events of a log; a torn last line (a process killed mid-write) is skipped."""
     if not path.exists():
         return []
+    return parse_events(path.read_text(encoding="utf-8", errors="replace"))
+
+
+def parse_events(text: str) -> List[Event]:
+    """The events of a log's text, skipping lines that are not whole JSON objects."""
     events = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(event, dict):
+            events.append(event)
     return events
 
 
 def read_job_events(paths: JobPaths) -> List[Event]:
     """Every node's events in time order: node 0's log (`events.jsonl`) and each other
-    node's (`events-node-N.jsonl`) merged by `create_ts`; each log is already in order."""
-    logs = [read_events(path) for path in paths.event_logs()]
+    node's (`events-node-N.jsonl`) merged."""
+    return merge_logs([read_events(path) for path in paths.event_logs()])
+
+
+def merge_logs(logs: List[List[Event]]) -> List[Event]:
+    """Logs, each already in time order, merged by `create_ts`."""
     if len(logs) <= 1:
         return logs[0] if logs else []
     return list(heapq.merge(*logs, key=lambda event: event.get("create_ts", "")))

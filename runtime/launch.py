@@ -10,6 +10,7 @@ first, and last `job_completed`, `job_failed` (the first failure, on any node) o
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import os
@@ -17,10 +18,11 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Any, Iterator, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,9 +31,12 @@ from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, world_
 from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
 from runtime.errors import write_error_report
-from runtime.job import JobCancelled, JobError, private_files
+from runtime.job import JobCancelled, JobError, JobPaths, private_files
 from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome
-from runtime.run import build_sinks, check_dataset_kind, started_data
+from runtime.console import output_to_log, ProgressConsole
+from runtime.job_reader import follow_log
+from runtime.run import build_sinks, check_dataset_kind, followed_sinks, started_data
+from runtime.sinks import QueuedSink
 from runtime.secrets import keep_secrets_out_of_torchtune, secret_values
 from runtime.settings import RuntimeSettings
 from runtime.storage import job_folder
@@ -46,6 +51,9 @@ class Launch:
     # torchrun's options, as given (either spelling): run through its elastic launcher
     torchrun: TorchrunOptions = field(default_factory=TorchrunOptions)
     node: NodePlace = field(default_factory=NodePlace)
+    # Let the processes' own output (torchtune's lines, tqdm) through to the console,
+    # rather than into the job folder's logs/output-node-N.log.
+    verbose: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -144,11 +152,12 @@ def supervise(launch: Launch) -> Outcome:
         resuming=resuming,
         secrets=secret_values(launch.config),
         file_mode=file_mode,
-        sinks=build_sinks(settings, rank=0) if node.owner else (),
+        sinks=build_sinks(settings, rank=None) if node.owner else (),
         mirror=mirror,
+        report=settings.report,
     )
-    started = started_data(launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes)
-    with private_files(file_mode, dir_mode, paths.root):
+    started = started_data(launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes, settings.heartbeat_s)
+    with private_files(file_mode, dir_mode, paths.root), _watched(launch, paths, settings, file_mode):
         try:
             with lifecycle.running(started):
                 dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
@@ -163,11 +172,69 @@ def supervise(launch: Launch) -> Outcome:
         except BaseException:
             if lifecycle.outcome is None:  # refused before the job started: the lock, a rerun
                 raise
+    outcome = replace(lifecycle.outcome, report=lifecycle.report_written)
     if lifecycle.upload_error is not None:
-        return replace(lifecycle.outcome, exit_code=EXIT_FAILED, upload_error=str(lifecycle.upload_error))
+        return replace(outcome, exit_code=EXIT_FAILED, upload_error=str(lifecycle.upload_error))
     if mirror is not None:
         mirror.remove_staging()
-    return lifecycle.outcome
+    return outcome
+
+
+@contextlib.contextmanager
+def _watched(launch: Launch, paths: JobPaths, settings: RuntimeSettings, file_mode: int) -> Iterator[None]:
+    """What a person running the job sees: unless `verbose`, what its processes print
+    goes to the node's output log; on node 0, porter's console and the sinks that
+    follow the log are fed from node 0's event log by a thread, until its end."""
+    with contextlib.ExitStack() as stack:
+        terminal = sys.stderr
+        if not launch.verbose:
+            terminal = stack.enter_context(output_to_log(paths.output_log(launch.node.node_rank), file_mode))
+        watchers = followed_sinks(settings) if launch.node.owner else []
+        console = None
+        if launch.node.owner and settings.console:
+            interactive = not launch.verbose and _is_terminal(terminal)
+            console = ProgressConsole(terminal, interactive, job_folder=paths.root, show_end=False)
+        if console is None and not watchers:
+            yield
+            return
+        stop = threading.Event()
+        follower = threading.Thread(target=_feed, args=(paths, console, [QueuedSink(s) for s in watchers], stop), name="porter-console", daemon=True)
+        follower.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            follower.join(FOLLOW_CLOSE_TIMEOUT_S)
+
+
+# How long the end of a job waits for its console and followed sinks to catch up.
+FOLLOW_CLOSE_TIMEOUT_S = 10.0
+
+
+def _feed(paths: JobPaths, console: Optional[ProgressConsole], sinks: List[QueuedSink], stop: threading.Event) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("file")
+    log = str(paths.events)
+    try:
+        for event in follow_log(fs, log, offset=fs.size(log) if fs.exists(log) else 0, stop=stop):
+            if console is not None:
+                console.show(event)
+            for sink in sinks:
+                sink.put(event)
+    finally:
+        if console is not None:
+            console.close()
+        for sink in sinks:
+            sink.drain(FOLLOW_CLOSE_TIMEOUT_S / 2)
+            sink.close(FOLLOW_CLOSE_TIMEOUT_S / 2)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return stream.isatty()
+    except Exception:
+        return False
 
 
 def _run_distributed(launch: Launch, config: DictConfig, dataset: Optional[Dataset]) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -52,6 +53,8 @@ class Outcome:
     data: Dict[str, Any]
     # Why the job's files did not all reach a remote output root (then exit code 1).
     upload_error: Optional[str] = None
+    # Whether the job's report.html was written.
+    report: bool = False
 
 
 @dataclass
@@ -69,10 +72,13 @@ class Lifecycle:
     sinks: Sequence[Sink] = ()
     # The job folder's copy on a remote output root (runtime/storage.py), if any.
     mirror: Optional[JobMirror] = None
+    # Whether the owner writes the job's report.html after the terminal event.
+    report: bool = False
     # The job's events before this run (read under the lock), how this run ended, and
     # why its last upload failed, if it did.
     history: List[dict] = field(default_factory=list, init=False)
     outcome: Optional[Outcome] = field(default=None, init=False)
+    report_written: bool = field(default=False, init=False)
     upload_error: Optional[StorageError] = field(default=None, init=False)
 
     @property
@@ -195,10 +201,23 @@ class Lifecycle:
     def _end(self, logger: JobLogger, operation: str, data: Dict[str, Any], since: str, killed: bool = False) -> None:
         if self.owner:
             logger.close(operation, data, drops_since(self.paths.sink_drops, since))
+            if self.report:
+                self._write_report()
         else:
             logger.close()
         if self.rank is None:
             self._say_how_the_node_stands(operation, data, killed)
+
+    def _write_report(self) -> None:
+        """report.html from the finished log; a report that cannot be made is a warning,
+        never the job's failure."""
+        from runtime.report import write_report
+
+        try:
+            write_report(read_job_events(self.paths), self.paths.report, self.paths.root, self.file_mode)
+            self.report_written = True
+        except Exception as error:
+            print(f"porter: warning: {self.paths.report} not written: {type(error).__name__}: {error}", file=sys.stderr)
 
     # -- nodes ----------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from runtime.job import JobPaths
 from runtime.job_logger import JobLogger
 from runtime.secrets import redact
 from runtime.system import process_rank_and_world, system_specs
+from runtime.trackers import tag_run
 
 
 @dataclass
@@ -108,6 +109,8 @@ class RecipeBase:
             self._job.paths.config.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
             self.job_logger.log("job_config", {"config": resolved})
         self._setup(cfg)
+        if self.rank == 0 and getattr(self, "_metric_logger", None) is not None:
+            tag_run(self._metric_logger, self.job_id, self.user_id)
         self._refuse_an_epoch_of_no_steps()
 
     def train(self) -> None:

@@ -27,8 +27,9 @@ from runtime.recipe_base import JobContext, RecipeBase
 from runtime.secrets import redact_url, secret_values
 from runtime.settings import RuntimeSettings
 from runtime.storage import job_folder
-from runtime.sinks import ConsoleSink, Sink, WebhookSink
+from runtime.sinks import Sink, WebhookSink
 from runtime.system import package_version, process_rank_and_world
+from runtime.trackers import name_runs
 
 
 def run_recipe(
@@ -59,13 +60,16 @@ def run_recipe(
         file_mode=file_mode,
         sinks=build_sinks(settings, rank),
         mirror=mirror,
+        report=settings.report,
     )
-    started = started_data(recipe_class.__name__, world_size, dataset.source if dataset is not None else None, resuming)
+    started = started_data(recipe_class.__name__, world_size, dataset.source if dataset is not None else None, resuming, heartbeat_s=settings.heartbeat_s)
     with contextlib.ExitStack() as stack:
         if not settings.supervised:  # under `porter run`, the supervisor owns the folder's modes
             stack.enter_context(private_files(file_mode, dir_mode, paths.root))
         logger = stack.enter_context(lifecycle.running(started))
         job_cfg = job_config(cfg, paths, dataset, lifecycle.history if resuming else None, workflow_name(recipe_class))
+        if isinstance(job_cfg.get("metric_logger"), DictConfig):
+            name_runs(job_cfg.metric_logger, job_id, user_id)  # the recipe's own tracker run
         job = JobContext(
             paths=paths,
             logger=logger,
@@ -93,7 +97,7 @@ def workflow_name(recipe_class: type) -> str:
         return recipe_class.__name__
 
 
-def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool, nnodes: int = 1) -> dict:
+def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool, nnodes: int = 1, heartbeat_s: Optional[float] = None) -> dict:
     return {
         "recipe": recipe,
         "world_size": world_size,
@@ -101,24 +105,46 @@ def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming:
         "resumed": resuming,
         "porter_version": package_version("porter"),
         "nnodes": nnodes,
+        "heartbeat_s": heartbeat_s,
     }
 
 
 def build_sinks(settings: RuntimeSettings, rank: Optional[int]) -> List[Sink]:
-    """The non-file sinks of a process: the console on rank 0 only (one line per
-    event, not one per rank), the webhook and custom sinks on every rank."""
-    from torchtune import config
+    """The sinks a process's job logger feeds, besides its event file: the webhook and
+    custom sinks on every rank. The console and the sinks that follow the log
+    (trackers: one run per job) are rank 0's in a job started without `porter run`;
+    under it, node 0's `porter run` feeds them from the log (`followed_sinks`)."""
+    from runtime.console import ConsoleSink
 
     sinks: List[Sink] = []
-    if settings.console and rank == 0:
+    if settings.console and rank == 0 and not settings.supervised:
         sinks.append(ConsoleSink())
     if settings.webhook is not None:
         options = dict(settings.webhook)
         options.pop("max_queue", None)
         sinks.append(WebhookSink(**options))
     for spec in settings.sinks:
-        sinks.append(config.instantiate(OmegaConf.create(spec)))
+        if _follows_log(spec) and (settings.supervised or rank != 0):
+            continue
+        sinks.append(_instantiate(spec))
     return sinks
+
+
+def followed_sinks(settings: RuntimeSettings) -> List[Sink]:
+    """The sinks node 0's `porter run` feeds from the job's log."""
+    return [_instantiate(spec) for spec in settings.sinks if _follows_log(spec)]
+
+
+def _follows_log(spec: dict) -> bool:
+    from torchtune.config._utils import _get_component_from_path
+
+    return bool(getattr(_get_component_from_path(spec["_component_"]), "follows_log", False))
+
+
+def _instantiate(spec: dict) -> Sink:
+    from torchtune import config
+
+    return config.instantiate(OmegaConf.create(spec))
 
 
 # Config keys that name where a recipe writes, by section.

@@ -6,7 +6,8 @@
       save_every_n_epochs: 1     # intermediate checkpoints; the last epoch always saves
       save_every_n_steps: null   # also save every N optimizer steps
       heartbeat_s: 30            # a heartbeat event every N seconds; 0 turns it off
-      console: true              # a human-readable line per event on stderr
+      console: true              # porter's progress line and milestones on stderr (rank 0 / node 0)
+      report: true               # report.html in the job folder after the job's last event
       webhook: null              # {url: ..., timeout_s: 5, retries: 3, backoff_s: 0.5, headers: {...}}
       sinks: []                  # [{_component_: your.Sink, ...}]
       file_mode: "0600"          # the job folder's files: owner-only unless a team relaxes it
@@ -38,6 +39,7 @@ class RuntimeSettings:
     save_every_n_steps: Optional[int] = None
     heartbeat_s: float = 30.0
     console: bool = True
+    report: bool = True
     webhook: Optional[Dict[str, Any]] = None
     sinks: List[Dict[str, Any]] = field(default_factory=list)
     file_mode: Any = "0600"
@@ -78,6 +80,9 @@ class RuntimeSettings:
         positive_int("save_every_n_steps", self.save_every_n_steps, optional=True)
         if not isinstance(self.heartbeat_s, (int, float)) or self.heartbeat_s < 0:
             raise JobError(f"{SECTION}.heartbeat_s: must be a number of seconds >= 0, got {self.heartbeat_s!r}")
+        for name in ("console", "report"):
+            if not isinstance(getattr(self, name), bool):
+                raise JobError(f"{SECTION}.{name}: must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.output_root, str) or not self.output_root:
             raise JobError(f"{SECTION}.output_root: must be a folder path or an fsspec URL")
         OutputRoot.parse(self.output_root)

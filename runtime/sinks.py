@@ -1,4 +1,5 @@
-"""Where job events go: the JSONL file (always), the console, a webhook, or your own.
+"""Where job events go: the JSONL file (always), a webhook, the console
+(runtime/console.py), a tracker (runtime/trackers.py), or your own.
 
 A sink receives batches of events. The JSONL file is written in the caller's thread,
 so an event is on disk before `log_step` returns. Every other sink sits behind a
@@ -19,11 +20,10 @@ import fcntl
 import json
 import os
 import queue
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional
 
 Event = Dict[str, Any]
 
@@ -85,47 +85,6 @@ class JsonlFileSink(Sink):
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
-
-
-class ConsoleSink(Sink):
-    """A human-readable line per event."""
-
-    name = "console"
-
-    def __init__(self, stream: Optional[TextIO] = None) -> None:
-        self.stream = stream
-
-    def emit(self, events: List[Event]) -> None:
-        stream = self.stream or sys.stderr
-        for event in events:
-            stream.write(describe(event) + "\n")
-        stream.flush()
-
-
-def describe(event: Event) -> str:
-    data, operation = event.get("data", {}), event.get("operation")
-    head = f"[porter {event.get('job_id')}]"
-    if operation == "step":
-        return (
-            f"{head} epoch {data.get('epoch_num')}/{data.get('epoch_len')} "
-            f"step {data.get('step_num')}/{data.get('step_len')} "
-            f"loss {_number(data.get('step_loss'))} lr {_number(data.get('step_lr'))} "
-            f"{_number(data.get('step_time_elapsed_s'))}s"
-        )
-    if operation == "epoch":
-        return (
-            f"{head} epoch {data.get('epoch_num')}/{data.get('epoch_len')} done on rank "
-            f"{data.get('gpu_rank')} in {_number(data.get('epoch_time_elapsed_s'))}s"
-        )
-    if operation == "weights":
-        return f"{head} weights: {', '.join(data.get('files', [])) or 'none'}"
-    if operation in ("job_failed", "job_cancelled"):
-        return f"{head} {operation}: {data.get('error_type')}: {data.get('message')}"
-    return f"{head} {operation}"
-
-
-def _number(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
 class WebhookSink(Sink):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,28 @@ def run_porter(*args: str, cwd: Path = REPO, env: dict = None, timeout: float = 
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def on_terminal(*args, env=None, cwd=REPO):
+    """`porter ARGS` with stdout and stderr on a pseudo-terminal: what a user's terminal shows."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "porter", *map(str, args)],
+        stdout=terminal, stderr=terminal, cwd=cwd, env={**os.environ, "TERM": "xterm", **(env or {})},
+    )
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=120)
+    os.close(controller)
+    return process.returncode, output.decode("utf-8", "replace")
 
 
 # -- training runs ---------------------------------------------------------------------

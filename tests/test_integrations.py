@@ -4,7 +4,6 @@ and a command line that behaves on a terminal and in a pipe."""
 from __future__ import annotations
 
 import os
-import pty
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import FIXTURES, REPO, run_porter
+from conftest import FIXTURES, on_terminal, REPO, run_porter
 from porter.rules import RULES
 
 COMMANDS = ["convert", "list", "diff", "overlay", "run", "demo"]
@@ -113,28 +112,6 @@ def test_every_command_has_help_with_examples(command):
     done = run_porter(command, "--help")
     assert done.returncode == 0
     assert "Examples:\n" in done.stdout and f"porter {command}" in done.stdout
-
-
-def on_terminal(*args, env=None, cwd=REPO):
-    """`porter ARGS` with stdout and stderr on a pseudo-terminal: what a user's terminal shows."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "porter", *map(str, args)],
-        stdout=terminal, stderr=terminal, cwd=cwd, env={**os.environ, "TERM": "xterm", **(env or {})},
-    )
-    os.close(terminal)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal closed: the process is done
-            break
-        if not chunk:
-            break
-        output += chunk
-    process.wait(timeout=120)
-    os.close(controller)
-    return process.returncode, output.decode("utf-8", "replace")
 
 
 def test_a_terminal_gets_colour_and_progress(tmp_path):

@@ -118,7 +118,7 @@ def test_an_unreachable_bucket_mid_job_fails_it_and_keeps_every_file_locally(dem
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 try:
-                    if b'"epoch"' in server.filesystem().cat("runs/jobs/tester/cut-off/events.jsonl"):
+                    if b'"operation":"epoch"' in server.filesystem().cat("runs/jobs/tester/cut-off/events.jsonl"):
                         break
                 except FileNotFoundError:
                     pass

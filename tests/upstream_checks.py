@@ -25,6 +25,7 @@ SFT_STEP_EVENT = {
     "step_time_elapsed_s": "time_per_step",
     "epoch_num": "curr_epoch + 1",
     "epoch_len": "{total}",
+    "step_tokens_per_s": "log_dict.get('tokens_per_second_per_gpu')",
 }
 RL_STEP_EVENT = {
     "gpu_rank": "self.rank",
@@ -38,6 +39,7 @@ RL_STEP_EVENT = {
     "step_time_elapsed_s": "time.perf_counter() - t_step_start",
     "epoch_num": "curr_epoch + 1",
     "epoch_len": "{total}",
+    "step_tokens_per_s": "None",
 }
 EPOCH_EVENT = {
     "gpu_rank": "self.rank",

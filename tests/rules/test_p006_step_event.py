@@ -25,6 +25,7 @@ def event(metrics="log_dict", loss="loss", lr="lr", time="time_per_step", step="
             step_time_elapsed_s={time},
             epoch_num={epoch} + 1,
             epoch_len=self.total_epochs,
+            step_tokens_per_s={metrics}.get("tokens_per_second_per_gpu"),
         )
         ''')
 

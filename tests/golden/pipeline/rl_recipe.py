@@ -88,6 +88,7 @@ class TinyRLRecipe(RecipeBase):
                             step_time_elapsed_s=time.perf_counter() - t_step_start,
                             epoch_num=curr_epoch + 1,
                             epoch_len=self._total_epochs,
+                            step_tokens_per_s=None,
                         )
                 if self._steps_run == self._total_steps:
                     training_completed = True

@@ -90,6 +90,7 @@ class TinyRecipe(RecipeBase):
                         step_time_elapsed_s=time_per_step,
                         epoch_num=curr_epoch + 1,
                         epoch_len=self.total_epochs,
+                        step_tokens_per_s=log_dict.get("tokens_per_second_per_gpu"),
                     )
 
                 running_loss = 0
