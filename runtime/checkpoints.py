@@ -87,6 +87,12 @@ def resume_config(cfg: DictConfig, paths: JobPaths, events: List[Event]) -> Dict
         raise JobError(f"resume_from_checkpoint: job {paths.root.name} already finished (final weights saved)")
     folder = paths.checkpoints / f"epoch_{data['epoch']}"
     state = folder / "recipe_state.pt"
+    if any(Path(name).suffix == ".distcp" for name in data.get("files") or ()):
+        raise JobError(
+            f"resume_from_checkpoint: the last save of job {paths.root.name} (step {data.get('step')}) is a "
+            "distributed checkpoint (torch.distributed.checkpoint, torchtune main's step saves), which porter "
+            "does not resume from; run it again under a new job id, or save every epoch only (no porter.save_every_n_steps)"
+        )
     if not state.exists():
         raise JobError(f"resume_from_checkpoint: {state} is missing")
     overrides: Dict[str, object] = {"recipe_checkpoint": str(state.relative_to(paths.checkpoints))}

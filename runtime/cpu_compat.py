@@ -1,11 +1,16 @@
-"""Fixes for upstream torchtune 0.6.1 recipes on a CPU-only PyTorch, without editing them.
+"""Fixes for upstream torchtune recipes on a CPU-only PyTorch, without editing them.
 
 Applied by the launcher to its own process before it imports a recipe, and only when
-the job runs on the CPU. Each replaces one torchtune/torch function with a wrapper
-that behaves as upstream does on CUDA machines and does the sensible thing on CPU:
+the job runs on the CPU. Each fix replaces one torchtune/torch function with a wrapper
+that behaves as upstream does on CUDA machines and does the sensible thing on CPU, and
+names the torch and torchtune versions it was written for: outside them it is not
+installed (`porter run` says which were left out), since a wrapper of a function that
+changed could do harm.
 
-1. `init_process_group("cuda:nccl,cpu:gloo")`: a CPU build has no NCCL, so a backend
-   string naming it fails. The wrapper keeps only the backends this build has (gloo).
+1. `init_process_group` with a backend string naming NCCL (`"cuda:nccl,cpu:gloo"`): a
+   CPU build has no NCCL. The wrapper keeps only the backends this build has (gloo),
+   once per device: torchtune main asks for `"cpu:gloo,cpu:gloo"` on CPU, which torch
+   2.14 rejects.
 2. `training.get_memory_stats(device)` raises ValueError on CPU, and distributed
    recipes call it unconditionally. On CPU the wrapper reports the process's peak
    resident memory (GiB) under each of the three keys.
@@ -15,6 +20,9 @@ that behaves as upstream does on CUDA machines and does the sensible thing on CP
 4. `get_merged_lora_ckpt` merges LoRA weights in place; on CPU the state dict the
    recipe passes holds the live model's tensors (`v.cpu()` is no copy there), so every
    intermediate save corrupts the base weights. The wrapper merges into copies.
+5. `torch.distributed.barrier(device_ids=[self._device.index])` (torchtune main's
+   distributed recipes): a CPU device has no index, and gloo takes no device ids. The
+   wrapper leaves out device ids that are None.
 """
 
 from __future__ import annotations
@@ -22,9 +30,28 @@ from __future__ import annotations
 import functools
 import gc
 import resource
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 _MARK = "_porter_cpu_compat"
+
+
+@dataclass(frozen=True)
+class CpuFix:
+    name: str
+    # The versions it was written and tested for (PEP 440 specifiers, pre-releases in).
+    torch: str
+    torchtune: str
+    install: Callable[[], None]
+
+    def applies(self, versions: Dict[str, str]) -> bool:
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import Version
+
+        return all(
+            Version(versions[package]) in SpecifierSet(spec, prereleases=True)
+            for package, spec in (("torch", self.torch), ("torchtune", self.torchtune))
+        )
 
 
 def _once(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
@@ -36,34 +63,61 @@ def _once(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
     setattr(module, name, wrapper)
 
 
-def apply() -> None:
-    """Install the four fixes in this process (idempotent)."""
-    import torch
+def usable_backend(backend: Any, nccl_available: bool) -> Any:
+    """A backend string this build can start: without NCCL when it has none, and each
+    device named once (`"cpu:gloo,cpu:gloo"` -> `"cpu:gloo"`)."""
+    if not isinstance(backend, str):
+        return backend
+    parts: List[str] = []
+    for part in backend.split(","):
+        part = part.strip()
+        if "nccl" in part and not nccl_available:
+            continue
+        device = part.split(":", 1)[0] if ":" in part else None
+        if device is None or all(p.split(":", 1)[0] != device for p in parts if ":" in p):
+            if part not in parts:
+                parts.append(part)
+    if not parts:
+        return "gloo"
+    if len(parts) == 1 and parts[0].startswith("cpu:"):
+        return parts[0].split(":", 1)[1]  # one backend for every device, as torch spells it
+    return ",".join(parts)
+
+
+def _process_group() -> None:
     import torch.distributed
-    import torchtune.modules.peft
-    import torchtune.training
-    import torchtune.training.memory
 
     def init_process_group(original):
         def wrapper(backend=None, *args, **kwargs):
-            if isinstance(backend, str) and "nccl" in backend and not torch.distributed.is_nccl_available():
-                backend = "gloo"
-            return original(backend, *args, **kwargs)
+            return original(usable_backend(backend, torch.distributed.is_nccl_available()), *args, **kwargs)
 
         return wrapper
+
+    _once(torch.distributed, "init_process_group", init_process_group)
+
+
+def _memory_stats() -> None:
+    import torch
+    import torchtune.training
+    import torchtune.training.memory
 
     def get_memory_stats(original):
         def wrapper(device, *args, **kwargs):
             if torch.device(device).type != "cpu":
                 return original(device, *args, **kwargs)
             peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024**2)
-            return {
-                "peak_memory_active": peak_gib,
-                "peak_memory_alloc": peak_gib,
-                "peak_memory_reserved": peak_gib,
-            }
+            return {"peak_memory_active": peak_gib, "peak_memory_alloc": peak_gib, "peak_memory_reserved": peak_gib}
 
         return wrapper
+
+    for module in (torchtune.training, torchtune.training.memory):
+        _once(module, "get_memory_stats", get_memory_stats)
+
+
+def _cleanup_before_training() -> None:
+    import torch
+    import torchtune.training
+    import torchtune.training.memory
 
     def cleanup_before_training(original):
         def wrapper(*args, **kwargs):
@@ -73,14 +127,67 @@ def apply() -> None:
 
         return wrapper
 
+    for module in (torchtune.training, torchtune.training.memory):
+        _once(module, "cleanup_before_training", cleanup_before_training)
+
+
+def _merged_lora_copies() -> None:
+    import torchtune.modules.peft
+
     def get_merged_lora_ckpt(original):
         def wrapper(state_dict, *args, **kwargs):
             return original({key: value.clone() for key, value in state_dict.items()}, *args, **kwargs)
 
         return wrapper
 
-    _once(torch.distributed, "init_process_group", init_process_group)
-    for module in (torchtune.training, torchtune.training.memory):
-        _once(module, "get_memory_stats", get_memory_stats)
-        _once(module, "cleanup_before_training", cleanup_before_training)
     _once(torchtune.modules.peft, "get_merged_lora_ckpt", get_merged_lora_ckpt)
+
+
+def _barrier_without_device_ids() -> None:
+    import torch.distributed
+
+    def barrier(original):
+        def wrapper(*args, device_ids=None, **kwargs):
+            if device_ids is not None:
+                device_ids = [index for index in device_ids if index is not None] or None
+            return original(*args, device_ids=device_ids, **kwargs)
+
+        return wrapper
+
+    _once(torch.distributed, "barrier", barrier)
+
+
+# Every fix, and the versions it was written for: torch from 2.5 (torchtune 0.5's
+# floor) through 2.14, torchtune 0.5 through main (0.7.0 in development).
+FIXES: Tuple[CpuFix, ...] = (
+    CpuFix("process group backend", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_process_group),
+    CpuFix("memory stats", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_memory_stats),
+    CpuFix("cleanup before training", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_cleanup_before_training),
+    CpuFix("merged LoRA copies", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_merged_lora_copies),
+    CpuFix("barrier device ids", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_barrier_without_device_ids),
+)
+
+
+# torchtune's main branch installed from source calls itself 0.0.0 (its `__version__`
+# is empty there): it is the 0.7 in development.
+_SOURCE_INSTALL = {"0.0.0": "0.7.0.dev0"}
+
+
+def installed_versions() -> Dict[str, str]:
+    from importlib.metadata import version
+
+    torchtune = version("torchtune")
+    return {"torch": version("torch"), "torchtune": _SOURCE_INSTALL.get(torchtune, torchtune)}
+
+
+def apply(versions: Optional[Dict[str, str]] = None) -> List[str]:
+    """Install the fixes written for these versions in this process (idempotent);
+    return the names of those left out."""
+    versions = versions or installed_versions()
+    left_out = []
+    for fix in FIXES:
+        if fix.applies(versions):
+            fix.install()
+        else:
+            left_out.append(fix.name)
+    return left_out

@@ -90,20 +90,11 @@ def cancel_on_signals() -> None:
 
 
 def check_config(recipe: Path, cfg: DictConfig) -> None:
-    """Refuse, before any model is built, a config that lacks a key the recipe reads
-    (`cfg.<key>`, not `cfg.get`), or that is for another family of recipes than this
-    one (its loss says which: a DPO loss for an SFT recipe, say)."""
+    """Refuse, before any model is built, a config that lacks a key the recipe needs
+    (`required_keys`), or that is for another family of recipes than this one (its
+    loss says which: a DPO loss for an SFT recipe, say)."""
     tree = ast.parse(recipe.read_text(encoding="utf-8"))
-    methods = set(dir(DictConfig))
-    read = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "cfg"
-        and node.attr not in methods
-    }
-    missing = sorted(read - set(cfg.keys()))
+    missing = sorted(required_keys(tree) - set(cfg.keys()))
     if missing:
         raise JobError(f"config: missing {', '.join(missing)}, which {recipe.stem} reads")
     family = recipe_family(code_names(tree))
@@ -117,6 +108,65 @@ def check_config(recipe: Path, cfg: DictConfig) -> None:
         )
 
 
+def required_keys(tree: ast.AST) -> set:
+    """The keys a recipe reads as `cfg.<key>` outside a guard on that key: a read under
+    `if cfg.get("key") ...` or `if "key" in cfg` (or after `and` in such a test) is
+    optional, as torchtune main reads `cfg.dataset_val`."""
+    methods = set(dir(DictConfig))
+    required = set()
+    for node, guards in _walk_with_guards(tree, frozenset()):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "cfg":
+            if node.attr not in methods and node.attr not in guards:
+                required.add(node.attr)
+    return required
+
+
+def _walk_with_guards(node: ast.AST, guards: frozenset):
+    """Every node, with the config keys the tests of the `if`s (and `and`s) around it check."""
+    yield node, guards
+    if isinstance(node, (ast.If, ast.IfExp, ast.While)):
+        yield from _walk_with_guards(node.test, guards)
+        inner = guards | _checked_keys(node.test)
+        for child in (node.body if isinstance(node.body, list) else [node.body]):
+            yield from _walk_with_guards(child, inner)
+        for child in (node.orelse if isinstance(node.orelse, list) else [node.orelse]):
+            yield from _walk_with_guards(child, guards)
+        return
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        checked = guards
+        for value in node.values:
+            yield from _walk_with_guards(value, checked)
+            checked = checked | _checked_keys(value)
+        return
+    for child in ast.iter_child_nodes(node):
+        yield from _walk_with_guards(child, guards)
+
+
+def _checked_keys(test: ast.AST) -> frozenset:
+    """Keys a test checks: `cfg.get("key")` (compared or not) and `"key" in cfg`."""
+    keys = set()
+    for node in ast.walk(test):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "cfg"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            keys.add(node.args[0].value)
+        elif (
+            isinstance(node, ast.Compare)
+            and isinstance(node.left, ast.Constant)
+            and isinstance(node.ops[0], ast.In)
+            and isinstance(node.comparators[0], ast.Name)
+            and node.comparators[0].id == "cfg"
+        ):
+            keys.add(node.left.value)
+    return frozenset(keys)
+
+
 # Which family of recipes a loss's dataset kinds are for.
 _LOSS_FAMILIES = {("preference",): PREFERENCE, ("prompt",): RL}
 
@@ -127,7 +177,14 @@ def on_cpu(cfg: DictConfig) -> bool:
 
 def run_recipe_main(recipe: Path, job_id: str, user_id: str, cfg: DictConfig, dataset: Optional[Dataset]) -> None:
     if on_cpu(cfg):
-        cpu_compat.apply()
+        left_out = cpu_compat.apply()
+        if left_out and os.environ.get("RANK", "0") == "0":
+            versions = cpu_compat.installed_versions()
+            print(
+                f"porter: warning: CPU fixes not written for torch {versions['torch']} and torchtune "
+                f"{versions['torchtune']}, left out: {', '.join(left_out)} (runtime/cpu_compat.py)",
+                file=sys.stderr,
+            )
     keep_secrets_out_of_torchtune()
     load_recipe_module(recipe).recipe_main(job_id, user_id, cfg, dataset)
 

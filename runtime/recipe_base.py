@@ -166,7 +166,11 @@ class RecipeBase:
     def save_checkpoint(self, epoch: int, *, step: Optional[int] = None, final: bool = False) -> None:
         """Save through the recipe's `_save_checkpoint`, passing the arguments its
         signature names (`epoch`; `step`, `full_tensors`, `is_intermediate_checkpoint`
-        where torchtune versions added them), then record what was written."""
+        where torchtune versions added them) as upstream passes them, then record what
+        was written. A save with `step` is a step save: torchtune main's loops pass
+        `full_tensors=False` there (sharded state) and `True` at the end of training,
+        so every save at an epoch's end here is a whole-tensor save."""
+        step_save = step is not None
         step = step if step is not None else getattr(self, "global_step", None)
         if step is not None and step == self._job.last_saved_step and not final:
             return  # this state is already on disk
@@ -175,7 +179,7 @@ class RecipeBase:
         if "step" in parameters:
             arguments["step"] = step
         if "full_tensors" in parameters:
-            arguments["full_tensors"] = final
+            arguments["full_tensors"] = not step_save
         if "is_intermediate_checkpoint" in parameters:
             arguments["is_intermediate_checkpoint"] = not final
         checkpoints = self._job.paths.checkpoints

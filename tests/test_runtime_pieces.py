@@ -111,9 +111,17 @@ def test_resume_points_a_full_checkpointer_at_the_last_weights(tmp_path):
         "epoch_0/model-00001-of-00002.safetensors", "epoch_0/model-00002-of-00002.safetensors"]
 
 
+DCP_SAVE = {"operation": "weights", "data": {"kind": "intermediate", "epoch": 0, "step": 8, "files": ["checkpoints/epoch_0/__0_0.distcp", "checkpoints/epoch_0/.metadata"]}}
+
+
 @pytest.mark.parametrize(
     "events, message",
-    [([], "has no saved checkpoint to resume from"), ([weights_event("final", 1)], "already finished")],
+    [
+        ([], "has no saved checkpoint to resume from"),
+        ([weights_event("final", 1)], "already finished"),
+        # torchtune main's step saves (full_tensors=False): refused in one line
+        ([weights_event("intermediate", 0), DCP_SAVE], r"the last save of job .* \(step 8\) is a distributed checkpoint \(torch.distributed.checkpoint"),
+    ],
 )
 def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path, events, message):
     with pytest.raises(JobError, match=message):
@@ -163,15 +171,16 @@ class Saves(RecipeBase):
         self.global_step = 0
         self.calls = []
 
+    # torchtune main's shape: sharded state mid-epoch (full_tensors=False), whole
+    # tensors at the end of training (True), the recipe state with both
     def _save_checkpoint(self, *, epoch, step, full_tensors):
         self.calls.append((epoch, step, full_tensors))
         target = self._job.paths.checkpoints / f"epoch_{epoch}"
         target.mkdir(parents=True, exist_ok=True)
-        (target / "model.safetensors").write_text(str(step))
-        if not full_tensors:
-            state = self._job.paths.checkpoints / "recipe_state" / "recipe_state.pt"
-            state.parent.mkdir(exist_ok=True)
-            state.write_text("state")
+        (target / ("model.safetensors" if full_tensors else "shards.distcp")).write_text(str(step))
+        state = self._job.paths.checkpoints / "recipe_state" / "recipe_state.pt"
+        state.parent.mkdir(exist_ok=True)
+        state.write_text("state")
 
 
 def test_saves_follow_the_policy_and_the_signature(tmp_path):
@@ -183,8 +192,9 @@ def test_saves_follow_the_policy_and_the_signature(tmp_path):
             recipe.save_checkpoint_if_due(epoch=epoch, step=recipe.global_step)
         recipe.save_checkpoint_if_due(epoch=epoch, total_epochs=3)
     # steps 3 and 6 by the step policy; epoch 1 (every 2 epochs); the final epoch 2
-    # saves again, as final, though step 6 saved the same state as intermediate
-    assert recipe.calls == [(1, 3, False), (1, 4, False), (2, 6, False), (2, 6, True)]
+    # saves again, as final, though step 6 saved the same state as intermediate.
+    # As upstream: step saves pass full_tensors=False, saves at an epoch's end True.
+    assert recipe.calls == [(1, 3, False), (1, 4, True), (2, 6, False), (2, 6, True)]
     job.logger.close()
     weights = [e["data"] for e in read_events(job.paths.events) if e["operation"] == "weights"]
     assert [(w["kind"], w["step"], w["resumable"]) for w in weights] == [
@@ -199,7 +209,7 @@ def test_a_loop_that_ends_early_still_gets_its_final_save(tmp_path):
     recipe.global_step = 5
     recipe.save_checkpoint_if_due(epoch=0, total_epochs=4)
     recipe.save_final_checkpoint_if_missing()
-    assert recipe.calls == [(0, 5, False), (0, 5, True)]
+    assert recipe.calls == [(0, 5, True), (0, 5, True)]
     recipe.save_final_checkpoint_if_missing()
     assert len(recipe.calls) == 2
 
@@ -294,3 +304,24 @@ def test_torchao_is_a_problem_exactly_when_its_extension_is_not_loaded():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     no_problem, loaded = done.stdout.split()
     assert no_problem == loaded
+
+
+@pytest.mark.parametrize(
+    "code, required",
+    [
+        ("x = cfg.dataset_val", {"dataset_val"}),
+        ("if cfg.get('dataset_val') is not None:\n    x = cfg.dataset_val", set()),
+        ("if cfg.get('dataset_val'):\n    x = cfg.dataset_val\nelse:\n    y = cfg.other", {"other"}),
+        ("if 'dataset_val' in cfg:\n    x = cfg.dataset_val", set()),
+        ("x = cfg.dataset_val if cfg.get('dataset_val') else None", set()),
+        ("ok = cfg.get('dataset_val') is not None and cfg.dataset_val.packed", set()),
+        ("if cfg.get('seed'):\n    x = cfg.dataset_val", {"dataset_val"}),  # guarded by another key
+        ("x = cfg.get('dataset_val', None)\ny = cfg.model", {"model"}),
+    ],
+)
+def test_a_key_read_under_its_own_guard_is_optional(code, required):
+    import ast
+
+    from runtime.launch import required_keys
+
+    assert required_keys(ast.parse(code)) == required

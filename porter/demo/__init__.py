@@ -21,7 +21,7 @@ from porter.demo.tokenizer import write_tokenizer
 DEFAULT_DIR = Path(".porter-demo")
 _STAMP = ".porter-demo"
 # Bump when the generated assets change, so cached folders are rebuilt.
-ASSETS_VERSION = "5"
+ASSETS_VERSION = "6"
 
 
 @dataclass(frozen=True)

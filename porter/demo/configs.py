@@ -84,6 +84,8 @@ def _base(root: Path, name: str) -> Config:
         },
         "log_every_n_steps": 1,
         "log_peak_memory_stats": False,
+        # torchtune main's recipes read it (`utils.get_logger(cfg.log_level)`); 0.6.1's do not
+        "log_level": "INFO",
         "profiler": {"_component_": "torchtune.training.setup_torch_profiler", "enabled": False},
     }
 
@@ -227,6 +229,7 @@ RECIPE_CONFIGS: Dict[str, Shaper] = {
     "ppo_full_finetune_single_device": _ppo,
     "qat_distributed": _chain(_full, _qat, _distributed),
     "qat_lora_finetune_distributed": _chain(_lora, _qat, _distributed),
+    "qat_single_device": _chain(_full, _qat),  # torchtune main's; 0.6.1 has none
     "dev/early_exit_finetune_distributed": _chain(_full, _distributed),
     "dev/lora_finetune_distributed_multi_dataset": _chain(_lora, _multi_dataset, _distributed),
 }

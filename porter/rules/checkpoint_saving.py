@@ -397,7 +397,7 @@ def _argument_differences(shape: RecipeShape, route: Route, anchors: Anchors) ->
     expected = {
         "epoch": {site.epoch_variable} if site.place != "after" else None,
         "step": {shape.step_counter},
-        "full_tensors": {"True" if site.place == "after" else "False"},
+        "full_tensors": {"False" if site.place == "step" else "True"},
         "is_intermediate_checkpoint": {"False" if site.place == "after" else "True"},
     }
     differing = []
@@ -407,7 +407,10 @@ def _argument_differences(shape: RecipeShape, route: Route, anchors: Anchors) ->
         if name not in expected:
             differing.append(f"`{name or code}={code}`, which the runtime does not pass" if name else f"`{code}`")
         elif expected[name] is not None and code not in expected[name]:
-            runtime = {"full_tensors": "True only at the final save", "is_intermediate_checkpoint": "False only at the final save"}.get(name, "its own value")
+            runtime = {
+                "full_tensors": "False at step saves and True at an epoch's end, as torchtune main's loops do",
+                "is_intermediate_checkpoint": "False only at the final save",
+            }.get(name, "its own value")
             differing.append(f"`{name}={code}`, where the runtime passes {runtime}")
     return ("it passed " + ", ".join(differing)) if differing else ""
 

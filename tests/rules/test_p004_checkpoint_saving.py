@@ -176,10 +176,21 @@ def test_saves_porter_cannot_hand_to_the_runtime_are_refused(change, message):
     assert refusal(CheckpointSaving, recipe(**change)).endswith(message)
 
 
-def test_what_a_save_passed_that_the_runtime_does_not_is_noted():
+@pytest.mark.parametrize(
+    "passed, difference",
+    [
+        ("full_tensors=True", None),  # torchtune main's end-of-training save: what the runtime passes at an epoch's end
+        ("full_tensors=False", "it passed `full_tensors=False`, where the runtime passes False at step saves and True at an epoch's end, as torchtune main's loops do"),
+        ("full_tensors=True, tag='x'", "it passed `tag='x'`, which the runtime does not pass"),
+    ],
+)
+def test_what_a_save_passed_that_the_runtime_does_not_is_noted(passed, difference):
     before = recipe(
-        train("self.save_checkpoint(epoch=curr_epoch, full_tensors=True)"),
-        save_checkpoint="def save_checkpoint(self, epoch: int, full_tensors: bool) -> None:\n    pass\n",
+        train(f"self.save_checkpoint(epoch=curr_epoch, {passed})"),
+        save_checkpoint="def save_checkpoint(self, epoch: int, full_tensors: bool, tag: str = '') -> None:\n    pass\n",
     )
     (note,) = notes_of(CheckpointSaving, before)
-    assert note.endswith("it passed `full_tensors=True`, where the runtime passes True only at the final save")
+    if difference is None:
+        assert "it passed" not in note
+    else:
+        assert note.endswith(difference)

@@ -1,0 +1,68 @@
+"""The CPU fixes: each knows the torch and torchtune versions it was written for, and
+does what it says on the installed torch (the one CI installs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from runtime import cpu_compat
+from runtime.cpu_compat import FIXES, usable_backend
+
+
+@pytest.mark.parametrize(
+    "asked, nccl, usable",
+    [
+        ("cuda:nccl,cpu:gloo", False, "gloo"),
+        ("cpu:gloo,cpu:gloo", False, "gloo"),  # torchtune main on CPU with offloading; torch 2.14 rejects it
+        ("nccl", False, "gloo"),
+        ("gloo", False, "gloo"),
+        ("cuda:nccl,cpu:gloo", True, "cuda:nccl,cpu:gloo"),
+        (None, False, None),
+    ],
+)
+def test_the_backend_string_is_one_this_build_can_start(asked, nccl, usable):
+    assert usable_backend(asked, nccl) == usable
+
+
+def test_each_fix_names_the_versions_it_was_written_for():
+    installed = cpu_compat.installed_versions()
+    for fix in FIXES:
+        assert fix.applies(installed), f"{fix.name} is not written for the installed {installed}"
+        assert fix.applies({"torch": "2.14.1", "torchtune": "0.7.0.dev20260401"})
+        assert not fix.applies({"torch": "3.0.0", "torchtune": "0.6.1"})
+    assert cpu_compat.apply({"torch": "3.0.0", "torchtune": "0.6.1"}) == [fix.name for fix in FIXES]
+
+
+def test_on_this_torch_the_fixed_process_group_and_barrier_work_on_cpu(tmp_path):
+    """One gloo process: torchtune main's backend string and its barrier call."""
+    import torch.distributed as dist
+
+    assert cpu_compat.apply() == []
+    dist.init_process_group("cpu:gloo,cpu:gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        dist.barrier(device_ids=[torch.device("cpu").index])  # what main's recipes pass: [None]
+        total = torch.ones(1)
+        dist.all_reduce(total)
+        assert total.item() == 1.0
+    finally:
+        dist.destroy_process_group()
+
+
+def test_on_this_torchtune_memory_stats_and_cleanup_work_on_cpu():
+    import torchtune.training
+
+    cpu_compat.apply()
+    stats = torchtune.training.get_memory_stats(torch.device("cpu"))
+    assert set(stats) == {"peak_memory_active", "peak_memory_alloc", "peak_memory_reserved"} and stats["peak_memory_active"] > 0
+    torchtune.training.cleanup_before_training()  # upstream raises on a CPU build
+
+
+def test_on_this_torchtune_a_lora_merge_leaves_the_live_weights_alone():
+    from torchtune.modules import peft
+
+    cpu_compat.apply()
+    live = {"layer.q_proj.weight": torch.zeros(4, 4), "layer.q_proj.lora_a.weight": torch.ones(2, 4), "layer.q_proj.lora_b.weight": torch.ones(4, 2)}
+    merged = peft.get_merged_lora_ckpt(dict(live), rank=2, alpha=2)
+    assert torch.count_nonzero(merged["layer.q_proj.weight"]) == 16
+    assert torch.count_nonzero(live["layer.q_proj.weight"]) == 0
