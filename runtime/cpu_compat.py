@@ -19,7 +19,8 @@ changed could do harm.
    garbage, the part that applies.
 4. `get_merged_lora_ckpt` merges LoRA weights in place; on CPU the state dict the
    recipe passes holds the live model's tensors (`v.cpu()` is no copy there), so every
-   intermediate save corrupts the base weights. The wrapper merges into copies.
+   intermediate save corrupts the base weights. The wrapper puts copies of the tensors
+   into the caller's dict first, so the merge lands there and not in the model.
 5. `torch.distributed.barrier(device_ids=[self._device.index])` (torchtune main's
    distributed recipes): a CPU device has no index, and gloo takes no device ids. The
    wrapper leaves out device ids that are None.
@@ -136,7 +137,12 @@ def _merged_lora_copies() -> None:
 
     def get_merged_lora_ckpt(original):
         def wrapper(state_dict, *args, **kwargs):
-            return original({key: value.clone() for key, value in state_dict.items()}, *args, **kwargs)
+            # The caller's dict gets copies of the tensors, and the merge happens in it
+            # as upstream documents: torchtune main's checkpoint client reads the merged
+            # weights from the dict it passed, 0.6.1's recipes from the return value.
+            for key, value in list(state_dict.items()):
+                state_dict[key] = value.clone() if hasattr(value, "clone") else value
+            return original(state_dict, *args, **kwargs)
 
         return wrapper
 

@@ -14,7 +14,8 @@ every generated recipe next to upstream `tune run`, on the CPU, with loss parity
    processes, both sides with porter's CPU fixes (runtime/cpu_compat.py, installed in
    every process by a sitecustomize module when PORTER_CPU_FIXES=1).
 4. A markdown table on stdout (the README's "Recipes on CPU" column), and every run's
-   last error line; WORK/results.json has it all.
+   last error line; WORK/results.json has it all, and WORK/constraints.txt every
+   version the environment had (the repository keeps it as constraints-torchtune-main.txt).
 
 Exit code 0 when every recipe upstream completes also completes under porter with the
 same losses; 1 otherwise; 2 for a bad --torchtune-src.
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -120,8 +122,13 @@ def porter_losses(events: Path) -> Dict[int, float]:
 
 
 def last_error(done: subprocess.CompletedProcess, log: Optional[Path] = None) -> str:
+    """The error a run ended with: the last `SomeError: message` line, not the launcher's."""
     text = (log.read_text() if log is not None and log.exists() else "") + (done.stderr or "")
-    lines = [line.strip() for line in text.splitlines() if re.search(r"(Error|Exception|error:)", line)]
+    lines = [
+        line.strip().removeprefix("[rank0]: ").strip()
+        for line in text.splitlines()
+        if re.search(r"(^|\s)(\w+(Error|Exception)(: |$)|error: )", line.strip()) and "ChildFailedError" not in line and "elastic" not in line
+    ]
     return lines[-1][:200] if lines else f"exit code {done.returncode}"
 
 
@@ -132,6 +139,9 @@ def check_recipe(python: Path, work: Path, recipe: str, steps: int, env: Dict[st
     distributed = bool(DISTRIBUTED.search(recipe))
     tune = [python.parent / "tune", "run", *(["--nproc_per_node", "2"] if distributed else []), recipe, "--config", config]
     upstream_dir = work / "upstream" / name
+    job = work / "runs" / "check" / name
+    for earlier in (upstream_dir, job):  # a run of an earlier check
+        shutil.rmtree(earlier, ignore_errors=True)
     started = time.monotonic()
     theirs = sh([*tune, f"output_dir={upstream_dir}", *overrides], env=env, timeout=900)
     upstream_s = time.monotonic() - started
@@ -141,7 +151,6 @@ def check_recipe(python: Path, work: Path, recipe: str, steps: int, env: Dict[st
     started = time.monotonic()
     ours = sh(porter, env=env, cwd=work, timeout=900)
     porter_s = time.monotonic() - started
-    job = work / "runs" / "check" / name
     upstream_loss, porter_loss = upstream_losses(upstream_dir / "logs"), porter_losses(job / "events.jsonl")
     parity = None
     if theirs.returncode == 0 and ours.returncode == 0:
@@ -191,6 +200,11 @@ def main() -> None:
     python = build_environment(work, source, args.torch, args.torchao)
     installed = versions(python)
     print(f"environment: {installed}", file=sys.stderr)
+    frozen = must(sh([python, "-m", "pip", "freeze", "--exclude", "torchtune", "--exclude", "porter"]), "pip freeze").stdout
+    (work / "constraints.txt").write_text(
+        f"# Every package porter needs with torchtune main from source ({source.name}), at the versions\n"
+        f"# scripts/check_torchtune_main.py ran with: torch {installed['torch']}, torchao {installed['torchao']}.\n" + frozen
+    )
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": "",
            "PYTHONPATH": str(work / "cpufix"), "PORTER_CPU_FIXES": "1", "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
     must(sh([python, "-m", "porter", "demo", "--prepare-only", "--dir", work / "demo"], env=env, cwd=work), "porter demo --prepare-only")

@@ -63,6 +63,9 @@ def test_on_this_torchtune_a_lora_merge_leaves_the_live_weights_alone():
 
     cpu_compat.apply()
     live = {"layer.q_proj.weight": torch.zeros(4, 4), "layer.q_proj.lora_a.weight": torch.ones(2, 4), "layer.q_proj.lora_b.weight": torch.ones(4, 2)}
-    merged = peft.get_merged_lora_ckpt(dict(live), rank=2, alpha=2)
-    assert torch.count_nonzero(merged["layer.q_proj.weight"]) == 16
-    assert torch.count_nonzero(live["layer.q_proj.weight"]) == 0
+    passed = dict(live)  # what a recipe passes: a new dict of the model's own tensors
+    merged = peft.get_merged_lora_ckpt(passed, rank=2, alpha=2)
+    assert torch.count_nonzero(live["layer.q_proj.weight"]) == 0  # the model is untouched
+    # merged where 0.6.1 reads it (the return value) and where main reads it (the dict it passed)
+    for result in (merged, passed):
+        assert set(result) == {"layer.q_proj.weight"} and torch.count_nonzero(result["layer.q_proj.weight"]) == 16
