@@ -90,7 +90,8 @@ def build_environment(work: Path, source: Path, torch_spec: str, torchao_spec: O
                 break
         else:
             sys.exit("check_torchtune_main: no torchao release imports with this torchtune")
-    must(sh([*pip, *porter_dependencies()]), "installing porter's dependencies")
+    # GRPO's reward reads answers with math-verify, an optional dependency of torchtune's
+    must(sh([*pip, *porter_dependencies(), "math-verify[antlr4_9_3]"]), "installing porter's dependencies")
     must(sh([*pip, "--no-deps", "-e", REPO]), "installing porter")
     (work / "cpufix").mkdir(exist_ok=True)
     (work / "cpufix" / "sitecustomize.py").write_text(SITECUSTOMIZE)

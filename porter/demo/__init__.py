@@ -21,7 +21,7 @@ from porter.demo.tokenizer import write_tokenizer
 DEFAULT_DIR = Path(".porter-demo")
 _STAMP = ".porter-demo"
 # Bump when the generated assets change, so cached folders are rebuilt.
-ASSETS_VERSION = "6"
+ASSETS_VERSION = "7"
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ def _write_assets(building: Path, root: Path) -> None:
     data.write_jsonl(building / "data" / "preference.jsonl", data.preference_records(items))
     data.write_jsonl(building / "data" / "preference_messages.jsonl", data.preference_message_records(items))
     data.write_jsonl(building / "data" / "prompts.jsonl", data.prompt_records(items))
+    data.write_json(building / "data" / "reasoning.json", data.reasoning_records(items))
     write_tokenizer(data.corpus(items), building / "model", vocab_size=MODEL_ARGS["vocab_size"])
     write_model(building / "model", seed=0)
     write_model(building / "teacher", seed=1)

@@ -204,6 +204,27 @@ def _ppo(config: Config, root: Path) -> Config:
     return config
 
 
+def _grpo(config: Config, root: Path) -> Config:
+    """torchtune main's GRPO (dev): a gsm8k-shaped prompt set, a reference model, a few
+    short generations a step."""
+    config["dataset"] = {
+        "_component_": "torchtune.dev.grpo.gsm8k.gsm8k_dataset",
+        "source": "json",
+        "data_files": str(root / "data" / "reasoning.json"),
+        "name": None,  # gsm8k's hub config name; a json source has none
+        "split": "train",
+    }
+    # Its reasoning preamble alone is about 300 tokens of the demo's tokenizer.
+    config["model"] = {**config["model"], "max_seq_len": 1024}
+    config["ref_checkpointer"] = {**config["checkpointer"], "output_dir": "${output_dir}/ref"}
+    config["loss"] = {"_component_": "torchtune.dev.grpo.loss.GRPOSimpleLoss", "kl_coeff": 0.01, "epsilon": 0.2}
+    config.update(
+        epochs=1, num_steps=4, batch_size=1, grpo_samples=2, forward_batch_size=1, max_generated_tokens=8,
+        top_k=None, temperature=1.0, ppo_epochs=1, clip_grad_norm=1.0, save_every_n_epochs=1,
+    )
+    return config
+
+
 Shaper = Callable[[Config, Path], Config]
 
 
@@ -232,6 +253,7 @@ RECIPE_CONFIGS: Dict[str, Shaper] = {
     "qat_single_device": _chain(_full, _qat),  # torchtune main's; 0.6.1 has none
     "dev/early_exit_finetune_distributed": _chain(_full, _distributed),
     "dev/lora_finetune_distributed_multi_dataset": _chain(_lora, _multi_dataset, _distributed),
+    "dev/grpo_full_finetune_distributed": _chain(_full, _distributed, _grpo),  # runs on main; 0.6.1 lacks torchtune.dev
 }
 
 

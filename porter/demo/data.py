@@ -91,6 +91,11 @@ def prompt_records(items: List[Task]) -> List[Dict[str, str]]:
     return [{"prompt": prompt_of(t), "answer": t.output} for t in items]
 
 
+def reasoning_records(items: List[Task]) -> List[Dict[str, str]]:
+    """gsm8k-shaped problems, for GRPO: a question, and a worked answer ending `#### ANSWER`."""
+    return [{"question": prompt_of(t), "answer": f"{t.output} #### {t.output}"} for t in items]
+
+
 def corpus(items: List[Task]) -> str:
     """All text the tokenizer should encode compactly."""
     lines = []
