@@ -23,6 +23,7 @@ from porter import __version__
 from porter.report import CONVERTED, exit_code, FAILED, FileReport, Mode, ORPHAN, PRUNED, SKIPPED, summary, UNCHANGED
 from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, ProjectSettings, Settings, SettingsError
 from porter.sources import discover, find_recipe, MissingSource, recipe_name, SourceFile
+from runtime.job_reader import STATUSES  # reads no torch: the event logs only
 
 _STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red", ORPHAN: "yellow", PRUNED: "yellow"}
 
@@ -372,9 +373,6 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
     _say(f"porter: {done}")
 
 
-_TORCHRUN_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_backend", "rdzv_endpoint", "rdzv_id", "master_addr", "master_port", "max_restarts")
-
-
 # torchrun's options are not declared here: `porter run` passes on every one torchrun
 # knows, in either spelling (runtime/cluster.py), and refuses the rest.
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -545,7 +543,7 @@ def _reader(output_root: str):
 
 @main.command()
 @with_job_root
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "cancelled", "stale"]), help="Only jobs in this state.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this state.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def jobs(output_root: str, user_id: Optional[str], status: Optional[str], output_format: str) -> None:
     """The jobs under an output root, newest first: status (running, completed, failed,
@@ -608,7 +606,7 @@ def show(job_id: str, output_root: str, user_id: Optional[str], follow: bool) ->
         raise _Failure(str(error))
     if summary is None:
         raise _Failure(f"job {job_id} has not started: its log has no job_started")
-    local = Path(folder) if not reader.remote else None
+    local = reader.local_path(folder)
     click.echo(job_summary_text(summary, events, reader.url_of(folder), local))
     if follow and summary.status in ("running", "stale"):
         console = ProgressConsole(sys.stdout, interactive=sys.stdout.isatty(), job_folder=local)
@@ -640,7 +638,7 @@ def report(job_id: str, output_root: str, user_id: Optional[str], target: Path) 
     except JobError as error:
         raise _Failure(str(error))
     try:
-        write_report(events, target, Path(folder) if not reader.remote else None, file_mode=0o644)
+        write_report(events, target, reader.local_path(folder), file_mode=0o644)
     except OSError as error:
         raise _Failure(f"{target}: {error.strerror or error}")
     _say(f"porter: wrote {target}")

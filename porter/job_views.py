@@ -3,12 +3,11 @@ loss sparkline. They read the event logs through runtime/job_reader.py."""
 
 from __future__ import annotations
 
-import datetime
 from typing import Any, Dict, List, Optional, Sequence
 
 from runtime.console import end_line, weights_line
 from runtime.events import TERMINAL
-from runtime.job_reader import job_facts, JobSummary
+from runtime.job_reader import job_facts, JobSummary, utc_time
 from runtime.sinks import Event
 
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -25,7 +24,7 @@ def jobs_table(summaries: Sequence[JobSummary]) -> str:
             _of(s.step, s.step_len),
             _of(s.epoch, s.epoch_len),
             f"{s.loss:.4f}" if s.loss is not None else "-",
-            _when(s.started),
+            utc_time(s.started),
             duration(s.duration_s),
             str(s.nnodes),
             str(s.world_size),
@@ -43,7 +42,7 @@ def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, 
     def fact(name: str, value: Any) -> None:
         lines.append(f"  {name:<10} {value}")
 
-    fact("started", f"{_when(summary.started)} UTC, ran {duration(summary.duration_s)}")
+    fact("started", f"{utc_time(summary.started)} UTC, ran {duration(summary.duration_s)}")
     fact("processes", f"{summary.world_size} on {summary.nnodes} node{'s' * (summary.nnodes != 1)}")
     for name, value in job_facts(events):
         if name in ("model", "dataset", "epochs", "learning rate"):
@@ -100,7 +99,3 @@ def as_json_rows(summaries: Sequence[JobSummary]) -> List[Dict[str, Any]]:
 
 def _of(done: Optional[int], total: Optional[int]) -> str:
     return f"{done}/{total}" if done is not None and total is not None else "-"
-
-
-def _when(iso: str) -> str:
-    return datetime.datetime.fromisoformat(iso).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

@@ -42,15 +42,18 @@ class ProgressConsole:
         operation, data = event.get("operation"), event.get("data") or {}
         if operation == "step":
             self._step(data)
-        elif operation == "job_started":
+            return
+        if operation == "job_started":
             self._world_size = data.get("world_size") or 1
-            self._line(_started(data))
-        elif operation == "epoch" and data.get("gpu_rank") == 0:
-            self._line(f"epoch {data.get('epoch_num')}/{data.get('epoch_len')} done in {_duration(data.get('epoch_time_elapsed_s'))}")
-        elif operation == "weights" and data.get("kind") != "all":  # `all` repeats what the saves said
-            self._line(weights_line(data, self.job_folder))
-        elif operation in TERMINAL and self.show_end:
-            self._line(end_line(operation, data))
+        shown = (
+            (operation == "epoch" and data.get("gpu_rank") == 0)  # one rank's epochs, not every rank's
+            or (operation == "weights" and data.get("kind") != "all")  # `all` repeats what the saves said
+            or (operation in TERMINAL and self.show_end)
+            or operation == "job_started"
+        )
+        text = milestone_line(event, self.job_folder) if shown else None
+        if text is not None:
+            self._line(text)
 
     def close(self) -> None:
         if self._progress:
@@ -89,6 +92,21 @@ class ConsoleSink(Sink):
     def emit(self, events: List[Event]) -> None:
         for event in events:
             self._console.show(event)
+
+
+def milestone_line(event: Event, job_folder: Optional[Path] = None) -> Optional[str]:
+    """What a milestone event says, in a line: the start, an epoch, a save, the end;
+    None for the other operations. The console and the report's timeline both say it so."""
+    operation, data = event.get("operation"), event.get("data") or {}
+    if operation == "job_started":
+        return _started(data)
+    if operation == "epoch":
+        return f"epoch {data.get('epoch_num')}/{data.get('epoch_len')} done in {_duration(data.get('epoch_time_elapsed_s'))}"
+    if operation == "weights":
+        return weights_line(data, job_folder)
+    if operation in TERMINAL:
+        return end_line(operation, data)
+    return None
 
 
 def progress_line(data: Dict[str, Any], world_size: int, mean_step_s: float) -> str:

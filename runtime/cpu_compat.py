@@ -70,14 +70,13 @@ def usable_backend(backend: Any, nccl_available: bool) -> Any:
     if not isinstance(backend, str):
         return backend
     parts: List[str] = []
-    for part in backend.split(","):
-        part = part.strip()
-        if "nccl" in part and not nccl_available:
+    devices = set()  # `device:backend` once per device; a bare backend name once
+    for part in (part.strip() for part in backend.split(",")):
+        device = part.split(":", 1)[0]
+        if ("nccl" in part and not nccl_available) or device in devices:
             continue
-        device = part.split(":", 1)[0] if ":" in part else None
-        if device is None or all(p.split(":", 1)[0] != device for p in parts if ":" in p):
-            if part not in parts:
-                parts.append(part)
+        devices.add(device)
+        parts.append(part)
     if not parts:
         return "gloo"
     if len(parts) == 1 and parts[0].startswith("cpu:"):

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 class JobError(Exception):
@@ -29,6 +29,15 @@ def validate_id(field: str, value: object) -> str:
         f"{field} {shown} is not allowed: use 1 to 128 of A-Z a-z 0-9 . _ -, "
         "and not '.' or '..'"
     )
+
+
+def log_node(name: str) -> Optional[int]:
+    """The node whose event log a file is, by its name: 0 for `events.jsonl`, N for
+    `events-node-N.jsonl`; None for any other file."""
+    if name == "events.jsonl":
+        return 0
+    match = re.fullmatch(r"events-node-([0-9]+)\.jsonl", name)
+    return int(match.group(1)) if match else None
 
 
 @dataclass(frozen=True)
@@ -51,9 +60,8 @@ class JobPaths:
 
     def event_logs(self) -> list:
         """The job's event logs that exist: node 0's first."""
-        nodes = (re.fullmatch(r"events-node-([0-9]+)", path.stem) for path in self.root.glob("events-node-*.jsonl"))
-        others = [self.events_of(int(rank)) for rank in sorted(int(m.group(1)) for m in nodes if m)]
-        return [path for path in (self.events, *others) if path.exists()]
+        nodes = sorted(node for node in (log_node(path.name) for path in self.root.glob("events-node-*.jsonl")) if node)
+        return [path for path in (self.events, *map(self.events_of, nodes)) if path.exists()]
 
     @property
     def config(self) -> Path:

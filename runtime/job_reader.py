@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from runtime.events import TERMINAL
-from runtime.job import JobError, validate_id
+from runtime.job import JobError, log_node, validate_id
 from runtime.job_logger import merge_logs, parse_events
 from runtime.sinks import Event
 
@@ -32,7 +32,6 @@ STALE_HEARTBEATS = 3
 # The heartbeat interval of jobs whose `job_started` does not say it (porter's default).
 DEFAULT_HEARTBEAT_S = 30.0
 _HEAD_BYTES, _TAIL_BYTES = 4096, 16 * 1024
-_NODE_LOG = re.compile(r"events-node-[0-9]+\.jsonl")
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,11 @@ def parse_ts(text: str) -> float:
     return datetime.datetime.fromisoformat(text).timestamp()
 
 
+def utc_time(text: str) -> str:
+    """An event's ISO timestamp as people read it: `2026-11-29 19:55:29` (UTC)."""
+    return datetime.datetime.fromisoformat(text).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
 class OutputRootReader:
     """The job folders of an output root: `<root>/<user_id>/<job_id>/events.jsonl`."""
 
@@ -77,6 +81,10 @@ class OutputRootReader:
         """How a person names `folder`: a path, or a URL on a remote root."""
         return self.fs.unstrip_protocol(folder) if self.remote else folder
 
+    def local_path(self, folder: str) -> Optional[Path]:
+        """`folder` on this machine's disk, or None on a remote root."""
+        return None if self.remote else Path(folder)
+
     def job_folders(self, user_id: Optional[str] = None) -> List[Tuple[str, str, str]]:
         """(user_id, job_id, folder) of each job that has an event log."""
         return [(folder.rsplit("/", 2)[1], folder.rsplit("/", 1)[1], folder) for folder in self._logs_by_folder(user_id)]
@@ -84,16 +92,13 @@ class OutputRootReader:
     def _logs_by_folder(self, user_id: Optional[str]) -> Dict[str, List[str]]:
         """Each job folder's event logs, node 0's first, from one listing of the root."""
         user = validate_id("user_id", user_id) if user_id else "*"
-        found: Dict[str, List[str]] = {}
+        found: Dict[str, List[Tuple[int, str]]] = {}
         for log in self.fs.glob(f"{self.root.rstrip('/')}/{user}/*/events*.jsonl"):
             folder, name = log.rsplit("/", 1)
-            if name == "events.jsonl" or _NODE_LOG.fullmatch(name):
-                found.setdefault(folder, []).append(log)
-        return {
-            folder: sorted(logs, key=lambda log: -1 if log.endswith("/events.jsonl") else _node_of(log))
-            for folder, logs in sorted(found.items())
-            if any(log.endswith("/events.jsonl") for log in logs)
-        }
+            node = log_node(name)
+            if node is not None:
+                found.setdefault(folder, []).append((node, log))
+        return {folder: [log for _, log in sorted(logs)] for folder, logs in sorted(found.items()) if min(logs)[0] == 0}
 
     def find(self, job_id: str, user_id: Optional[str] = None) -> Tuple[str, str]:
         """(user_id, folder) of `job_id`; a JobError when no user, or several, have it."""
@@ -109,8 +114,8 @@ class OutputRootReader:
 
     def logs(self, folder: str) -> List[str]:
         """The folder's event logs: node 0's first, then each other node's."""
-        others = sorted(self.fs.glob(f"{folder}/events-node-*.jsonl"), key=_node_of)
-        return [f"{folder}/events.jsonl", *others]
+        others = sorted((log_node(log.rsplit("/", 1)[1]), log) for log in self.fs.glob(f"{folder}/events-node-*.jsonl"))
+        return [f"{folder}/events.jsonl", *(log for node, log in others if node)]
 
     def events(self, folder: str) -> List[Event]:
         """Every event of the job, every node's, in time order."""
@@ -246,10 +251,6 @@ def job_facts(events: Sequence[Event]) -> List[Tuple[str, Any]]:
 
 def _component(section: Any) -> Optional[str]:
     return str(section["_component_"]) if isinstance(section, dict) and section.get("_component_") else None
-
-
-def _node_of(log: str) -> int:
-    return int(log.rsplit("events-node-", 1)[1].split(".", 1)[0])
 
 
 def follow_log(fs: Any, log: str, offset: int = 0, stop: Optional[threading.Event] = None, poll_s: float = 0.25) -> Iterator[Event]:

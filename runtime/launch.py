@@ -255,7 +255,9 @@ def _watched(launch: Launch, paths: JobPaths, settings: RuntimeSettings, file_mo
             yield
             return
         stop = threading.Event()
-        follower = threading.Thread(target=_feed, args=(paths, console, [QueuedSink(s) for s in watchers], stop), name="porter-console", daemon=True)
+        # Where the log ends now, taken here, before this run can write its first event.
+        offset = paths.events.stat().st_size if paths.events.exists() else 0
+        follower = threading.Thread(target=_feed, args=(paths, offset, console, [QueuedSink(s) for s in watchers], stop), name="porter-console", daemon=True)
         follower.start()
         try:
             yield
@@ -268,13 +270,11 @@ def _watched(launch: Launch, paths: JobPaths, settings: RuntimeSettings, file_mo
 FOLLOW_CLOSE_TIMEOUT_S = 10.0
 
 
-def _feed(paths: JobPaths, console: Optional[ProgressConsole], sinks: List[QueuedSink], stop: threading.Event) -> None:
+def _feed(paths: JobPaths, offset: int, console: Optional[ProgressConsole], sinks: List[QueuedSink], stop: threading.Event) -> None:
     import fsspec
 
-    fs = fsspec.filesystem("file")
-    log = str(paths.events)
     try:
-        for event in follow_log(fs, log, offset=fs.size(log) if fs.exists(log) else 0, stop=stop):
+        for event in follow_log(fsspec.filesystem("file"), str(paths.events), offset=offset, stop=stop):
             if console is not None:
                 console.show(event)
             for sink in sinks:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from runtime.console import end_line, weights_line
+from runtime.console import end_line, milestone_line
 from runtime.events import TERMINAL
 from runtime.sinks import Event
 
@@ -40,7 +40,7 @@ def report_html(events: Sequence[Event], job_folder: Optional[Path] = None) -> s
     import jinja2
     import yaml
 
-    from runtime.job_reader import job_facts, parse_ts
+    from runtime.job_reader import job_facts, parse_ts, utc_time
 
     first = events[0] if events else {}
     start = parse_ts(first["create_ts"]) if events else 0.0
@@ -57,7 +57,7 @@ def report_html(events: Sequence[Event], job_folder: Optional[Path] = None) -> s
         status=ended["operation"].removeprefix("job_") if ended else "running",
         end=end_line(ended["operation"], ended["data"]) if ended else None,
         traceback_file=(ended or {}).get("data", {}).get("traceback_file"),
-        started=_when(first["create_ts"]) if events else "",
+        started=utc_time(first["create_ts"]) + " UTC" if events else "",
         duration=(parse_ts(events[-1]["create_ts"]) - start) if events else 0.0,
         facts=job_facts(events),
         charts=charts(events),
@@ -161,30 +161,13 @@ def _epoch_chart(epochs: Sequence[Dict[str, Any]]) -> Chart:
     return Chart("epoch_time", "Epoch time", _svg(figure), len(epochs))
 
 
-def _when(iso: str) -> str:
-    import datetime
-
-    return datetime.datetime.fromisoformat(iso).astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _timeline_row(event: Event, start: float, job_folder: Optional[Path]) -> Dict[str, Any]:
     from runtime.job_reader import parse_ts
 
-    operation, data = event.get("operation"), event.get("data") or {}
-    if operation == "weights":
-        detail = weights_line(data, job_folder)
-    elif operation in TERMINAL:
-        detail = end_line(operation, data)
-    elif operation == "epoch":
-        detail = f"epoch {data.get('epoch_num')}/{data.get('epoch_len')} in {data.get('epoch_time_elapsed_s', 0):.2f} s"
-    elif operation == "job_started":
-        detail = f"{data.get('recipe')}: {data.get('world_size')} process(es)" + (", resumed" if data.get("resumed") else "")
-    else:
-        detail = ""
     return {
         "at": parse_ts(event["create_ts"]) - start,
         "node": event.get("node_rank"),
         "rank": event.get("gpu_rank"),
-        "operation": operation,
-        "detail": detail,
+        "operation": event.get("operation"),
+        "detail": milestone_line(event, job_folder) or "",
     }
