@@ -44,7 +44,9 @@ def report_html(events: Sequence[Event], job_folder: Optional[Path] = None) -> s
 
     first = events[0] if events else {}
     start = parse_ts(first["create_ts"]) if events else 0.0
-    ended = next((e for e in reversed(events) if e.get("operation") in TERMINAL), None)
+    # The end of the latest attempt: a resumed job runs on after its earlier end.
+    attempt = max((i for i, e in enumerate(events) if e.get("operation") == "job_started"), default=0)
+    ended = next((e for e in reversed(events[attempt:]) if e.get("operation") in TERMINAL), None)
     data_of = {e["operation"]: e.get("data") or {} for e in events}  # the last of each operation
     config = data_of.get("job_config", {}).get("config")
     environment = jinja2.Environment(

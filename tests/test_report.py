@@ -127,3 +127,16 @@ def test_porter_jobs_and_show_on_a_real_job(finished_job):
     assert "model      torchtune.models.llama3_2.lora_llama3_2" in shown.output
     assert f"progress   step {steps[-1]['step_num']}/{steps[-1]['step_len']}, epoch 2/2" in shown.output
     assert "weights    2 saves, the last (final, epoch 2, " in shown.output
+
+
+def test_a_resumed_job_that_runs_is_reported_running_not_as_its_earlier_end(tmp_path):
+    paths = JobPaths(tmp_path / "u" / "j")
+    started = {"recipe": "w", "world_size": 1, "dataset": None, "resumed": False, "porter_version": "0"}
+    first = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    first.log("job_started", started)
+    first.close("job_cancelled", {"error_type": "JobCancelled", "message": "received signal SIGTERM"})
+    again = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    again.log("job_started", {**started, "resumed": True})
+    again.close()
+    html = report_html(read_job_events(paths))
+    assert '<span class="status running">running</span>' in html and "received signal SIGTERM</p>" not in html
