@@ -28,6 +28,8 @@ from porter.report import PortResult
 from porter.settings import Settings
 
 _LIBRARIES = ("libcst", "black", "pyflakes", "jinja2")
+# The runtime modules porter's own code imports: their contents shape generated code.
+_RUNTIME_MODULES = ("contract.py", "events.py", "families.py")
 
 
 def default_folder() -> Path:
@@ -39,11 +41,14 @@ def default_folder() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def fingerprint() -> str:
-    """porter's own code and templates, and the libraries that shape its output."""
+    """porter's own code and templates, the runtime modules the converter reads (the
+    contracts, the event schema the step template renders, the recipe families), and
+    the libraries that shape its output."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     templates = package.parent / "templates"
-    for path in sorted([*package.rglob("*.py"), *templates.glob("*.j2")]):
+    runtime = [package.parent / "runtime" / name for name in _RUNTIME_MODULES]
+    for path in sorted([*package.rglob("*.py"), *templates.glob("*.j2"), *runtime]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     for library in _LIBRARIES:
@@ -62,7 +67,7 @@ class PortCache:
         digest = hashlib.sha256()
         for part in (
             fingerprint(),
-            settings.runtime_module,
+            settings.contract.fingerprint(),
             ",".join(sorted(settings.skip_rules)),
             label,
             torchtune_version,

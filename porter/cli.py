@@ -89,13 +89,17 @@ def _sources(paths, installed: bool, version: Optional[str], project: ProjectSet
     return _discover(paths, installed, version)
 
 
-def _generation(project: ProjectSettings, runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> Settings:
+def _generation(project: ProjectSettings, contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> Settings:
+    from runtime.contract import ContractError, load
+
     try:
+        declared = load(contract, where="--contract") if contract else project.contract
+        module = check_runtime_module(runtime_module, "--runtime-module") if runtime_module else project.runtime_module
         return Settings(
-            runtime_module=check_runtime_module(runtime_module, "--runtime-module") if runtime_module else project.runtime_module,
+            contract=declared.with_runtime_module(module),
             skip_rules=check_rule_ids(skip_rules, "--skip-rule") if skip_rules else project.skip_rules,
         )
-    except SettingsError as error:
+    except (SettingsError, ContractError) as error:
         raise _Failure(str(error))
 
 
@@ -140,7 +144,8 @@ with_sources = _options(
     click.option("--torchtune-version", metavar="VERSION", help="Version to record in headers (default: detected)."),
 )
 with_generation = _options(
-    click.option("--runtime-module", metavar="MODULE", help="Module generated code imports RecipeBase, run_recipe and Dataset from (default: runtime)."),
+    click.option("--contract", metavar="NAME|FILE", help="Runtime contract the output targets: porter (default), guide, or a TOML file (README, Your own runtime)."),
+    click.option("--runtime-module", metavar="MODULE", help="Module the contract's imports from porter's `runtime` come from instead (default: runtime)."),
     click.option("--skip-rule", "skip_rules", multiple=True, metavar="RULE", help="Leave out the rule of this id (see README, Architecture); repeatable; refused when another rule needs it."),
 )
 with_output = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Folder of generated recipes (default: generated_recipes).")
@@ -175,6 +180,7 @@ def convert(
     report: str,
     jobs: Optional[int],
     use_cache: bool,
+    contract: Optional[str],
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
     overlays_dir: Optional[Path],
@@ -189,7 +195,8 @@ def convert(
       porter convert --installed --check      # CI: fail when outputs are stale
       porter convert --installed --diff       # review what would change
       porter convert --installed --prune      # also remove outputs whose source is gone
-      porter convert --installed --runtime-module my_platform.runtime
+      porter convert --installed --contract guide --runtime-module my_platform.runtime
+      porter convert --installed --contract team-contract.toml
 
     \b
     Exit codes: 0 success; 1 changes pending (--check, --diff);
@@ -201,7 +208,7 @@ def convert(
     project = _project()
     mode = Mode.DIFF if show_diff else Mode.CHECK if check else Mode.WRITE
     found = _sources(sources, installed, torchtune_version, project)
-    settings = _generation(project, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules)
     try:
         with _progress(len(found), "converting") as progress:
             reports = convert_sources(
@@ -233,7 +240,7 @@ def convert(
 @with_sources
 @with_generation
 @click.option("--no-cache", "use_cache", is_flag=True, flag_value=False, default=True, help="Port every file again, ignoring the cache of ports.")
-def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], use_cache: bool) -> None:
+def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], use_cache: bool) -> None:
     """List every file found: in scope (with its family and variant) or skipped (with the reason).
 
     \b
@@ -246,7 +253,7 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
     from porter.convert import list_sources
 
     project = _project()
-    settings = _generation(project, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules)
     found = _sources(sources, installed, torchtune_version, project)
     with _progress(len(found), "reading") as progress:
         reports = list_sources(found, settings, cache=_cache(use_cache), progress=progress)
@@ -268,7 +275,7 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
 @click.option("--format", "output_format", type=click.Choice(["unified", "markdown"]), default="unified", show_default=True, help="markdown: for a pull-request comment or a CI step summary.")
 @with_generation
 @with_overlays
-def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str, str]], output_format: str, runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path], use_overlays: bool) -> None:
+def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str, str]], output_format: str, contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path], use_overlays: bool) -> None:
     """Print what porting does to RECIPES (paths, folders or installed recipe names;
     default: [tool.porter] source), or with --between, how an upgrade of torchtune
     changes each generated recipe, flagging upstream changes to the code the port
@@ -289,7 +296,7 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
     from porter.review import markdown, REMOVED_UPSTREAM, review_ports, review_upgrade, unified
 
     project = _project()
-    settings = _generation(project, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules)
     overlays = _overlays(project, overlays_dir, use_overlays)
     with contextlib.ExitStack() as stack:
         if between:
@@ -317,7 +324,7 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
     shown = [review for review in reviews if review.status != SKIPPED or review.flags]
     skipped = [(review.name, review.reason) for review in reviews if review.status == SKIPPED and not review.flags]
     if output_format == "markdown":
-        click.echo(markdown(shown, title, skipped), nl=False)
+        click.echo(markdown(shown, title, settings.contract.name, skipped), nl=False)
     else:
         click.echo(unified(shown), nl=False)
         for review in shown:
@@ -340,7 +347,7 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
 @with_output
 @with_generation
 @with_overlays_folder
-def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], out_dir: Optional[Path], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path]) -> None:
+def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], out_dir: Optional[Path], contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path]) -> None:
     """Keep the hand edits of generated RECIPE as an overlay patch, re-applied by every
     `porter convert`. RECIPE is its name in the output folder; SOURCES (default:
     [tool.porter] source) are the sources it was generated from.
@@ -367,10 +374,75 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
     if len(matches) != 1:
         raise _Failure(f"{recipe}: {'no' if not matches else 'more than one'} source generates {name}.py")
     try:
-        done = save_overlay(matches[0], out_dir or project.output, _generation(project, runtime_module, skip_rules), _overlays(project, overlays_dir, True))
+        done = save_overlay(matches[0], out_dir or project.output, _generation(project, contract, runtime_module, skip_rules), _overlays(project, overlays_dir, True))
     except (OverlaySaveError, OSError) as error:
         raise _Failure(str(error))
     _say(f"porter: {done}")
+
+
+@main.group()
+def contract() -> None:
+    """The runtime contract generated recipes target (README, Your own runtime).
+
+    \b
+    Examples:
+      porter contract show --contract guide
+      porter contract check team.recipes.recipe_base team.utils -o team-contract.toml
+    """
+
+
+@contract.command(name="show")
+@click.option("--contract", "contract_name", metavar="NAME|FILE", help="porter, guide or a TOML file (default: [tool.porter] contract).")
+@click.option("--runtime-module", metavar="MODULE", help="Module the contract's imports from porter's `runtime` come from instead.")
+def contract_show(contract_name: Optional[str], runtime_module: Optional[str]) -> None:
+    """Print the contract generation targets, as a TOML file `--contract` reads.
+
+    Exit codes: 0 shown; 2 a bad setting or contract file.
+    """
+    settings = _generation(_project(), contract_name, runtime_module, ())
+    click.echo(settings.contract.toml(), nl=False)
+
+
+@contract.command(name="check")
+@click.argument("modules", nargs=-1, required=True)
+@click.option("--job-logger", metavar="MODULE:CLASS", help="The job logger's class, where RecipeBase does not annotate `job_logger`.")
+@click.option("--save-hook", metavar="METHOD", help="RecipeBase's method that saves when due (default: save_checkpoint_if_due if it has one; else none).")
+@click.option("-o", "--output", "target", type=click.Path(path_type=Path), help="Write the contract read to this TOML file.")
+def contract_check(modules: Tuple[str, ...], job_logger: Optional[str], save_hook: Optional[str], target: Optional[Path]) -> None:
+    """Read the contract of a team's runtime off MODULES (together they export
+    RecipeBase and run_recipe, and Dataset if it is not torch's): what porter will
+    target, and where it differs from the guide's.
+
+    \b
+    Examples:
+      porter contract check runtime
+      porter contract check team.recipes.recipe_base team.utils -o team-contract.toml
+      porter convert --installed --contract team-contract.toml
+
+    Exit codes: 0 read; 2 porter cannot target that runtime (each reason on a line).
+    """
+    from porter.contract_reader import read_runtime
+
+    sys.path.insert(0, os.getcwd())  # a team's runtime is often a folder here, not installed
+    reading = read_runtime(modules, job_logger, save_hook)
+    for fact in reading.facts:
+        _say(f"read: {fact}")
+    if reading.contract is None:
+        for problem in reading.problems:
+            _say(f"porter: error: {problem}")
+        sys.exit(2)
+    for difference in reading.differences():
+        _say(f"differs from the guide: {difference}")
+    if target is None:
+        click.echo(reading.contract.toml(), nl=False)
+        return
+    from porter.outputs import write_atomically
+
+    try:
+        write_atomically(target, reading.contract.toml())
+    except OSError as error:
+        raise _Failure(f"{target}: cannot write: {error.strerror or error}")
+    _say(f"porter: wrote {target}; use it with --contract {target}")
 
 
 # torchrun's options are not declared here: `porter run` passes on every one torchrun
@@ -428,7 +500,8 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
         JobPaths.for_job(Path(output_root), user_id, job_id)  # refuse bad ids before anything
         torchrun, overrides = TorchrunOptions.split(arguments)
         node = NodePlace.of(torchrun)
-        recipe_path = resolve_recipe(recipe, recipes_dir or _project().output)
+        project = _project()
+        recipe_path = resolve_recipe(recipe, recipes_dir or project.output, _generation(project, None, None, ()))
         cfg = load_config(config_name, overrides)
         cfg.porter = {
             "output_root": str(output_root),

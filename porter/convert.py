@@ -91,7 +91,7 @@ def _port(inputs: _Inputs, settings: Settings, cache: Optional[PortCache]) -> Ge
     result = port(inputs.text, settings)
     generated = Generated(inputs.text, result)
     if result.status == CONVERTED:
-        generated.text = _with_overlay(inputs.source, inputs.text, result.code, inputs.overlay, inputs.overlay_text)
+        generated.text = _with_overlay(inputs.source, inputs.text, result.code, inputs.overlay, inputs.overlay_text, settings.contract.name)
     if cache:
         cache.put(inputs.key, generated.result, generated.text)
     return generated
@@ -299,10 +299,10 @@ def _overlay(source: SourceFile, overlays: Optional[Path]) -> Tuple[Optional[Pat
         raise GenerateError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}")
 
 
-def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Path], patch: str) -> str:
+def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Path], patch: str, contract: str) -> str:
     """The generated text of `source`: its port, with the team's overlay applied."""
     if overlay is None:
-        return generated_text(source, text, body)
+        return generated_text(source, text, body, contract)
     try:
         patched = overlay_patches.apply(body, patch, str(overlay))
     except overlay_patches.OverlayError as error:
@@ -311,7 +311,7 @@ def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Pa
         compile(patched, str(overlay), "exec")
     except SyntaxError as error:
         raise GenerateError(f"{overlay}: the patched recipe does not compile: line {error.lineno}: {error.msg}")
-    return generated_text(source, text, patched, overlay=overlay.name, overlay_text=patch)
+    return generated_text(source, text, patched, contract, overlay=overlay.name, overlay_text=patch)
 
 
 def _failed(report: FileReport, reason: str) -> FileReport:

@@ -15,7 +15,7 @@ of the module): a port makes a dozen edits, and one walk of statements serves th
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Callable, DefaultDict, Dict, List, Sequence, Set
+from typing import Callable, DefaultDict, Dict, List, Sequence, Set, Tuple
 
 import libcst as cst
 
@@ -38,10 +38,8 @@ class Edits:
         self._before: DefaultDict[int, List[cst.BaseStatement]] = defaultdict(list)
         self._after: DefaultDict[int, List[cst.BaseStatement]] = defaultdict(list)
         self._own_lines: Set[int] = set()
-        self.inserted: List[cst.BaseStatement] = []  # the statements porter's templates made
-
-    def __bool__(self) -> bool:
-        return bool(self._changes or self._before or self._after)
+        # The statements porter's templates made, each with the source statement it went at.
+        self.inserted: List[Tuple[cst.BaseStatement, cst.BaseStatement]] = []
 
     def change(self, stmt: cst.BaseStatement, change: Callable[[cst.BaseStatement], cst.BaseStatement]) -> None:
         """Rewrite `stmt` (after the edits inside it), keeping it one statement."""
@@ -58,7 +56,7 @@ class Edits:
             return [first.with_changes(leading_lines=node.leading_lines), *rest]
 
         if made:
-            self.inserted.extend(replacement)
+            self.inserted.extend((new, stmt) for new in replacement)
         self._changes[id(stmt)].append(replacing)
 
     def remove(self, stmt: cst.BaseStatement) -> None:
@@ -70,13 +68,13 @@ class Edits:
         statements keep their leading lines, and `stmt` its own (methods between methods)."""
         self._before[id(stmt)].extend(statements)
         if made:
-            self.inserted.extend(statements)
+            self.inserted.extend((new, stmt) for new in statements)
         if own_lines:
             self._own_lines.add(id(stmt))
 
     def insert_after(self, stmt: cst.BaseStatement, statements: Statements) -> None:
         self._after[id(stmt)].extend(statements)
-        self.inserted.extend(statements)
+        self.inserted.extend((new, stmt) for new in statements)
 
     # -- applying --------------------------------------------------------------------
 

@@ -33,10 +33,12 @@ def generated_text(
     source: SourceFile,
     source_text: str,
     body: str,
+    contract: str,
     overlay: Optional[str] = None,
     overlay_text: str = "",
 ) -> str:
-    """The header and `body`; `overlay` names the patch already applied to `body`."""
+    """The header and `body`; `contract` names the runtime contract the body was
+    generated for, `overlay` the patch already applied to it."""
     from porter import snippets
 
     header = snippets.render(
@@ -45,6 +47,7 @@ def generated_text(
         torchtune_version=source.torchtune_version,
         source=source.label,
         source_sha256=sha256(source_text),
+        contract=contract,
         overlay=overlay,
         overlay_sha256=sha256(overlay_text),
         body_sha256=sha256(body),

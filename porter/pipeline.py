@@ -23,11 +23,11 @@ from porter.rules.base import PortingRule
 from porter.settings import Settings
 from porter.shape import not_a_training_recipe, RecipeShape
 from porter.syntax import module_code
-from porter.verify import check_names, inserted_reads_problems
+from porter.verify import check_names, contract_problems
 
 def port(text: str, settings: Settings = Settings()) -> PortResult:
     """Port one module's source with every rule the settings leave in, or say precisely why not."""
-    rules = [rule(None, runtime_module=settings.runtime_module) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
+    rules = [rule(None, contract=settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
     return port_with(rules, text)
 
 
@@ -59,16 +59,23 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         except PortError as error:
             problems.append((index.line(error.node), f"{error.rule_id} {error.message}"))
     if problems:
-        return PortResult(FAILED, reason="; ".join(_located(line, text) for line, text in sorted(problems, key=_by_line)), variant=variant)
+        return _refused(problems, variant)
 
     edits, notes, needed, applied = Edits(), [], [], []
     for rule, anchors in found:
         if anchors is None:
             continue
+        made = len(edits.inserted)
         rule.edit(shape, anchors, edits)
+        # Nothing outside the contract: what this rule's code uses, checked before any file is written.
+        problems += [
+            (index.line(anchor), f"{rule.RULE_ID} {problem}") for anchor, problem in contract_problems(edits.inserted[made:], shape, rule.contract)
+        ]
         notes += [f"{rule.RULE_ID} {note}" for note in rule.notes(shape, anchors)]
         needed += rule.imports(anchors)
         applied.append((rule, anchors))
+    if problems:
+        return _refused(problems, variant)
     try:
         tree = edits.apply(module)
     except EmptyBlockError as error:
@@ -78,7 +85,6 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         ported = ast.parse(code)
         for rule, anchors in applied:
             problems_found += [f"{rule.RULE_ID} {problem}" for problem in rule.check(ported, shape, anchors)]
-        problems_found += inserted_reads_problems(edits.inserted, shape)
     if problems_found:
         return PortResult(FAILED, reason="verify: " + "; ".join(problems_found), variant=variant)
     return PortResult(
@@ -104,6 +110,10 @@ def _shape_problems(shape: RecipeShape, rules: Sequence[PortingRule]) -> List[Tu
         (shape.index.line(shape.problems[part].node), f"{', '.join(ids)} {shape.problems[part].message}")
         for part, ids in needing.items()
     ]
+
+
+def _refused(problems: List[Tuple[Optional[int], str]], variant: str) -> PortResult:
+    return PortResult(FAILED, reason="; ".join(_located(line, text) for line, text in sorted(problems, key=_by_line)), variant=variant)
 
 
 def _by_line(problem: Tuple[Optional[int], str]):

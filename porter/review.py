@@ -237,9 +237,10 @@ def _watched_calls(tree: ast.Module, functions: Dict[int, str]) -> Dict[Tuple[st
     return {key: sorted(lines) for key, lines in calls.items()}
 
 
-def markdown(reviews: Sequence[RecipeReview], title: str, skipped: Sequence[Tuple[str, str]] = ()) -> str:
-    """The reviews as markdown: a table, then a section per recipe with its diff folded."""
-    return snippets.render("review.md.j2", title=title, reviews=reviews, skipped=skipped)
+def markdown(reviews: Sequence[RecipeReview], title: str, contract: str, skipped: Sequence[Tuple[str, str]] = ()) -> str:
+    """The reviews as markdown: the runtime contract the ports target, a table, then a
+    section per recipe with its diff folded."""
+    return snippets.render("review.md.j2", title=title, contract=contract, reviews=reviews, skipped=skipped)
 
 
 def unified(reviews: Sequence[RecipeReview]) -> str:

@@ -9,13 +9,15 @@ from typing import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from porter.report import CONVERTED, UNCHANGED
+from porter.settings import Settings
 from porter.sources import find_recipe, installed_recipes_dir, recipe_name
 from runtime.job import JobError
 
 
-def resolve_recipe(recipe: str, recipes_dir: Path) -> Path:
+def resolve_recipe(recipe: str, recipes_dir: Path, settings: Settings) -> Path:
     """A generated recipe's file: a path as given, or `<recipes_dir>/<name>.py`, which is
-    converted from the installed torchtune's recipe of that name when missing."""
+    converted with `settings` from the installed torchtune's recipe of that name when
+    missing."""
     path = Path(recipe)
     if path.is_file():
         return path
@@ -30,7 +32,7 @@ def resolve_recipe(recipe: str, recipes_dir: Path) -> Path:
         raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name") from error
     from porter.convert import convert  # the converter loads only when it is needed
 
-    report = convert(sources, recipes_dir)[0]
+    report = convert(sources, recipes_dir, settings=settings)[0]
     if report.status not in (CONVERTED, UNCHANGED):
         raise JobError(f"{recipe}: cannot be converted: {report.reason}")
     return generated

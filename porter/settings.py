@@ -6,7 +6,9 @@ command-line flags override them:
     [tool.porter]
     source = ["installed"]           # recipe files or folders; "installed" = torchtune's
     output = "generated_recipes"     # where generated recipes go
-    runtime_module = "runtime"       # what generated code imports RecipeBase from
+    contract = "porter"              # the runtime contract generated code targets: porter, guide,
+                                     # a TOML file, or a [tool.porter.contract] table
+    runtime_module = "runtime"       # shorthand: the module the contract's `runtime` imports become
     skip_rules = []                  # ids of rules to leave out (README, Architecture)
     overlays = "overlays"            # the team's own patches, re-applied after conversion
 """
@@ -19,12 +21,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import FrozenSet, Optional, Tuple
 
+from runtime.contract import ContractError, load as load_contract, PORTER, PORTER_RUNTIME_MODULE, RuntimeContract
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
-DEFAULT_RUNTIME_MODULE = "runtime"
+DEFAULT_RUNTIME_MODULE = PORTER_RUNTIME_MODULE
 INSTALLED = "installed"
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -37,7 +41,7 @@ class SettingsError(Exception):
 class Settings:
     """What changes the code porter generates."""
 
-    runtime_module: str = DEFAULT_RUNTIME_MODULE
+    contract: RuntimeContract = PORTER
     skip_rules: FrozenSet[str] = frozenset()
 
 
@@ -47,14 +51,11 @@ class ProjectSettings:
 
     source: Tuple[str, ...] = ()
     output: Path = Path("generated_recipes")
+    contract: RuntimeContract = PORTER  # as declared, before `runtime_module` renames its module
     runtime_module: str = DEFAULT_RUNTIME_MODULE
     skip_rules: FrozenSet[str] = frozenset()
     overlays: Path = Path("overlays")
     file: Optional[Path] = field(default=None, compare=False)  # where they were read
-
-    @property
-    def generation(self) -> Settings:
-        return Settings(runtime_module=self.runtime_module, skip_rules=self.skip_rules)
 
     @classmethod
     def find(cls, start: Path = Path(".")) -> "ProjectSettings":
@@ -98,11 +99,16 @@ class ProjectSettings:
 
         where = f"{path}: [tool.porter]"
         runtime_module = check_runtime_module(table.get("runtime_module", DEFAULT_RUNTIME_MODULE), f"{where} runtime_module")
+        try:
+            contract = load_contract(table.get("contract", PORTER.name), base, f"{where} contract")
+        except ContractError as error:
+            raise SettingsError(str(error))
         skip_rules = check_rule_ids(strings("skip_rules"), f"{where} skip_rules")
         source = tuple(s if s == INSTALLED else str(base / s) for s in strings("source"))
         return cls(
             source=source,
             output=folder("output", cls.output),
+            contract=contract,
             runtime_module=runtime_module,
             skip_rules=skip_rules,
             overlays=folder("overlays", cls.overlays),

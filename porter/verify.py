@@ -18,7 +18,6 @@ from pyflakes import messages as pyflakes_messages
 from pyflakes.checker import Checker, Importation, ModuleScope
 
 from porter.syntax import node_code
-from runtime.contract import provided_attributes
 
 
 @dataclass
@@ -87,19 +86,37 @@ def dotted_name(node: ast.AST) -> Optional[str]:
     return None
 
 
-def inserted_reads_problems(inserted: Sequence[cst.BaseStatement], shape) -> List[str]:
-    """Each `self.<name>` the inserted code reads that neither the recipe nor the runtime
-    provides: the port would fail at run time, not here. A recipe with other base
-    classes than FTRecipeInterface may get attributes from them: not checked."""
-    if shape.attributes is None:
-        return []
-    known = shape.attributes | provided_attributes()
-    missing = []
-    for stmt in inserted:
-        for name in _self_reads(node_code(stmt).strip()):
-            if name not in known and name not in missing:
-                missing.append(name)
-    return [f"the inserted code reads `self.{name}`, which {shape.cls.name.value} never sets" for name in missing]
+def contract_problems(inserted: Sequence[Tuple[cst.BaseStatement, cst.BaseStatement]], shape, contract) -> List[Tuple[cst.BaseStatement, str]]:
+    """What the inserted code uses that the runtime contract does not provide, each
+    with the source statement it went at: a `self.<name>` that neither the recipe nor
+    the contract provides (a recipe with other base classes than FTRecipeInterface may
+    get attributes from them: not checked), a job-logger method or keyword the
+    contract's logger does not take. Each would fail at run time, not here."""
+    problems: List[Tuple[cst.BaseStatement, str]] = []
+    accepted = {"log_step": contract.log_step, "log_epoch": contract.log_epoch}
+    for stmt, anchor in inserted:
+        code = node_code(stmt).strip()
+        for name in _self_reads(code):
+            if shape.attributes is not None and name not in shape.attributes and not contract.provides(name):
+                problems.append((anchor, f"the inserted code reads `self.{name}`, which neither {shape.cls.name.value} sets nor the runtime contract `{contract.name}` provides"))
+        for method, keywords in _logger_calls(code):
+            if method not in accepted:
+                problems.append((anchor, f"the inserted code calls `self.job_logger.{method}`, which the runtime contract `{contract.name}` does not declare"))
+                continue
+            for keyword in keywords:
+                if keyword not in accepted[method]:
+                    problems.append((anchor, f"the inserted `{method}` passes `{keyword}`, which the runtime contract `{contract.name}` does not accept"))
+    return list(dict.fromkeys(problems))
+
+
+@functools.lru_cache(maxsize=None)
+def _logger_calls(code: str) -> Tuple[Tuple[str, Tuple[str, ...]], ...]:
+    """(method, keywords) of each `self.job_logger.<method>(...)` call in `code`."""
+    return tuple(
+        (node.func.attr, tuple(keyword.arg for keyword in node.keywords))
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and dotted_name(node.func.value) == "self.job_logger"
+    )
 
 
 @functools.lru_cache(maxsize=None)

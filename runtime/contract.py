@@ -1,21 +1,60 @@
-"""The contract between generated recipes and the runtime, declared once.
+"""The contract between generated recipes and the runtime they run on, declared once.
 
-`PortedRecipe` is what RecipeBase gives the code porter inserts: the templates read
-these names on `self` and no others, and porter refuses a port whose inserted code
-reads a `self.<name>` that neither this contract nor the recipe provides.
-`SAVE_ARGUMENTS` are the keyword arguments the runtime may pass to a recipe's
-`_save_checkpoint` (those its signature names). Imports nothing heavy: the converter
-reads it without loading torch.
+A contract says everything the code porter generates may use of its runtime:
+- where `Dataset`, `RecipeBase` and `run_recipe` are imported from;
+- the keywords `self.job_logger.log_step(...)` and `log_epoch(...)` accept;
+- the attributes RecipeBase gives a recipe (`self.job_logger`, `self.rank`, ...);
+- whether the runtime owns checkpoint saves, and through which method (its save
+  hook); without one, the recipe keeps saving itself;
+- whether RecipeBase's public interface methods pass their arguments on to the
+  recipe's `_`-prefixed ones, so that the recipe's own calls may go through them.
+
+`PORTER` is porter's runtime's (`PortedRecipe` below is what its RecipeBase gives).
+`GUIDE` is the porting guide's, which teams' own runtimes implement; porter's runtime
+runs its output too. A team declares its own as data: `[tool.porter.contract]` or a
+TOML file of the same keys (`porter contract check` reads one off a runtime).
+Imports nothing heavy: the converter reads it without loading torch.
 """
 
 from __future__ import annotations
 
-from typing import Any, FrozenSet, Optional, Protocol
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Protocol, Tuple, Union
 
+from runtime.events import EPOCH_FIELDS, STEP_FIELDS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, before it joined the standard library
+    import tomli as tomllib
+
+# The arguments porter's runtime may pass a recipe's `_save_checkpoint` (those its
+# signature names).
 SAVE_ARGUMENTS = ("epoch", "step", "full_tensors", "is_intermediate_checkpoint")
+# What generated code imports from the runtime, in the order the guide lists them.
+IMPORTED_NAMES = ("Dataset", "RecipeBase", "run_recipe")
+# The module porter's runtime is imported as; `runtime_module` settings rename it.
+PORTER_RUNTIME_MODULE = "runtime"
+# A save hook is called `self.<hook>(epoch=..., step=...)` after an optimizer step and
+# `self.<hook>(epoch=..., total_epochs=...)` where an epoch ends.
+SAVE_HOOK_ARGUMENTS = ("epoch", "total_epochs", "step")
+NAMED = ("porter", "guide")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class PortedRecipe(Protocol):
+    """What porter's RecipeBase gives the code porter inserts."""
+
+    job_id: str
+    user_id: str
+    cfg: Any  # the job's config, as the recipe is given it
     job_logger: Any  # runtime.job_logger.JobLogger: log_step(...), log_epoch(...)
     dataset: Any  # the job's dataset, or None
     job_dataset_config: Any  # the config node the job's dataset replaces
@@ -27,7 +66,184 @@ class PortedRecipe(Protocol):
     ) -> None: ...
 
 
-def provided_attributes() -> FrozenSet[str]:
-    """Every name generated code may read on `self` from the runtime."""
+class ContractError(ValueError):
+    """A contract that cannot be used: one line naming where it was declared and the key."""
+
+
+@dataclass(frozen=True)
+class RuntimeContract:
+    name: str  # `porter`, `guide`, or where a team's was declared
+    imports: Tuple[Tuple[str, str], ...]  # (name, module) for each of IMPORTED_NAMES
+    log_step: Tuple[str, ...]  # the keywords `job_logger.log_step` accepts, in the order porter passes them
+    log_epoch: Tuple[str, ...]
+    attributes: FrozenSet[str]  # what RecipeBase sets on the recipe
+    save_hook: Optional[str] = None  # the runtime's save hook; None: the recipe saves itself
+    wrappers_forward_arguments: bool = False
+
+    def module_of(self, name: str) -> str:
+        return dict(self.imports)[name]
+
+    def provides(self, attribute: str) -> bool:
+        """Whether generated code may read `self.<attribute>` from the runtime."""
+        return attribute in self.attributes or attribute == self.save_hook
+
+    def with_runtime_module(self, module: str) -> "RuntimeContract":
+        """The same contract with porter's `runtime` module renamed: the shorthand of
+        `runtime_module` settings and `--runtime-module`."""
+        imports = tuple((name, module if where == PORTER_RUNTIME_MODULE else where) for name, where in self.imports)
+        return replace(self, imports=imports)
+
+    def with_imports(self, imports: Mapping[str, str]) -> "RuntimeContract":
+        merged = {**dict(self.imports), **imports}
+        return replace(self, imports=tuple((name, merged[name]) for name in IMPORTED_NAMES))
+
+    def table(self) -> Dict[str, Any]:
+        """The contract as the data a team writes (TOML keys), `name` left out."""
+        table: Dict[str, Any] = {
+            "imports": dict(self.imports),
+            "log_step": list(self.log_step),
+            "log_epoch": list(self.log_epoch),
+            "attributes": sorted(self.attributes),
+            "save_hook": self.save_hook or False,
+            "wrappers_forward_arguments": self.wrappers_forward_arguments,
+        }
+        return table
+
+    def toml(self) -> str:
+        """The contract as a TOML file `--contract` reads back."""
+        lines = [f"# runtime contract: {self.name}"]
+        for key, value in self.table().items():
+            if key != "imports":
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines += ["", "[imports]"] + [f"{name} = {_toml_value(module)}" for name, module in self.imports]
+        return "\n".join(lines) + "\n"
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps({"name": self.name, **self.table()}, sort_keys=True).encode()).hexdigest()
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(value)  # a TOML basic string is a JSON string
+
+
+def _porter_attributes() -> FrozenSet[str]:
     methods = {name for name, value in vars(PortedRecipe).items() if callable(value) and not name.startswith("_")}
     return frozenset(PortedRecipe.__annotations__) | methods
+
+
+PORTER = RuntimeContract(
+    name="porter",
+    imports=tuple((name, PORTER_RUNTIME_MODULE) for name in IMPORTED_NAMES),
+    log_step=STEP_FIELDS,
+    log_epoch=EPOCH_FIELDS,
+    attributes=_porter_attributes() - {"save_checkpoint_if_due"},
+    save_hook="save_checkpoint_if_due",
+)
+
+GUIDE = RuntimeContract(
+    name="guide",
+    imports=(("Dataset", "torch.utils.data"), ("RecipeBase", PORTER_RUNTIME_MODULE), ("run_recipe", PORTER_RUNTIME_MODULE)),
+    log_step=(
+        "gpu_rank",
+        "step_num",
+        "step_len",
+        "step_loss",
+        "step_lr",
+        "step_peak_memory_active",
+        "step_peak_memory_alloc",
+        "step_peak_memory_reserved",
+        "step_time_elapsed_s",
+        "epoch_num",
+        "epoch_len",
+    ),
+    log_epoch=("gpu_rank", "epoch_num", "epoch_len", "epoch_time_elapsed_s"),
+    attributes=frozenset({"job_id", "user_id", "cfg", "dataset", "job_logger", "rank"}),
+)
+
+_BY_NAME = {contract.name: contract for contract in (PORTER, GUIDE)}
+_KEYS = ("base", "imports", "log_step", "log_epoch", "attributes", "save_hook", "wrappers_forward_arguments")
+
+
+def provided_attributes() -> FrozenSet[str]:
+    """Every name generated code may read on `self` from porter's runtime."""
+    return PORTER.attributes | {PORTER.save_hook}
+
+
+def named(name: str) -> RuntimeContract:
+    return _BY_NAME[name]
+
+
+def load(spec: Union[str, Mapping[str, Any]], base: Path = Path("."), where: str = "contract") -> RuntimeContract:
+    """The contract `spec` names: `porter`, `guide`, a TOML file (relative to `base`),
+    or a table of the file's keys. ContractError says what is wrong, in one line."""
+    if isinstance(spec, Mapping):
+        return from_table(spec, where, name=where)
+    if not isinstance(spec, str) or not spec:
+        raise ContractError(f"{where}: expected `porter`, `guide`, a TOML file or a table, got {spec!r}")
+    if spec in _BY_NAME:
+        return _BY_NAME[spec]
+    path = base / spec
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContractError(f"{where}: {spec!r} is neither `porter`, `guide` nor a contract file ({path} does not exist)")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ContractError(f"{path}: cannot read the contract: {error}".splitlines()[0])
+    return from_table(table, str(path), name=str(spec))
+
+
+def from_table(table: Mapping[str, Any], where: str, name: str) -> RuntimeContract:
+    """A team's contract from its data; keys it leaves out come from `base` (default
+    `guide`)."""
+    for key in table:
+        if key not in _KEYS:
+            raise ContractError(f"{where}: {key}: unknown key (known: {', '.join(_KEYS)})")
+    base_name = table.get("base", "guide")
+    if base_name not in _BY_NAME:
+        raise ContractError(f"{where}: base: expected one of {', '.join(NAMED)}, got {base_name!r}")
+    contract = replace(_BY_NAME[base_name], name=name)
+    if "imports" in table:
+        imports = table["imports"]
+        if not isinstance(imports, Mapping):
+            raise ContractError(f"{where}: imports: expected a table of name = module")
+        for key, module in imports.items():
+            if key not in IMPORTED_NAMES:
+                raise ContractError(f"{where}: imports.{key}: generated code imports only {', '.join(IMPORTED_NAMES)}")
+            if not isinstance(module, str) or not _MODULE.fullmatch(module):
+                raise ContractError(f"{where}: imports.{key}: {module!r} is not a module path like my_platform.runtime")
+        contract = contract.with_imports(imports)
+    for key, known in (("log_step", STEP_FIELDS), ("log_epoch", EPOCH_FIELDS)):
+        if key in table:
+            keywords = _names(table[key], f"{where}: {key}")
+            unknown = [keyword for keyword in keywords if keyword not in known]
+            if unknown:
+                raise ContractError(
+                    f"{where}: {key}: porter has no value for `{unknown[0]}` (it can pass {', '.join(known)})"
+                )
+            # porter passes them in its event schema's order
+            contract = replace(contract, **{key: tuple(keyword for keyword in known if keyword in keywords)})
+    if "attributes" in table:
+        contract = replace(contract, attributes=frozenset(_names(table["attributes"], f"{where}: attributes")))
+    if "save_hook" in table:
+        hook = table["save_hook"]
+        if hook is False or hook == "":
+            hook = None
+        elif not isinstance(hook, str) or not _IDENTIFIER.fullmatch(hook):
+            raise ContractError(f"{where}: save_hook: expected a method name, or false for none, got {hook!r}")
+        contract = replace(contract, save_hook=hook)
+    if "wrappers_forward_arguments" in table:
+        forward = table["wrappers_forward_arguments"]
+        if not isinstance(forward, bool):
+            raise ContractError(f"{where}: wrappers_forward_arguments: expected true or false, got {forward!r}")
+        contract = replace(contract, wrappers_forward_arguments=forward)
+    return contract
+
+
+def _names(value: Any, where: str) -> Tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and _IDENTIFIER.fullmatch(item) for item in value):
+        raise ContractError(f"{where}: expected a list of names")
+    return tuple(value)

@@ -15,6 +15,7 @@ Imports nothing heavy: the converter reads it without loading torch.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -155,8 +156,15 @@ STEP_FIELDS = tuple(f.name for f in dataclasses.fields(Step))
 EPOCH_FIELDS = tuple(f.name for f in dataclasses.fields(Epoch))
 
 
-def field_names(operation: str) -> Tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(OPERATIONS[operation][0]))
+def keyword_signature(operation: str) -> inspect.Signature:
+    """`(self, *, <field>, ...)`: the signature of a logger method whose keywords are
+    exactly `operation`'s fields, so that `inspect.signature` reads them (as
+    `porter contract check` does) from this one definition."""
+    parameters = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for item in dataclasses.fields(OPERATIONS[operation][0]):
+        default = item.default if item.default is not dataclasses.MISSING else inspect.Parameter.empty
+        parameters.append(inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    return inspect.Signature(parameters)
 
 
 def event_data(operation: str, data: Dict[str, Any]) -> Dict[str, Any]:

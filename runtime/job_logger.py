@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from runtime.events import event_data, new_event_id, SCHEMA_VERSION
+from runtime.events import event_data, keyword_signature, new_event_id, SCHEMA_VERSION
 from runtime.job import JobPaths
 from runtime.secrets import redact, scrub
 from runtime.sinks import Event, JsonlFileSink, QueuedSink, Sink
@@ -181,6 +181,9 @@ class JobLogger:
         data = event_data("epoch", {name: _plain(value) for name, value in fields.items()})
         if self._first_time(("epoch", data["gpu_rank"], data["epoch_num"])):
             self.log("epoch", data, durable=True)
+
+    log_step.__signature__ = keyword_signature("step")
+    log_epoch.__signature__ = keyword_signature("epoch")
 
     def _first_time(self, key: Tuple[str, int, int]) -> bool:
         with self._lock:

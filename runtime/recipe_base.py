@@ -5,6 +5,10 @@ The recipe's own methods are `_init`, `_setup`, `_train`, `_save_checkpoint`,
 job system needs: system facts and the resolved config at setup, checkpoints saved
 when the runtime's policy says so and recorded as `weights` events, the artifact list
 at cleanup. A recipe missing any of the methods can still be built.
+
+It runs recipes ported for either contract (runtime/contract.py): `porter`'s, whose
+loop calls the save hook `save_checkpoint_if_due`, and the guide's, whose loop keeps
+calling its own `_save_checkpoint`; those saves are recorded all the same.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -52,11 +56,17 @@ class RecipeBase:
     ) -> None:
         self.job_id = job_id
         self.user_id = user_id
+        self.cfg = cfg
         self._job = job
         self._rank: Optional[int] = None
         self._world_size: Optional[int] = None
         if dataset is not None and job.dataset_config is None:
             raise ValueError("a job dataset needs its dataset config in the JobContext")
+        # A recipe ported for a contract without a save hook calls its `_save_checkpoint`
+        # itself: those calls come here, so its saves are `weights` events too, and a
+        # job resumes from them as from the runtime's own.
+        self._recipe_save = self._save_checkpoint
+        self._save_checkpoint = self._recipe_owned_save
         self._init(cfg)
 
     # -- what the generated code reads ------------------------------------------------
@@ -174,7 +184,7 @@ class RecipeBase:
         step = step if step is not None else getattr(self, "global_step", None)
         if step is not None and step == self._job.last_saved_step and not final:
             return  # this state is already on disk
-        parameters = inspect.signature(self._save_checkpoint).parameters
+        parameters = inspect.signature(self._recipe_save).parameters
         arguments: dict = {"epoch": epoch}
         if "step" in parameters:
             arguments["step"] = step
@@ -182,12 +192,30 @@ class RecipeBase:
             arguments["full_tensors"] = not step_save
         if "is_intermediate_checkpoint" in parameters:
             arguments["is_intermediate_checkpoint"] = not final
+        self._recorded(lambda: self._recipe_save(**arguments), epoch, step, final)
+
+    def _recipe_owned_save(self, *args: Any, **kwargs: Any) -> Any:
+        """A save the recipe's own loop makes (guide contract), recorded: final when it
+        says it is not intermediate, or when it saves the last epoch."""
+        try:
+            passed = inspect.signature(self._recipe_save).bind(*args, **kwargs).arguments
+        except TypeError:  # the recipe's own call is wrong: let it fail as it would unported
+            return self._recipe_save(*args, **kwargs)
+        epoch = passed.get("epoch")
+        total = getattr(self, "total_epochs", None)
+        final = passed.get("is_intermediate_checkpoint") is False or (
+            isinstance(epoch, int) and isinstance(total, int) and epoch + 1 >= total
+        )
+        return self._recorded(lambda: self._recipe_save(*args, **kwargs), epoch, getattr(self, "global_step", None), final)
+
+    def _recorded(self, save: Callable[[], Any], epoch: Optional[int], step: Optional[int], final: bool) -> Any:
+        """Run `save`, then record what it wrote as a `weights` event (rank 0)."""
         checkpoints = self._job.paths.checkpoints
         before = snapshot(checkpoints) if self.rank == 0 else {}
-        self._save_checkpoint(**arguments)
+        result = save()
         self._job.last_saved_step, self._job.final_saved = step, final
         if self.rank == 0:
-            state = None if final else keep_recipe_state(checkpoints, epoch)
+            state = None if final or epoch is None else keep_recipe_state(checkpoints, epoch)
             self.job_logger.log(
                 "weights",
                 {
@@ -199,6 +227,7 @@ class RecipeBase:
                 },
                 durable=True,
             )
+        return result
 
     def save_final_checkpoint_if_missing(self) -> None:
         """The final weights are always written: a loop that ended early (RL recipes

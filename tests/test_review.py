@@ -19,7 +19,7 @@ def test_markdown_review_of_the_fixtures_matches_golden(golden):
 def test_markdown_review_has_rules_counts_follow_ups_and_a_folded_diff():
     done = run_porter("diff", FIXTURES / "recipes" / "main_recipe.py", "--format", "markdown")
     text = done.stdout
-    assert "| `main_recipe.py` | converted | +44 −36 | 0 | 4 |" in text
+    assert "| `main_recipe.py` | converted | +45 −36 | 0 | 4 |" in text
     assert "Rules applied: P001 recipe-class, P002 recipe-main" in text
     assert "- [ ] P004 line 100: the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place" in text
     assert "- [ ] P004 line 115: the final save after the loop (`self.save_checkpoint(...)`), with its timing and log lines, goes" in text

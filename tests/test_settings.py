@@ -85,7 +85,7 @@ def test_overlays_come_from_the_settings_folder(project):
 @pytest.mark.parametrize(
     "table, message",
     [
-        ('sourc = ["recipes"]', "pyproject.toml: [tool.porter] sourc: unknown setting (known: output, overlays, runtime_module, skip_rules, source)"),
+        ('sourc = ["recipes"]', "pyproject.toml: [tool.porter] sourc: unknown setting (known: contract, output, overlays, runtime_module, skip_rules, source)"),
         ('skip_rules = ["P999"]', "pyproject.toml: [tool.porter] skip_rules: 'P999' is not a rule id (P001, P002, P003, P004, P005, P006, P008)"),
         ('skip_rules = ["P009"]', "pyproject.toml: [tool.porter] skip_rules: 'P009' is not a rule id any more: P009 imports is no rule any more: each rule adds the imports it needs"),
         ('skip_rules = ["P001"]', "pyproject.toml: [tool.porter] skip_rules: P001: P002 recipe-main needs P001 recipe-class: run_recipe builds RecipeBase subclasses only; skip "),

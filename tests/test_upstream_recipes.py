@@ -70,7 +70,7 @@ def test_ports_are_deterministic_and_idempotent(release):
         if first.status != "converted":
             continue
         assert port(upstream).code == first.code, source.label
-        generated = generated_text(source, upstream, first.code)
+        generated = generated_text(source, upstream, first.code, "porter")
         again = port(generated)
         assert again.status == "skipped" and "already ported" in again.reason
         # Even without porter's header, a ported module is recognised.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
-from typing import Any, ClassVar, List, Optional, Tuple
+from typing import Any, ClassVar, List, Optional, Tuple, Union
 
 import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
@@ -27,6 +27,7 @@ from porter.edits import Edits
 from porter.imports import Needed
 from porter.settings import DEFAULT_RUNTIME_MODULE
 from porter.shape import RecipeShape
+from runtime.contract import load as load_contract, PORTER, RuntimeContract
 
 
 class PortingRule(CodemodCommand):
@@ -36,17 +37,29 @@ class PortingRule(CodemodCommand):
     NEEDS: ClassVar[Tuple[str, ...]] = ()
     TEMPLATE: ClassVar[Optional[str]] = None
 
-    def __init__(self, context: CodemodContext, runtime_module: str = DEFAULT_RUNTIME_MODULE) -> None:
+    def __init__(
+        self,
+        context: CodemodContext,
+        contract: Union[RuntimeContract, str] = PORTER,
+        runtime_module: str = DEFAULT_RUNTIME_MODULE,
+    ) -> None:
         super().__init__(context)
-        self.runtime_module = runtime_module
+        declared = contract if isinstance(contract, RuntimeContract) else load_contract(contract, where="--contract")
+        self.contract = declared.with_runtime_module(runtime_module)
 
     @staticmethod
     def add_args(arg_parser: argparse.ArgumentParser) -> None:
         arg_parser.add_argument(
+            "--contract",
+            dest="contract",
+            default=PORTER.name,
+            help="the runtime contract the output targets: porter, guide, or a TOML file",
+        )
+        arg_parser.add_argument(
             "--runtime-module",
             dest="runtime_module",
             default=DEFAULT_RUNTIME_MODULE,
-            help="module the generated code imports RecipeBase, run_recipe and Dataset from",
+            help="module the contract's imports from porter's `runtime` come from instead",
         )
 
     @property

@@ -15,6 +15,11 @@ one, `_save_checkpoint(epoch)`, holding the moved save.
 Every routed save yields a reviewer note, with what its call passed that the runtime
 does not pass the same way. Refused: a helper that saves and does other work, a save
 whose result is used, a save method needing arguments the runtime cannot pass.
+
+Under a runtime contract without a save hook the runtime saves nothing: every save
+stays the recipe's, in its place, with its arguments and schedule (calling the renamed
+`_save_checkpoint`, or the runtime's public wrapper where the contract's wrappers pass
+their arguments on), and each is noted.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class Anchors:
     epoch_hook_after: Optional[cst.BaseStatement]  # the epoch count, when no epoch save holds the hook
     moved: Optional[SaveSite] = None  # the inline save that becomes `_save_checkpoint`
     moved_body: str = ""
+    kept: List[SaveSite] = field(default_factory=list)  # saves that stay the recipe's: the runtime has no save hook
 
 
 class CheckpointSaving(PortingRule):
@@ -91,6 +97,8 @@ class CheckpointSaving(PortingRule):
     TEMPLATE = "checkpoint_saving.py.j2"
 
     def find(self, shape: RecipeShape) -> Anchors:
+        if self.contract.save_hook is None:
+            return Anchors(routes=[], epoch_hook_after=None, kept=list(shape.saves))
         save_method = shape.methods.get("save_checkpoint")
         if save_method is not None:
             _check_signature(save_method, self.RULE_ID)
@@ -214,6 +222,7 @@ class CheckpointSaving(PortingRule):
                 self.snippet(
                     "epoch_hook",
                     depth=shape.epoch.body_depth,
+                    hook=self.contract.save_hook,
                     epoch=shape.epoch.variable,
                     epoch_len=shape.epoch.total_epochs,
                 ),
@@ -225,17 +234,18 @@ class CheckpointSaving(PortingRule):
 
     def _hook(self, shape: RecipeShape, route: Route) -> List[cst.BaseStatement]:
         site = route.site
+        hook = self.contract.save_hook
         if site.place == "step":
-            return self.snippet("step_hook", depth=route.depth, epoch=site.epoch_variable, step=shape.step_counter)
+            return self.snippet("step_hook", depth=route.depth, hook=hook, epoch=site.epoch_variable, step=shape.step_counter)
         if site.place == "epoch":
-            return self.snippet("epoch_hook", depth=route.depth, epoch=site.epoch_variable, epoch_len=shape.epoch.total_epochs)
+            return self.snippet("epoch_hook", depth=route.depth, hook=hook, epoch=site.epoch_variable, epoch_len=shape.epoch.total_epochs)
         return []
 
     # -- notes and checks --------------------------------------------------------------
 
     def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
         line = shape.index.line
-        notes = []
+        notes = [(line(site.statement), self._kept_note(shape, site)) for site in anchors.kept]
         for route in anchors.routes:
             site = route.site
             what = f"{_PLACES[site.place]} (`{node_code(site.call.func)}(...)`"
@@ -266,8 +276,30 @@ class CheckpointSaving(PortingRule):
             ))
         return [note for _, note in sorted(notes, key=lambda pair: pair[0])]
 
+    def _kept_note(self, shape: RecipeShape, site: SaveSite) -> str:
+        callee = node_code(site.call.func)
+        how = ""
+        if site.kind == "method":
+            how = (
+                "; it calls the runtime's public `save_checkpoint`, which passes its arguments on to `_save_checkpoint`"
+                if self.contract.wrappers_forward_arguments
+                else "; it calls the renamed `_save_checkpoint`"
+            )
+        return (
+            f"line {shape.index.line(site.statement)}: {_PLACES[site.place]} (`{callee}(...)`) stays the recipe's, "
+            f"with its arguments and schedule: the runtime of contract `{self.contract.name}` has no save hook{how}"
+        )
+
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
         problems = []
+        for site in anchors.kept:
+            method = ported_method(ported, shape, site.method)
+            saved = site.callee.rsplit(".", 1)[-1].lstrip("_")
+            if method is None or not any(
+                isinstance(call, ast.Call) and ast.unparse(call.func).rsplit(".", 1)[-1].lstrip("_") == saved
+                for call in ast.walk(method)
+            ):
+                problems.append(f"the save at line {shape.index.line(site.statement)} is gone")
         for route in anchors.routes:
             method = ported_method(ported, shape, route.site.method)
             for call in ast.walk(method) if method is not None else ():

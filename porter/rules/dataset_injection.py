@@ -6,7 +6,8 @@ The `if isinstance(cfg_dataset, ListConfig):` branch of `_setup_data` becomes th
 `packed`. Older recipes (torchtune 0.1) have no ListConfig branch: their one
 `ds = config.instantiate(cfg_dataset, ...)` becomes the `else` of that branch. Recipes
 that also build a validation set with `_setup_data` (torchtune main) take the job's
-dataset only for the training set's config.
+dataset only for the training set's config: the one the runtime says it replaced
+(`self.job_dataset_config`), or, under a contract without it, `self.cfg.dataset`.
 
 A recipe that mixes datasets (dev/lora_finetune_distributed_multi_dataset) loops over
 its dataset configs, filling a `datasets` and a `weights` dict. Right above that loop
@@ -20,7 +21,10 @@ from typing import List
 
 import libcst as cst
 
+import libcst.matchers as m
+
 from porter.edits import Edits
+from porter.errors import PortError
 from porter.rules.base import PortingRule
 from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA
 from porter.syntax import METHOD_BODY_DEPTH
@@ -35,7 +39,26 @@ class DatasetInjection(PortingRule):
     TEMPLATE = "dataset_injection.py.j2"
 
     def find(self, shape: RecipeShape) -> DatasetSetup:
-        return shape.dataset
+        anchors = shape.dataset
+        if anchors.kind != "mix" and anchors.several_setups and self._training_config(shape) is None:
+            raise PortError(
+                self.RULE_ID,
+                f"`_setup_data` builds several sets; porter tells the training set by the config node the runtime "
+                f"replaced, which the runtime contract `{self.contract.name}` gives neither as `self.job_dataset_config` "
+                "nor as `self.cfg.dataset` (with a `_setup_data(cfg.dataset, ...)` call)",
+                anchors.method,
+            )
+        return anchors
+
+    def _training_config(self, shape: RecipeShape):
+        """The expression of the config node the job's dataset replaced, as this
+        contract gives it; None when it gives none."""
+        if self.contract.provides("job_dataset_config"):
+            return "self.job_dataset_config"
+        calls = shape.index.statements_using_self(shape.cls, ["_setup_data"])
+        if self.contract.provides("cfg") and any(m.findall(call, m.Attribute(value=m.Name("cfg"), attr=m.Name("dataset"))) for call in calls):
+            return "self.cfg.dataset"
+        return None
 
     def edit(self, shape: RecipeShape, anchors: DatasetSetup, edits: Edits) -> None:
         if anchors.kind == "mix":
@@ -50,7 +73,7 @@ class DatasetInjection(PortingRule):
             cfg_dataset=anchors.cfg_dataset,
             variable=anchors.dataset_variable,
             assigns_packed=anchors.assigns_packed,
-            several_setups=anchors.several_setups,
+            training_config=self._training_config(shape) if anchors.several_setups else None,
         )
 
         def inject(node: cst.BaseStatement) -> cst.If:
@@ -66,7 +89,10 @@ class DatasetInjection(PortingRule):
         if anchors.kind == "mix":
             return [f"line {line}: the job's dataset replaces every dataset of the mix"]
         if anchors.several_setups:
-            return [f"line {line}: `_setup_data` also builds another set (validation): the job's dataset replaces the training set only"]
+            return [
+                f"line {line}: `_setup_data` also builds another set (validation): the job's dataset replaces the "
+                f"training set only, the set whose config is `{self._training_config(shape)}`"
+            ]
         return []
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: DatasetSetup) -> List[str]:

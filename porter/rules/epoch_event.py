@@ -5,7 +5,8 @@ clock's declaration (`t0 = time.perf_counter()`, the one the step-logging block 
 when it is in the body of the method with the epoch loop; otherwise (RL loops, older
 recipes) right above the statement that holds the epoch loop. Where the epoch ends
 (after `self.epochs_run += 1`, and after the epoch's save when it follows) go the
-`epoch` event and the clock's reset. Every rank runs it, so each rank logs its epoch.
+`epoch` event, with the keywords the runtime contract's `log_epoch` takes, and the
+clock's reset. Every rank runs it, so each rank logs its epoch.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ class EpochEvent(PortingRule):
         return Anchors(clock_before=_step_clock(shape) or shape.epoch.holder, epoch_end=shape.epoch_end)
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
-        edits.insert_before(anchors.clock_before, self.snippet("clock", depth=METHOD_BODY_DEPTH))
+        fields = self.contract.log_epoch
+        if "epoch_time_elapsed_s" in fields:  # the clock is read by that field alone
+            edits.insert_before(anchors.clock_before, self.snippet("clock", depth=METHOD_BODY_DEPTH))
         edits.insert_after(
             anchors.epoch_end,
-            self.snippet("epoch_end", depth=shape.epoch.body_depth, epoch=shape.epoch.variable, epoch_len=shape.epoch.total_epochs),
+            self.snippet("epoch_end", depth=shape.epoch.body_depth, fields=fields, epoch=shape.epoch.variable, epoch_len=shape.epoch.total_epochs),
         )
 
     def imports(self, anchors: Anchors) -> List[Needed]:

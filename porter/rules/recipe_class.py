@@ -3,7 +3,9 @@
 `class R(FTRecipeInterface)` becomes `class R(RecipeBase)`; `__init__` becomes `_init`
 and `load_checkpoint`, `setup`, `train`, `save_checkpoint` and `cleanup` get a `_`
 prefix, so RecipeBase's public methods wrap them. Calls on `self` are renamed with
-them; calls on anything else (`self._model.train()`) are left alone.
+them, unless the runtime contract's public wrappers pass their arguments on: then
+those calls go through the wrappers, so the runtime's wrapper code runs as it would in
+a port by hand. Calls on anything else (`self._model.train()`) are left alone.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ class RecipeClass(PortingRule):
         return Anchors(cls=shape.cls, renames=renames, call_sites=call_sites)
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
-        calls = _RenameSelfAttributes({old: new for old, new in anchors.renames.items() if old != "__init__"})
-        for stmt in anchors.call_sites:
-            edits.change(stmt, lambda node: node.visit(calls))
+        if not self.contract.wrappers_forward_arguments:
+            calls = _RenameSelfAttributes({old: new for old, new in anchors.renames.items() if old != "__init__"})
+            for stmt in anchors.call_sites:
+                edits.change(stmt, lambda node: node.visit(calls))
         for old, new in anchors.renames.items():
             edits.change(shape.methods[old], lambda node, new=new: node.with_changes(name=cst.Name(new)))
         edits.change(
@@ -84,8 +87,18 @@ class RecipeClass(PortingRule):
             ),
         )
 
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        if not self.contract.wrappers_forward_arguments or not anchors.call_sites:
+            return []
+        lines = ", ".join(str(shape.index.line(stmt)) for stmt in anchors.call_sites)
+        return [
+            f"line{'s' * (len(anchors.call_sites) > 1)} {lines}: the recipe's calls of its own interface methods go "
+            f"through the runtime's public wrappers (contract `{self.contract.name}`: they pass their arguments on), "
+            "so the wrappers' own work runs there too"
+        ]
+
     def imports(self, anchors: Anchors) -> List[Needed]:
-        return [Needed(self.runtime_module, PORTED_BASE)]
+        return [Needed(self.contract.module_of(PORTED_BASE), PORTED_BASE)]
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
         classes = [

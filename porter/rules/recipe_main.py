@@ -108,7 +108,8 @@ class RecipeMain(PortingRule):
         )
 
     def imports(self, anchors: Anchors) -> List[Needed]:
-        return [Needed(self.runtime_module, "Dataset"), Needed(self.runtime_module, "run_recipe"), Needed("omegaconf", "DictConfig")]
+        module_of = self.contract.module_of
+        return [Needed(module_of("Dataset"), "Dataset"), Needed(module_of("run_recipe"), "run_recipe"), Needed("omegaconf", "DictConfig")]
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
         entry = [n for n in ported.body if isinstance(n, ast.FunctionDef) and n.name == ENTRY_POINT]

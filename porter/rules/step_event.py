@@ -29,7 +29,6 @@ from porter.rules.base import PortingRule
 from porter.shape import EPOCH_LOOP, RecipeShape, STEP_LOGGING, StepLogging
 from porter.syntax import block_statements, expression_of, iter_statements, METHOD_BODY_DEPTH, node_code
 from porter.verify import called_once
-from runtime.events import STEP_FIELDS
 
 MEMORY_KEYS = ("peak_memory_active", "peak_memory_alloc", "peak_memory_reserved")
 STEP_CLOCK = "t_step_start"
@@ -106,12 +105,12 @@ class StepEvent(PortingRule):
         if logging.kind == "rl":
             # Recipes that can step the optimizer in the backward pass keep it in a wrapper.
             optimizer = "self._optimizer" + (" or self._optim_ckpt_wrapper" if "_optim_ckpt_wrapper" in (shape.attributes or ()) else "")
-            event = self.snippet("rl_event", depth=anchors.depth, fields=STEP_FIELDS, stats=logging.stats, optimizer=optimizer, **where)
+            event = self.snippet("rl_event", depth=anchors.depth, fields=self.contract.log_step, stats=logging.stats, optimizer=optimizer, **where)
         else:
             event = self.snippet(
                 "sft_event",
                 depth=anchors.depth,
-                fields=STEP_FIELDS,
+                fields=self.contract.log_step,
                 metrics=anchors.metrics,
                 loss_key=anchors.loss_key,
                 lr_key=anchors.lr_key,

@@ -67,7 +67,10 @@ def test_a_validation_set_built_by_the_same_method_keeps_its_config_and_is_noted
     )
     assert "    if self.dataset and cfg_dataset is self.job_dataset_config:\n" in ported_by(DatasetInjection, before)
     (note,) = notes_of(DatasetInjection, before)
-    assert note.endswith("`_setup_data` also builds another set (validation): the job's dataset replaces the training set only")
+    assert note.endswith(
+        "`_setup_data` also builds another set (validation): the job's dataset replaces the training set only, "
+        "the set whose config is `self.job_dataset_config`"
+    )
 
 
 def test_no_dataset_branch_is_refused():
