@@ -11,6 +11,8 @@ import pytest
 from conftest import installed_recipes, torchtune_wheel_recipes
 from porter.outputs import generated_text
 from porter.pipeline import port
+from porter.settings import Settings
+from runtime.contract import GUIDE, PORTER
 from porter.sources import discover
 from upstream_checks import check_port
 
@@ -48,17 +50,18 @@ def test_every_training_recipe_is_found(release):
     assert len(training_recipes(root)) == EXPECTED_COUNTS[version]
 
 
-def test_in_scope_recipes_port_with_every_invariant(release):
+@pytest.mark.parametrize("contract", [PORTER, GUIDE], ids=["porter", "guide"])
+def test_in_scope_recipes_port_with_every_invariant(release, contract):
     version, root = release
     names = training_recipes(root)
     for name in names:
         upstream = (root / name).read_text()
-        result = port(upstream)
+        result = port(upstream, Settings(contract=contract))
         assert result.status == "converted", (name, result.reason)
         try:
-            check_port(upstream, result.code)
+            check_port(upstream, result.code, contract)
         except AssertionError as error:
-            raise AssertionError(f"torchtune {version} {name}: {error!r}") from error
+            raise AssertionError(f"torchtune {version} {name}, contract {contract.name}: {error!r}") from error
     assert len(names) == EXPECTED_COUNTS[version]
 
 

@@ -115,8 +115,12 @@ def is_rl(train: ast.FunctionDef) -> bool:
     return "self._steps_run % self._log_every_n_steps == 0" in ast.unparse(train)
 
 
-def check_port(upstream: str, generated: str) -> None:
-    """Assert everything the converter promises about one ported recipe."""
+def check_port(upstream: str, generated: str, contract=None) -> None:
+    """Assert everything the converter promises about one recipe ported for `contract`
+    (porter's when None)."""
+    from runtime.contract import PORTER
+
+    contract = contract or PORTER
     compile(generated, "<generated>", "exec")
     tree = ast.parse(generated)
     source_tree = ast.parse(upstream)
@@ -130,7 +134,13 @@ def check_port(upstream: str, generated: str) -> None:
     for name in INTERFACE + ("__init__",):
         assert name not in ported, f"public `{name}` left"
     assert "_init" in ported and "_train" in ported and "_setup" in ported
-    assert "_save_checkpoint" in ported, "a port never leaves the weights unsaved"
+    if contract.save_hook is not None:
+        assert "_save_checkpoint" in ported, "a port for a runtime that saves never leaves the weights unsaved"
+    else:
+        assert ("_save_checkpoint" in ported) == ("save_checkpoint" in methods(source_cls)), "the recipe's saves are its own"
+    # The contract's names, from where the contract imports them.
+    imported = {(node.module, alias.name) for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert {(module, name) for name, module in contract.imports} <= imported
 
     # No @config.parse, no __main__ block; recipe_main has the job signature and hands
     # the recipe class to run_recipe once; its other statements survive, in order.
@@ -151,15 +161,20 @@ def check_port(upstream: str, generated: str) -> None:
     train = ported["_train"]
     loop = epoch_loop(train)
     total = ast.unparse(loop.iter.args[1])
-    # Checkpoint saving left the training loop.
-    for stmt, _, _ in walk_statements(train.body):
-        text = ast.unparse(stmt) if not isinstance(stmt, (ast.For, ast.While, ast.With, ast.If)) else ""
-        assert "save_checkpoint(" not in text.replace("save_checkpoint_if_due(", ""), f"save left in _train: {text}"
+    saves = [text for text in map(_simple_statement, walk_statements(train.body)) if "save_checkpoint(" in text]
+    if contract.save_hook is not None:
+        # Checkpoint saving left the training loop.
+        assert [text for text in saves if f"{contract.save_hook}(" not in text] == [], "save left in _train"
+    else:
+        # Every save stays, as it was, calling the renamed method.
+        upstream_train = methods(source_cls)["train"]
+        upstream_saves = [text for text in map(_simple_statement, walk_statements(upstream_train.body)) if "save_checkpoint(" in text]
+        assert saves == [text.replace("self.save_checkpoint(", "self._save_checkpoint(") for text in upstream_saves]
 
     if is_rl(train):
-        check_rl_events(train, loop, total, "self._optim_ckpt_wrapper =" in upstream)
+        check_rl_events(train, loop, total, "self._optim_ckpt_wrapper =" in upstream, contract)
     else:
-        check_sft_events(train, loop, total)
+        check_sft_events(train, loop, total, contract)
 
     # log_epoch: once per epoch, after the epoch count and the runtime's checkpoint
     # hook, followed by the reset of the epoch clock.
@@ -168,14 +183,24 @@ def check_port(upstream: str, generated: str) -> None:
     assert parents[-1] is loop
     position = block.index(stmt)
     counter = "self._epochs_run" if "_epochs_run" in ast.unparse(loop.iter) else "self.epochs_run"
-    assert [ast.unparse(s) for s in block[position - 2 : position]] == [
-        f"{counter} += 1",
-        f"self.save_checkpoint_if_due(epoch=curr_epoch, total_epochs={total})",
-    ]
+    if contract.save_hook is not None:
+        assert [ast.unparse(s) for s in block[position - 2 : position]] == [
+            f"{counter} += 1",
+            f"self.{contract.save_hook}(epoch=curr_epoch, total_epochs={total})",
+        ]
+    else:
+        # The event follows the epoch count and what upstream does right after it (its
+        # own save, with its timing and log lines), renamed and otherwise unchanged.
+        texts = [ast.unparse(s) for s in block]
+        count = texts.index(f"{counter} += 1")
+        upstream_block = [ast.unparse(s) for s in epoch_loop(methods(source_cls)["train"]).body]
+        after = upstream_block[upstream_block.index(f"{counter} += 1") + 1 :]
+        between = texts[count + 1 : position]
+        assert between == [text.replace("self.save_checkpoint(", "self._save_checkpoint(") for text in after[: len(between)]]
     assert ast.unparse(block[position + 1]) == "t_epoch_start = time.perf_counter()"
-    assert keywords(stmt.value) == {k: v.format(total=total) for k, v in EPOCH_EVENT.items()}
+    assert keywords(stmt.value) == {k: v.format(total=total) for k, v in EPOCH_EVENT.items() if k in contract.log_epoch}
 
-    check_dataset_injection(ported["_setup_data"], source_cls)
+    check_dataset_injection(ported["_setup_data"], source_cls, contract)
 
     # Methods porter does not rewrite are byte-identical to upstream.
     for name, node in methods(source_cls).items():
@@ -189,13 +214,18 @@ def check_port(upstream: str, generated: str) -> None:
     assert not new_messages, new_messages
 
 
-def check_sft_events(train: ast.FunctionDef, loop: ast.For, total: str) -> None:
+def _simple_statement(walked) -> str:
+    stmt = walked[0]
+    return ast.unparse(stmt) if not isinstance(stmt, (ast.For, ast.While, ast.With, ast.If, ast.Try)) else ""
+
+
+def check_sft_events(train: ast.FunctionDef, loop: ast.For, total: str, contract) -> None:
     body = [ast.unparse(s) for s in train.body]
     (step,) = calls_to(train.body, "self.job_logger.log_step")
     stmt, block, parents = step
     logging_block = next(p for p in reversed(parents) if isinstance(p, ast.If) and "% self._log_every_n_steps == 0" in ast.unparse(p.test))
     counter = ast.unparse(logging_block.test).split(" % self._log_every_n_steps")[0].split()[-1]
-    expected = {k: v.format(total=total) for k, v in SFT_STEP_EVENT.items()}
+    expected = {k: v.format(total=total) for k, v in SFT_STEP_EVENT.items() if k in contract.log_step}
     expected["step_num"] = counter
     if "t0 = time.perf_counter()" in body:
         # The epoch clock starts right above the t0 declaration.
@@ -218,7 +248,7 @@ def check_clock_above_the_loop(train: ast.FunctionDef, loop: ast.For) -> None:
     assert ast.unparse(train.body[train.body.index(holder) - 1]) == "t_epoch_start = time.perf_counter()"
 
 
-def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str, has_wrapper: bool) -> None:
+def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str, has_wrapper: bool, contract) -> None:
     # The epoch clock starts right above the statement holding the epoch loop; the
     # step clock at the top of the loop over the dataloader.
     check_clock_above_the_loop(train, loop)
@@ -237,10 +267,12 @@ def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str, has_wrapp
     (stats,) = [ast.unparse(a) for a in log_call.args if isinstance(a, ast.Call) and ast.unparse(a.func).endswith("Stats")]
     # The optimizer's wrapper is read only where the recipe has one (PPO; not GRPO).
     optimizer = "self._optimizer or self._optim_ckpt_wrapper" if has_wrapper else "self._optimizer"
-    assert keywords(stmt.value) == {k: v.format(total=total, stats=stats, optimizer=optimizer) for k, v in RL_STEP_EVENT.items()}
+    assert keywords(stmt.value) == {
+        k: v.format(total=total, stats=stats, optimizer=optimizer) for k, v in RL_STEP_EVENT.items() if k in contract.log_step
+    }
 
 
-def check_dataset_injection(setup_data: ast.FunctionDef, source_cls: ast.ClassDef) -> None:
+def check_dataset_injection(setup_data: ast.FunctionDef, source_cls: ast.ClassDef, contract) -> None:
     """The injected dataset comes first: before the ListConfig branch, or, in a dataset
     mix, before the loop over the dataset configs."""
     injected = [s for s in setup_data.body if isinstance(s, ast.If) and ast.unparse(s.test).startswith("self.dataset")]
@@ -255,7 +287,8 @@ def check_dataset_injection(setup_data: ast.FunctionDef, source_cls: ast.ClassDe
         assert ast.unparse(branch.body[0]) == "ds = self.dataset"
         assert ast.unparse(branch.orelse[0].test).startswith("isinstance(cfg_dataset, ListConfig)")
         setups = ast.unparse(source_cls).count("self._setup_data(")
-        expected = "self.dataset and cfg_dataset is self.job_dataset_config" if setups > 1 else "self.dataset"
+        training = "self.job_dataset_config" if "job_dataset_config" in contract.attributes else "self.cfg.dataset"
+        expected = f"self.dataset and cfg_dataset is {training}" if setups > 1 else "self.dataset"
         assert ast.unparse(branch.test) == expected
     else:
         following = setup_data.body[position + 1]
