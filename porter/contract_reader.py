@@ -45,14 +45,16 @@ class Reading:
                 parts = [f"adds {', '.join(extra)}" if extra else "", f"lacks {', '.join(missing)}" if missing else ""]
                 found.append(f"{key}: " + "; ".join(part for part in parts if part))
             else:
-                found.append(f"{key}: {_shown(ours[key])} (the {other.name}'s: {_shown(theirs[key])})")
+                found.append(f"{key}: {_shown(key, ours[key])} (the {other.name}'s: {_shown(key, theirs[key])})")
         return found
 
 
-def _shown(value: Any) -> str:
+def _shown(key: str, value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{name} from {module}" for name, module in value.items())
-    return "none" if value is False else str(value)
+    if key == "save_hook" and value is False:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def read_runtime(modules: Sequence[str], job_logger: Optional[str] = None, save_hook: Optional[str] = None) -> Reading:

@@ -132,25 +132,26 @@ def _source(code: str, node: ast.FunctionDef) -> str:
     return textwrap.dedent("".join(lines[start : node.end_lineno]))
 
 
-def ported_by(rule, text: str) -> str:
-    """`text` ported by `rule` alone: the code, or the test fails with porter's reason."""
+def ported_by(rule, text: str, contract="porter") -> str:
+    """`text` ported by `rule` alone for the runtime `contract` (a name, or a
+    RuntimeContract): the code, or the test fails with porter's reason."""
     from porter.pipeline import port_with
 
-    result = port_with([rule(None)], text)
+    result = port_with([rule(None, contract=contract)], text)
     assert result.status == "converted", result.reason
     return result.code
 
 
-def refusal(rule, text: str) -> str:
+def refusal(rule, text: str, contract="porter") -> str:
     """Why `rule` alone refuses `text`."""
     from porter.pipeline import port_with
 
-    result = port_with([rule(None)], text)
+    result = port_with([rule(None, contract=contract)], text)
     assert result.status == "failed", "expected a refusal"
     return result.reason
 
 
-def notes_of(rule, text: str) -> list:
+def notes_of(rule, text: str, contract="porter") -> list:
     from porter.pipeline import port_with
 
-    return port_with([rule(None)], text).notes
+    return port_with([rule(None, contract=contract)], text).notes

@@ -61,7 +61,7 @@ class EpochEvent(PortingRule):
         )
 
     def imports(self, anchors: Anchors) -> List[Needed]:
-        return [Needed("time")]
+        return [Needed("time")] if "epoch_time_elapsed_s" in self.contract.log_epoch else []
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
         return called_once(ported, shape, shape.epoch.method, "self.job_logger.log_epoch")

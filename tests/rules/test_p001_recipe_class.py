@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import method, ported_by, recipe, refusal
+from shapes import method, notes_of, ported_by, recipe, refusal
 from porter.rules import RecipeClass
 
 
@@ -43,3 +43,22 @@ def test_two_recipe_classes_are_refused_once():
     reason = refusal(RecipeClass, recipe(after_class="class Other(FTRecipeInterface):\n    pass\n\n\n"))
     assert "P001 expected one FTRecipeInterface subclass, found 2 (ForkRecipe, Other)" in reason
     assert reason.count("expected one") == 1
+
+
+def test_calls_go_through_the_runtimes_wrappers_where_the_contract_says_they_pass_arguments_on():
+    from dataclasses import replace
+
+    from runtime.contract import GUIDE
+
+    forwarding = replace(GUIDE, name="team", wrappers_forward_arguments=True)
+    before = recipe(extra_methods="def load_checkpoint(self, cfg_checkpointer):\n    return {}\n").replace(
+        "        self._checkpointer = config.instantiate(cfg.checkpointer)\n",
+        "        self._checkpointer = config.instantiate(cfg.checkpointer)\n        state = self.load_checkpoint(cfg.checkpointer)\n",
+    )
+    after = ported_by(RecipeClass, before, contract=forwarding)
+    assert "    def _setup(self, cfg: DictConfig) -> None:\n" in after
+    assert "        state = self.load_checkpoint(cfg.checkpointer)\n" in after
+    (note,) = notes_of(RecipeClass, before, contract=forwarding)
+    assert "go through the runtime's public wrappers (contract `team`: they pass their arguments on)" in note
+    # Under a contract whose wrappers do not say so, the calls go to the renamed methods.
+    assert "        state = self._load_checkpoint(cfg.checkpointer)\n" in ported_by(RecipeClass, before, contract="guide")

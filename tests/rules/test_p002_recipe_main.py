@@ -40,3 +40,9 @@ def test_missing_or_repeated_driver_calls_are_refused_with_their_line():
 
 def test_no_entry_point_is_refused():
     assert refusal(RecipeMain, recipe().replace(ENTRY, "")).endswith("P002 expected one module-level `recipe_main`, found 0")
+
+
+def test_the_contracts_names_come_from_where_the_contract_imports_them():
+    code = ported_by(RecipeMain, recipe(), contract="guide")
+    assert "from runtime import run_recipe\n" in code
+    assert "from torch.utils.data import DataLoader, Dataset\n" in code

@@ -194,3 +194,36 @@ def test_what_a_save_passed_that_the_runtime_does_not_is_noted(passed, differenc
         assert "it passed" not in note
     else:
         assert note.endswith(difference)
+
+
+# -- a runtime contract without a save hook: the recipe keeps its saves ------------------------
+
+
+def test_without_a_save_hook_the_epoch_save_stays_with_its_timing_and_is_noted():
+    before = recipe(train('''
+        start = time.perf_counter()
+        self.save_checkpoint(epoch=curr_epoch)
+        log.info("Checkpoint saved in {:.2f} seconds.".format(time.perf_counter() - start))
+    '''))
+    after = ported_by(CheckpointSaving, before, contract="guide")
+    assert after == before  # P001 renames the call; this rule moves and drops nothing
+    (note,) = notes_of(CheckpointSaving, before, contract="guide")
+    assert note == (
+        "P004 line 52: the epoch save (`self.save_checkpoint(...)`) stays the recipe's, with its arguments and "
+        "schedule: the runtime of contract `guide` has no save hook; it calls the renamed `_save_checkpoint`"
+    )
+
+
+def test_without_a_save_hook_a_step_save_keeps_its_schedule():
+    schedule = "if self.global_step % self._save_every_n_steps == 0:\n"
+    before = recipe(train("").replace(
+        "            t0 = time.perf_counter()\n",
+        "            " + schedule + "                self.save_checkpoint(epoch=curr_epoch)\n            t0 = time.perf_counter()\n",
+    ))
+    from porter.pipeline import port
+    from porter.settings import Settings
+    from runtime.contract import GUIDE
+
+    ported = port(before, Settings(contract=GUIDE)).code
+    assert "            " + schedule + "                self._save_checkpoint(epoch=curr_epoch)\n" in method(ported, "_train")
+    assert "save_checkpoint_if_due" not in ported

@@ -63,3 +63,22 @@ def test_a_missing_or_doubled_epoch_count_is_one_problem_with_its_line():
     doubled = recipe(train().replace("        self.epochs_run += 1\n", "        self.epochs_run += 1\n        self.epochs_run += 1\n"))
     second = [n for n, line in enumerate(doubled.splitlines(), 1) if line.strip() == "self.epochs_run += 1"][1]
     assert refusal(EpochEvent, doubled) == f"line {second}: P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 2"
+
+
+def test_the_event_passes_only_the_keywords_the_contracts_log_epoch_takes():
+    from dataclasses import replace
+
+    from runtime.contract import GUIDE
+
+    untimed = replace(GUIDE, name="untimed", log_epoch=("gpu_rank", "epoch_num", "epoch_len"))
+    body = method(ported_by(EpochEvent, recipe(train("")), contract=untimed), "train")
+    assert body.endswith(
+        "        self.epochs_run += 1\n"
+        "        self.job_logger.log_epoch(\n"
+        "            gpu_rank=self.rank,\n"
+        "            epoch_num=curr_epoch + 1,\n"
+        "            epoch_len=self.total_epochs,\n"
+        "        )\n"
+    )
+    # Nothing reads an epoch clock, so none starts.
+    assert "t_epoch_start" not in body

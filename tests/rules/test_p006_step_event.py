@@ -105,3 +105,22 @@ def test_the_rl_loop_logs_the_stats_loss_on_rank_zero_with_its_own_clock():
     assert "step_loss=float(PPOStats(*map(torch.stack, zip(*ppo_stats))).loss.detach().mean())" in " ".join(
         part.strip() for part in body.splitlines()
     ).replace("( ", "(").replace(" )", ")").replace(" .", ".")
+
+
+def test_the_event_passes_only_the_keywords_the_contracts_log_step_takes():
+    body = method(ported_by(StepEvent, recipe(), contract="guide"), "train")
+    guide_event = event().replace('    step_tokens_per_s=log_dict.get("tokens_per_second_per_gpu"),\n', "")
+    assert " " * 16 + LOG_CALL + textwrap.indent(guide_event, " " * 16) in body
+
+
+def test_a_contract_whose_runtime_gives_no_job_logger_is_refused_with_the_rule_line_and_missing_part():
+    from dataclasses import replace
+
+    from runtime.contract import GUIDE
+
+    no_logger = replace(GUIDE, name="no-logger", attributes=GUIDE.attributes - {"job_logger"})
+    reason = refusal(StepEvent, recipe(), contract=no_logger)
+    assert reason == (
+        "line 48: P006 the inserted code reads `self.job_logger`, which neither ForkRecipe sets nor the runtime "
+        "contract `no-logger` provides"
+    )

@@ -78,3 +78,22 @@ def test_no_dataset_branch_is_refused():
     assert refusal(DatasetInjection, recipe(setup_data=none)).endswith(
         "P008 expected one `if isinstance(<dataset config>, ListConfig):`, or one `ds = config.instantiate(<dataset config>, ...)`, directly in `_setup_data`, found 0"
     )
+
+
+def test_under_the_guides_contract_the_training_set_is_the_one_built_from_cfg_dataset():
+    before = recipe().replace(
+        "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n",
+        "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n        self._val = self._setup_data(cfg.dataset_val, 1)\n",
+    )
+    assert "    if self.dataset and cfg_dataset is self.cfg.dataset:\n" in ported_by(DatasetInjection, before, contract="guide")
+    # A contract that gives neither the replaced config node nor the config: refused, saying what is missing.
+    from dataclasses import replace
+
+    from runtime.contract import GUIDE
+
+    bare = replace(GUIDE, name="bare", attributes=GUIDE.attributes - {"cfg"})
+    assert refusal(DatasetInjection, before, contract=bare) == (
+        "line 29: P008 `_setup_data` builds several sets; porter tells the training set by the config node the "
+        "runtime replaced, which the runtime contract `bare` gives neither as `self.job_dataset_config` nor as "
+        "`self.cfg.dataset` (with a `_setup_data(cfg.dataset, ...)` call)"
+    )

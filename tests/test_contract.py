@@ -1,0 +1,117 @@
+"""The runtime contract: declared by name, file or table; chosen by setting or flag; read
+off a team's runtime by `porter contract check`; named in every generated header."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_porter
+from runtime.contract import ContractError, GUIDE, load, PORTER
+
+STRICT_RUNTIME = ("guide_runtime.recipes.recipe_base", "guide_runtime.utils")
+
+
+def test_the_guides_contract_is_the_guides():
+    assert dict(GUIDE.imports) == {"Dataset": "torch.utils.data", "RecipeBase": "runtime", "run_recipe": "runtime"}
+    assert len(GUIDE.log_step) == 11 and "step_tokens_per_s" not in GUIDE.log_step
+    assert GUIDE.log_epoch == ("gpu_rank", "epoch_num", "epoch_len", "epoch_time_elapsed_s")
+    assert GUIDE.attributes == {"job_id", "user_id", "cfg", "dataset", "job_logger", "rank"}
+    assert GUIDE.save_hook is None and not GUIDE.wrappers_forward_arguments
+
+
+def test_runtime_module_renames_only_porters_runtime_module():
+    renamed = GUIDE.with_runtime_module("team.runtime")
+    assert dict(renamed.imports) == {"Dataset": "torch.utils.data", "RecipeBase": "team.runtime", "run_recipe": "team.runtime"}
+    assert dict(PORTER.with_runtime_module("team.runtime").imports) == dict.fromkeys(("Dataset", "RecipeBase", "run_recipe"), "team.runtime")
+
+
+def test_a_contract_file_round_trips_and_a_table_starts_from_the_guide(tmp_path):
+    path = tmp_path / "team.toml"
+    path.write_text(PORTER.toml())
+    assert load(str(path)).table() == PORTER.table()
+    team = load({"imports": {"RecipeBase": "team.recipes.recipe_base", "run_recipe": "team.utils"}}, where="pyproject.toml")
+    assert dict(team.imports) == {"Dataset": "torch.utils.data", "RecipeBase": "team.recipes.recipe_base", "run_recipe": "team.utils"}
+    assert team.log_step == GUIDE.log_step and team.save_hook is None
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"log_step": ["gpu_rank", "step_flops"]}, "c.toml: log_step: porter has no value for `step_flops` (it can pass gpu_rank, "),
+        ({"imports": {"Trainer": "x"}}, "c.toml: imports.Trainer: generated code imports only Dataset, RecipeBase, run_recipe"),
+        ({"imports": {"RecipeBase": "not a module"}}, "c.toml: imports.RecipeBase: 'not a module' is not a module path"),
+        ({"save_hook": 3}, "c.toml: save_hook: expected a method name, or false for none, got 3"),
+        ({"base": "mine"}, "c.toml: base: expected one of porter, guide, got 'mine'"),
+        ({"hooks": []}, "c.toml: hooks: unknown key (known: base, imports, "),
+    ],
+)
+def test_a_bad_contract_is_one_line_naming_the_key(table, message):
+    with pytest.raises(ContractError) as error:
+        load(table, where="c.toml")
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_convert_with_a_missing_contract_exits_2_with_one_line(tmp_path):
+    done = run_porter("convert", "tests/fixtures/recipes/sft_recipe.py", "-o", tmp_path / "out", "--contract", "nosuch.toml")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"porter: error: --contract: 'nosuch.toml' is neither `porter`, `guide` nor a contract file (nosuch.toml does not exist)"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_setting_chooses_the_contract_and_the_header_and_review_name_it(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.porter]\ncontract = "guide"\nruntime_module = "team.runtime"\n')
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "sft_recipe.py").write_text(open("tests/fixtures/recipes/sft_recipe.py").read())
+    done = run_porter("convert", "recipes", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    generated = (tmp_path / "out" / "sft_recipe.py").read_text()
+    assert "# runtime-contract: guide\n" in generated
+    assert "from team.runtime import RecipeBase, run_recipe\n" in generated
+    assert "from torch.utils.data import DataLoader, Dataset\n" in generated
+    assert "step_tokens_per_s" not in generated and "save_checkpoint_if_due" not in generated
+    review = run_porter("diff", "recipes", "--format", "markdown", cwd=tmp_path)
+    assert "Generated for the runtime contract `guide`." in review.stdout
+    # A flag wins over the setting.
+    done = run_porter("convert", "recipes", "-o", "out-porter", "--contract", "porter", cwd=tmp_path)
+    assert "# runtime-contract: porter\n" in (tmp_path / "out-porter" / "sft_recipe.py").read_text()
+
+
+def test_check_reads_a_teams_runtime_and_says_where_it_differs_from_the_guide(tmp_path):
+    target = tmp_path / "team.toml"
+    done = run_porter("contract", "check", *STRICT_RUNTIME, "-o", target, env={"PYTHONPATH": "tests"})
+    assert done.returncode == 0, done.stderr
+    contract = load(str(target))
+    assert dict(contract.imports) == {"Dataset": "torch.utils.data", "RecipeBase": STRICT_RUNTIME[0], "run_recipe": STRICT_RUNTIME[1]}
+    assert contract.log_step == GUIDE.log_step and contract.log_epoch == GUIDE.log_epoch
+    assert contract.attributes == GUIDE.attributes and contract.save_hook is None
+    # Its public wrappers return `self._<method>(*args, **kwargs)`: the recipe's own calls may go through them.
+    assert contract.wrappers_forward_arguments
+    differences = [line for line in done.stderr.splitlines() if line.startswith("differs from the guide:")]
+    assert differences == [
+        "differs from the guide: imports: Dataset from torch.utils.data, RecipeBase from guide_runtime.recipes.recipe_base, "
+        "run_recipe from guide_runtime.utils (the guide's: Dataset from torch.utils.data, RecipeBase from runtime, run_recipe from runtime)",
+        "differs from the guide: wrappers_forward_arguments: true (the guide's: false)",
+    ]
+
+
+def test_check_refuses_a_logger_whose_keywords_cannot_be_read(tmp_path):
+    (tmp_path / "loose_runtime.py").write_text(
+        "class JobLogger:\n"
+        "    def log_step(self, **fields): ...\n"
+        "    def log_epoch(self, *, gpu_rank, epoch_num, epoch_len, epoch_time_elapsed_s, flops): ...\n"
+        "class RecipeBase:\n"
+        "    job_logger: JobLogger\n"
+        "    def __init__(self, job_id, user_id, cfg, dataset):\n"
+        "        self.job_logger = JobLogger()\n"
+        "def run_recipe(recipe_class, job_id, user_id, cfg, dataset): ...\n"
+    )
+    done = run_porter("contract", "check", "loose_runtime", cwd=tmp_path)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("porter: error:")]
+    assert errors == [
+        "porter: error: JobLogger.log_step(self, **fields) takes **kwargs: which keywords it accepts cannot be read; declare them in a contract file",
+        "porter: error: JobLogger.log_epoch requires `flops`, which porter has no value for",
+    ]
