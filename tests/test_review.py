@@ -24,7 +24,7 @@ def test_markdown_review_has_rules_counts_follow_ups_and_a_folded_diff():
     assert "- [ ] P004 line 100: the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place" in text
     assert "- [ ] P004 line 115: the final save after the loop (`self.save_checkpoint(...)`), with its timing and log lines, goes" in text
     assert "- [ ] P008 line 51: `_setup_data` also builds another set (validation)" in text
-    assert "<details><summary>diff: +44 −36</summary>\n\n```diff\n--- upstream/recipes/main_recipe.py\n" in text
+    assert "<details><summary>diff: +45 −36</summary>\n\n```diff\n--- upstream/recipes/main_recipe.py\n" in text
     assert text.rstrip().endswith("```\n\n</details>")
 
 
