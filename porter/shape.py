@@ -247,6 +247,14 @@ class RecipeShape:
             ))
         ((path, loop, ancestors),) = loops
         method = path[-1]
+        nested = [ancestor for ancestor in ancestors if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef))]
+        if nested:
+            raise _Missing(Problem(
+                f"the epoch loop is in `{nested[-1].name.value}`, defined inside `{method.name.value}`: porter starts "
+                "its clocks in the method and resets them in the loop, which a nested function would only shadow; "
+                "make the nested function a method",
+                loop,
+            ))
         (holder,) = [stmt for stmt in block_statements(method) if stmt is loop or any(s is loop for s, _ in iter_statements(stmt))]
         self.epoch = EpochLoop(
             method=method,

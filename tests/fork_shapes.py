@@ -94,6 +94,40 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
 ''',
 )
 
+# An epoch loop in a function nested in `train`, which only calls it.
+NESTED_EPOCH_LOOP = '''
+def train(self) -> None:
+    t0 = time.perf_counter()
+
+    def run_loop():
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for batch in self._dataloader:
+                loss = self._model(**batch)
+                self.global_step += 1
+                if self.global_step % self._log_every_n_steps == 0:
+                    time_per_step = time.perf_counter() - t0
+                    log_dict = {"loss": loss.item(), "lr": 1e-3}
+                    self._metric_logger.log_dict(log_dict, step=self.global_step)
+            self.epochs_run += 1
+            self.save_checkpoint(epoch=curr_epoch)
+
+    run_loop()
+'''
+
+def setup_data(*lines: str, after: str = "") -> str:
+    """A `_setup_data` whose config branch ends with `lines`, and `after` it."""
+    body = "".join(f"        {line}\n" for line in lines) + "".join(f"    {line}\n" for line in after.splitlines())
+    return (
+        "def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:\n"
+        "    if isinstance(cfg_dataset, ListConfig):\n"
+        "        ds = config.instantiate(cfg_dataset[0], self._tokenizer)\n"
+        "    else:\n"
+        "        ds = config.instantiate(cfg_dataset, self._tokenizer)\n"
+        f"{body}"
+        "    return DataLoader(ds, batch_size=batch_size)\n"
+    )
+
+
 OTHER_INTERFACE = '''\
 from torchtune.recipe_interfaces import {base}
 
@@ -153,6 +187,29 @@ FORK_SHAPES: Dict[str, ForkShape] = {
     "subclass_in_the_same_file.py": ForkShape(
         recipe(after_class="class Child(ForkRecipe):\n    def train(self) -> None:\n        pass\n\n\n"),
         "failed", "class Child subclasses the recipe class ForkRecipe",
+    ),
+    "timed_training_in_recipe_main.py": ForkShape(
+        recipe().replace("    recipe.train()\n", "    start = time.time()\n    recipe.train()\n    log.info(f\"Training time {time.time() - start}\")\n"),
+        "converted", "ran between `recipe.train()` and `recipe.cleanup()`; it now runs after `run_recipe(...)`",
+    ),
+    "train_or_evaluate_in_recipe_main.py": ForkShape(
+        recipe().replace("    recipe.train()\n", "    if cfg.mode == \"train\":\n        recipe.train()\n    else:\n        recipe.evaluate()\n"),
+        "failed", "P002 `recipe.train()` is called under `if` in `recipe_main`",
+    ),
+    "setup_with_extra_parameters.py": ForkShape(
+        recipe().replace("def setup(self, cfg: DictConfig) -> None:", "def setup(self, cfg: DictConfig, model=None, adapter=None) -> None:"),
+        "converted", "`setup` takes `model`, `adapter` beyond what the runtime passes (`_setup(cfg)`)",
+    ),
+    "dataset_wrapped_in_the_config_branch.py": ForkShape(
+        recipe(setup_data=setup_data("ds = PreferenceWithReference(ds, self._ref_model)")),
+        "failed", "P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config builds",
+    ),
+    "validation_set_from_the_edited_training_config.py": ForkShape(
+        recipe(setup_data=setup_data(after='cfg_dataset["data_files"] = self._val_files\nself._val = config.instantiate(cfg_dataset, self._tokenizer)')),
+        "converted", "builds from `cfg_dataset`, the config node the job's dataset replaces",
+    ),
+    "epoch_loop_in_a_nested_function.py": ForkShape(
+        recipe(NESTED_EPOCH_LOOP), "failed", "P004, P005, P006 the epoch loop is in `run_loop`, defined inside `train`"
     ),
     "evaluation_recipe.py": ForkShape(
         OTHER_INTERFACE.format(base="EvalRecipeInterface"), "skipped", "an evaluation recipe: Other subclasses EvalRecipeInterface"

@@ -12,12 +12,19 @@ dataset only for the training set's config: the one the runtime says it replaced
 A recipe that mixes datasets (dev/lora_finetune_distributed_multi_dataset) loops over
 its dataset configs, filling a `datasets` and a `weights` dict. Right above that loop
 the job's dataset becomes the only entry, and the loop is given no configs.
+
+The job's dataset replaces the recipe's *builder*, not what follows it: a branch that
+post-processes the set it built (`ds = Wrapper(ds)`, `ds.add_log_probs(...)`) would be
+bypassed, so the port is refused naming it. Every other set the recipe builds from the
+config node the job's dataset replaces (a validation set from an edited `cfg_dataset`,
+a `config.instantiate(cfg.dataset, ...)` elsewhere) is noted: with a job dataset, it is
+built from the job's dataset config.
 """
 
 from __future__ import annotations
 
 import ast
-from typing import List
+from typing import List, Optional, Tuple
 
 import libcst as cst
 
@@ -27,7 +34,8 @@ from porter.edits import Edits
 from porter.errors import PortError
 from porter.rules.base import PortingRule
 from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA
-from porter.syntax import METHOD_BODY_DEPTH
+from porter.syntax import single_small_statement
+from porter.syntax import block_statements, iter_statements, METHOD_BODY_DEPTH, node_code
 from porter.verify import ported_method
 
 
@@ -40,6 +48,17 @@ class DatasetInjection(PortingRule):
 
     def find(self, shape: RecipeShape) -> DatasetSetup:
         anchors = shape.dataset
+        if anchors.kind == "list-config":
+            for branch in (anchors.anchor, anchors.anchor.orelse):
+                processing = _post_processing(list(block_statements(branch)), anchors.dataset_variable)
+                if processing is not None:
+                    raise PortError(
+                        self.RULE_ID,
+                        f"`{node_code(processing).strip().splitlines()[0]}` post-processes the dataset the config "
+                        f"builds, inside the branch the job's dataset replaces, which would bypass it: move it after "
+                        f"the `if`/`else`, where every dataset `{anchors.dataset_variable}` goes through it",
+                        processing,
+                    )
         if anchors.kind != "mix" and anchors.several_setups and self._training_config(shape) is None:
             raise PortError(
                 self.RULE_ID,
@@ -88,12 +107,17 @@ class DatasetInjection(PortingRule):
         line = shape.index.line(anchors.anchor)
         if anchors.kind == "mix":
             return [f"line {line}: the job's dataset replaces every dataset of the mix"]
+        notes = [
+            f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` builds from `{config}`, the "
+            "config node the job's dataset replaces: with a job dataset, it is built from the job dataset's config"
+            for stmt, config in _other_builds(shape, anchors)
+        ]
         if anchors.several_setups:
-            return [
+            notes.append(
                 f"line {line}: `_setup_data` also builds another set (validation): the job's dataset replaces the "
                 f"training set only, the set whose config is `{self._training_config(shape)}`"
-            ]
-        return []
+            )
+        return notes
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: DatasetSetup) -> List[str]:
         method = ported_method(ported, shape, anchors.method)
@@ -103,3 +127,35 @@ class DatasetInjection(PortingRule):
         ):
             return []
         return [f"`{anchors.method.name.value}` does not take the job's dataset"]
+
+
+_INSTANTIATE = m.Call(func=m.Attribute(value=m.Name("config"), attr=m.Name("instantiate")))
+
+
+def _post_processing(branch: List[cst.BaseStatement], variable: str) -> Optional[cst.BaseStatement]:
+    """The first statement of a branch that uses the dataset it built, once built (but
+    for reading `packed`, which the injected branch sets itself)."""
+    built = False
+    for stmt in branch:
+        small = single_small_statement(stmt)
+        targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else []
+        reads = bool(m.findall(small.value if isinstance(small, cst.Assign) else stmt, m.Name(variable)))
+        if built and reads and not any(m.matches(t, m.Name("packed")) for t in targets):
+            return stmt
+        built = built or any(m.matches(t, m.Name(variable)) for t in targets)
+    return None
+
+
+def _other_builds(shape: RecipeShape, anchors: DatasetSetup) -> List[Tuple[cst.BaseStatement, str]]:
+    """Each statement outside the replaced branch that instantiates from the config node
+    the job's dataset replaces: `cfg_dataset` in `_setup_data`, `cfg.dataset` elsewhere."""
+    found = []
+    for method in shape.methods.values():
+        config = anchors.cfg_dataset if method is anchors.method else "cfg.dataset"
+        for stmt, ancestors in iter_statements(method):
+            if stmt is anchors.anchor or any(ancestor is anchors.anchor for ancestor in ancestors):
+                continue
+            for call in m.findall(stmt, _INSTANTIATE):
+                if any(node_code(arg.value).strip() in (config, "self." + config) for arg in call.args[:1]):
+                    found.append((stmt, config))
+    return found

@@ -23,11 +23,19 @@ from porter.rules.base import PortingRule
 from porter.shape import base_name, INTERFACE_METHODS, PORTED_BASE, RECIPE, RecipeShape, UPSTREAM_BASE
 
 
+# What the runtime passes the methods it calls (after `self`).
+RUNTIME_CALLS = {"__init__": ("cfg",), "setup": ("cfg",), "train": (), "cleanup": ()}
+
+
 @dataclass
 class Anchors:
     cls: cst.ClassDef
     renames: Dict[str, str]
     call_sites: List[cst.BaseStatement]
+    extra_parameters: Dict[str, List[str]]  # method -> parameters the runtime never passes (they have defaults)
+
+
+RENAMED = {"__init__": "_init"}
 
 
 class _RenameSelfAttributes(cst.CSTTransformer):
@@ -55,7 +63,7 @@ class RecipeClass(PortingRule):
     NEEDS = (RECIPE,)
 
     def find(self, shape: RecipeShape) -> Anchors:
-        renames = {"__init__": "_init"} if "__init__" in shape.methods else {}
+        renames = dict(RENAMED) if "__init__" in shape.methods else {}
         renames.update({name: f"_{name}" for name in INTERFACE_METHODS if name in shape.methods})
         for old, new in renames.items():
             if new in shape.methods:
@@ -68,7 +76,28 @@ class RecipeClass(PortingRule):
         call_sites = [
             stmt for stmt in shape.index.statements_using_self(shape.cls, called) if not isinstance(stmt, cst.FunctionDef)
         ]
-        return Anchors(cls=shape.cls, renames=renames, call_sites=call_sites)
+        extra = {name: self._extra_parameters(shape.methods[name]) for name in RUNTIME_CALLS if name in shape.methods}
+        return Anchors(cls=shape.cls, renames=renames, call_sites=call_sites, extra_parameters={k: v for k, v in extra.items() if v})
+
+    def _extra_parameters(self, method: cst.FunctionDef) -> List[str]:
+        """The parameters of `method` the runtime's call does not pass; refused when one
+        has no default, for then the call would fail."""
+        name = method.name.value
+        params = method.params
+        passed = RUNTIME_CALLS[name]
+        extra = []
+        for param in (*params.posonly_params, *params.params[1:], *params.kwonly_params):
+            if param.name.value in passed:
+                continue
+            if param.default is None:
+                raise PortError(
+                    self.RULE_ID,
+                    f"`{name}` requires `{param.name.value}`, which the runtime does not pass: it calls "
+                    f"`{RENAMED.get(name, '_' + name)}({', '.join(passed)})`",
+                    method,
+                )
+            extra.append(param.name.value)
+        return extra
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
         if not self.contract.wrappers_forward_arguments:
@@ -88,10 +117,17 @@ class RecipeClass(PortingRule):
         )
 
     def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        notes = [
+            f"line {shape.index.line(shape.methods[name])}: `{name}` takes {', '.join(f'`{p}`' for p in extra)} beyond what "
+            f"the runtime passes (`{RENAMED.get(name, '_' + name)}({', '.join(RUNTIME_CALLS[name])})`): "
+            f"{'they keep' if len(extra) > 1 else 'it keeps'} {'their defaults' if len(extra) > 1 else 'its default'}, "
+            "and a caller that passed another value no longer does"
+            for name, extra in anchors.extra_parameters.items()
+        ]
         if not self.contract.wrappers_forward_arguments or not anchors.call_sites:
-            return []
+            return notes
         lines = ", ".join(str(shape.index.line(stmt)) for stmt in anchors.call_sites)
-        return [
+        return notes + [
             f"line{'s' * (len(anchors.call_sites) > 1)} {lines}: the recipe's calls of its own interface methods go "
             f"through the runtime's public wrappers (contract `{self.contract.name}`: they pass their arguments on), "
             "so the wrappers' own work runs there too"

@@ -2,10 +2,13 @@
 
 `@config.parse` goes, the signature becomes the one in templates/recipe_main.py.j2, and
 the statements that build and drive the recipe (`recipe = R(cfg=cfg)`, `recipe.setup`,
-`recipe.train`, `recipe.cleanup`) become one `run_recipe(...)` call where the last of
-them was. Everything else in the body (the distributed check, the process-group init,
-thread setup, `config.log_config`) stays, in order. A recipe_main that does more with
-the recipe than run_recipe does is refused.
+`recipe.train`, `recipe.cleanup`) become one `run_recipe(...)` call where `train` was.
+Everything else in the body (the distributed check, the process-group init, thread
+setup, `config.log_config`) stays, in order: what ran before training still runs
+before it, what ran after still runs after. A statement that sat between two lifecycle
+calls now runs before or after all of them, which is noted. A recipe_main that does
+more with the recipe than run_recipe does, or calls a lifecycle method under a
+condition, is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from porter.errors import PortError
 from porter.imports import Needed
 from porter.rules.base import PortingRule
 from porter.shape import RECIPE, RecipeShape
-from porter.syntax import block_statements, called_name, single_small_statement
+from porter.syntax import block_statements, called_name, node_code, single_small_statement
 
 ENTRY_POINT = "recipe_main"
 _CONFIG_PARSE = m.Decorator(decorator=m.Attribute(value=m.Name("config"), attr=m.Name("parse")))
@@ -34,7 +37,8 @@ ENTRY_POINT_ARGS = [("job_id", "str"), ("user_id", "str"), ("cfg", "DictConfig")
 class Anchors:
     function: cst.FunctionDef
     recipe_class: str
-    recipe_statements: List[cst.BaseStatement]
+    recipe_statements: List[cst.BaseStatement]  # construction, setup, train, cleanup, as found
+    between: List[cst.BaseStatement]  # statements between the first and the last of them
 
 
 class RecipeMain(PortingRule):
@@ -70,6 +74,18 @@ class RecipeMain(PortingRule):
         driving = [construction]
         for method in _DRIVER_METHODS:
             found = [stmt for stmt in body if called_name(stmt) == f"{variable}.{method}"]
+            if not found:
+                nested = [
+                    stmt for stmt in body if m.findall(stmt, m.Call(func=m.Attribute(value=m.Name(variable), attr=m.Name(method))))
+                ]
+                if nested:
+                    raise PortError(
+                        self.RULE_ID,
+                        f"`{variable}.{method}()` is called under `{type(nested[0]).__name__.lower()}` in `{ENTRY_POINT}`, "
+                        "not as one of its statements; run_recipe would run the recipe's whole life unconditionally: "
+                        f"move the condition out of `{ENTRY_POINT}` (the job system decides what runs)",
+                        nested[0],
+                    )
             if len(found) != 1:
                 raise PortError(
                     self.RULE_ID,
@@ -77,6 +93,17 @@ class RecipeMain(PortingRule):
                     found[1] if found else function,
                 )
             driving.append(found[0])
+        for stmt in driving:
+            call = _call(stmt)
+            passed = [node_code(arg).strip().rstrip(",").strip() for arg in call.args]
+            kind = "construction" if stmt is construction else called_name(stmt).rsplit(".", 1)[-1]
+            if passed not in _RUN_RECIPE_PASSES[kind]:
+                raise PortError(
+                    self.RULE_ID,
+                    f"`{node_code(stmt).strip()}` passes `{', '.join(passed)}`, and run_recipe passes the recipe only "
+                    "the job's config (`R(cfg)`, `setup(cfg)`, `train()`, `cleanup()`)",
+                    stmt,
+                )
         others = [
             stmt
             for stmt in shape.index.statements_using_name(function, variable)
@@ -89,15 +116,18 @@ class RecipeMain(PortingRule):
                 "which is all run_recipe does",
                 others[0],
             )
-        return Anchors(function, class_name, [stmt for stmt in body if any(stmt is d for d in driving)])
+        positions = [index for index, stmt in enumerate(body) if any(stmt is d for d in driving)]
+        between = [stmt for stmt in body[positions[0] : positions[-1] + 1] if all(stmt is not d for d in driving)]
+        return Anchors(function, class_name, [body[index] for index in positions], between)
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
         (template,) = self.snippet("entry_point", depth=0, recipe_class=anchors.recipe_class)
         (run_recipe_call,) = block_statements(template)
-        *removed, last = anchors.recipe_statements
-        for stmt in removed:
-            edits.remove(stmt)
-        edits.replace(last, [run_recipe_call])
+        train = _train_call(anchors)
+        for stmt in anchors.recipe_statements:
+            if stmt is not train:
+                edits.remove(stmt)
+        edits.replace(train, [run_recipe_call])
         edits.change(
             anchors.function,
             lambda function: function.with_changes(
@@ -106,6 +136,22 @@ class RecipeMain(PortingRule):
                 returns=template.returns,
             ),
         )
+
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+        body = list(block_statements(anchors.function))
+        train = body.index(_train_call(anchors))
+        notes = []
+        for stmt in anchors.between:
+            position = body.index(stmt)
+            before = [d for d in anchors.recipe_statements if body.index(d) < position][-1]
+            after = [d for d in anchors.recipe_statements if body.index(d) > position][0]
+            notes.append(
+                f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` ran between "
+                f"`{node_code(before).strip()}` and `{node_code(after).strip()}`; it now runs "
+                f"{'before' if position < train else 'after'} `run_recipe(...)`, which builds the recipe and runs "
+                "its setup, train and cleanup"
+            )
+        return notes
 
     def imports(self, anchors: Anchors) -> List[Needed]:
         module_of = self.contract.module_of
@@ -126,6 +172,25 @@ class RecipeMain(PortingRule):
         if len(runs) != 1:
             problems.append(f"{ENTRY_POINT} calls run_recipe {len(runs)} times")
         return problems
+
+
+# What run_recipe passes to the recipe's construction and lifecycle calls, as a recipe_main writes it.
+_RUN_RECIPE_PASSES = {
+    "construction": (["cfg=cfg"], ["cfg"]),
+    "setup": (["cfg=cfg"], ["cfg"]),
+    "train": ([],),
+    "cleanup": ([],),
+}
+
+
+def _call(stmt: cst.BaseStatement) -> cst.Call:
+    small = single_small_statement(stmt)
+    return small.value
+
+
+def _train_call(anchors: Anchors) -> cst.BaseStatement:
+    """The `recipe.train()` statement: run_recipe takes its place."""
+    return next(stmt for stmt in anchors.recipe_statements if (called_name(stmt) or "").endswith(".train"))
 
 
 def _assigned_name(stmt: cst.BaseStatement) -> Optional[str]:

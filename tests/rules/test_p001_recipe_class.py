@@ -62,3 +62,17 @@ def test_calls_go_through_the_runtimes_wrappers_where_the_contract_says_they_pas
     assert "go through the runtime's public wrappers (contract `team`: they pass their arguments on)" in note
     # Under a contract whose wrappers do not say so, the calls go to the renamed methods.
     assert "        state = self._load_checkpoint(cfg.checkpointer)\n" in ported_by(RecipeClass, before, contract="guide")
+
+
+def test_a_method_the_runtime_calls_with_parameters_it_does_not_pass_is_noted_or_refused():
+    optional = recipe().replace("def setup(self, cfg: DictConfig) -> None:", "def setup(self, cfg: DictConfig, model=None, adapter=None) -> None:")
+    assert "    def _setup(self, cfg: DictConfig, model=None, adapter=None) -> None:\n" in ported_by(RecipeClass, optional)
+    (note,) = notes_of(RecipeClass, optional)
+    assert note.endswith(
+        "`setup` takes `model`, `adapter` beyond what the runtime passes (`_setup(cfg)`): they keep their defaults, "
+        "and a caller that passed another value no longer does"
+    )
+    required = recipe().replace("def train(self) -> None:", "def train(self, steps: int) -> None:")
+    assert refusal(RecipeClass, required).endswith(
+        "P001 `train` requires `steps`, which the runtime does not pass: it calls `_train()`"
+    )

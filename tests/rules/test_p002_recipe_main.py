@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import ENTRY, function, ported_by, recipe, refusal
+from shapes import ENTRY, function, notes_of, ported_by, recipe, refusal
 from porter.rules import RecipeMain
 
 
@@ -46,3 +46,43 @@ def test_the_contracts_names_come_from_where_the_contract_imports_them():
     code = ported_by(RecipeMain, recipe(), contract="guide")
     assert "from runtime import run_recipe\n" in code
     assert "from torch.utils.data import DataLoader, Dataset\n" in code
+
+
+def test_statements_between_lifecycle_calls_run_before_or_after_run_recipe_as_they_did_around_training():
+    before = recipe().replace(
+        "    recipe.train()\n",
+        "    start = time.time()\n    recipe.train()\n    log.info(f\"Training time {time.time() - start}\")\n",
+    )
+    code = ported_by(RecipeMain, before)
+    assert function(code, "recipe_main") == textwrap.dedent('''\
+        def recipe_main(job_id: str, user_id: str, cfg: DictConfig, dataset: Dataset) -> None:
+            start = time.time()
+            run_recipe(ForkRecipe, job_id, user_id, cfg, dataset)
+            log.info(f"Training time {time.time() - start}")
+        ''')
+    first, second = notes_of(RecipeMain, before)
+    assert first.endswith(
+        "`start = time.time()` ran between `recipe.setup(cfg=cfg)` and `recipe.train()`; it now runs before "
+        "`run_recipe(...)`, which builds the recipe and runs its setup, train and cleanup"
+    )
+    assert "`log.info(f\"Training time {time.time() - start}\")` ran between `recipe.train()` and `recipe.cleanup()`; it now runs after" in second
+
+
+def test_a_lifecycle_call_under_a_condition_is_refused_saying_where_it_is():
+    before = recipe().replace(
+        "    recipe.train()\n", "    if cfg.mode == \"train\":\n        recipe.train()\n    else:\n        recipe.evaluate()\n"
+    )
+    line = before.splitlines().index('    if cfg.mode == "train":') + 1
+    assert refusal(RecipeMain, before) == (
+        f"line {line}: P002 `recipe.train()` is called under `if` in `recipe_main`, not as one of its statements; "
+        "run_recipe would run the recipe's whole life unconditionally: move the condition out of `recipe_main` "
+        "(the job system decides what runs)"
+    )
+
+
+def test_a_lifecycle_call_passing_what_run_recipe_does_not_is_refused():
+    before = recipe().replace("    recipe.setup(cfg=cfg)\n", "    recipe.setup(cfg=cfg, model=build_model(cfg))\n")
+    assert refusal(RecipeMain, before).endswith(
+        "P002 `recipe.setup(cfg=cfg, model=build_model(cfg))` passes `cfg=cfg, model=build_model(cfg)`, and run_recipe "
+        "passes the recipe only the job's config (`R(cfg)`, `setup(cfg)`, `train()`, `cleanup()`)"
+    )

@@ -97,3 +97,46 @@ def test_under_the_guides_contract_the_training_set_is_the_one_built_from_cfg_da
         "runtime replaced, which the runtime contract `bare` gives neither as `self.job_dataset_config` nor as "
         "`self.cfg.dataset` (with a `_setup_data(cfg.dataset, ...)` call)"
     )
+
+
+def test_a_wrapper_the_config_branch_puts_around_its_dataset_is_refused_naming_it():
+    before = recipe(setup_data='''
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    if isinstance(cfg_dataset, ListConfig):
+        ds = config.instantiate(cfg_dataset[0], self._tokenizer)
+    else:
+        ds = config.instantiate(cfg_dataset, self._tokenizer)
+        ds = PreferenceWithReference(ds, self._ref_model)
+    return DataLoader(ds, batch_size=batch_size)
+''')
+    line = before.splitlines().index("            ds = PreferenceWithReference(ds, self._ref_model)") + 1
+    assert refusal(DatasetInjection, before) == (
+        f"line {line}: P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config "
+        "builds, inside the branch the job's dataset replaces, which would bypass it: move it after the `if`/`else`, "
+        "where every dataset `ds` goes through it"
+    )
+    # After the branch, the job's dataset goes through it too.
+    after_the_branch = before.replace(
+        "            ds = PreferenceWithReference(ds, self._ref_model)\n", "", 1
+    ).replace("        return DataLoader", "        ds = PreferenceWithReference(ds, self._ref_model)\n        return DataLoader"
+    )
+    assert "        ds = self.dataset\n" in ported_by(DatasetInjection, after_the_branch)
+
+
+def test_another_set_built_from_the_replaced_config_is_noted():
+    before = recipe(setup_data='''
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    if isinstance(cfg_dataset, ListConfig):
+        ds = config.instantiate(cfg_dataset[0], self._tokenizer)
+    else:
+        ds = config.instantiate(cfg_dataset, self._tokenizer)
+    cfg_dataset["data_files"] = self._val_files
+    self._val = config.instantiate(cfg_dataset, self._tokenizer)
+    return DataLoader(ds, batch_size=batch_size)
+''')
+    line = before.splitlines().index("        self._val = config.instantiate(cfg_dataset, self._tokenizer)") + 1
+    (note,) = notes_of(DatasetInjection, before)
+    assert note == (
+        f"P008 line {line}: `self._val = config.instantiate(cfg_dataset, self._tokenizer)` builds from `cfg_dataset`, the "
+        "config node the job's dataset replaces: with a job dataset, it is built from the job dataset's config"
+    )
