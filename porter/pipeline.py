@@ -21,9 +21,10 @@ from porter.report import CONVERTED, FAILED, PortResult, SKIPPED
 from porter.rules import RULES
 from porter.rules.base import PortingRule
 from porter.settings import Settings
-from porter.shape import not_a_training_recipe, RecipeShape
+from porter.shape import not_a_training_recipe, PORTED_BASE, RecipeShape, SETUP_DATA_METHODS
 from porter.syntax import module_code
 from porter.verify import check_names, contract_problems
+from runtime.contract import PORTER, PORTER_RUNTIME_MODULE
 
 def port(text: str, settings: Settings = Settings()) -> PortResult:
     """Port one module's source with every rule the settings leave in, or say precisely why not."""
@@ -42,7 +43,8 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         return PortResult(FAILED, reason=f"line {error.lineno}: syntax error: {error.msg}")
     except ValueError as error:  # source with NUL bytes
         return PortResult(FAILED, reason=f"not Python source: {error}")
-    skip = not_a_training_recipe(source_ast)
+    contract = rules[0].contract if rules else PORTER
+    skip = not_a_training_recipe(source_ast, {contract.module_of(PORTED_BASE), PORTER_RUNTIME_MODULE})
     if skip is not None:
         return PortResult(SKIPPED, reason=skip)
     module = cst.parse_module(text)
@@ -166,7 +168,7 @@ def describe_variant(shape: RecipeShape) -> str:
             features.append("inline-save")
         if "validate" in shape.methods:
             features.append("validation")
-        if "_setup_data" not in shape.methods:
+        if not any(name in shape.methods for name in SETUP_DATA_METHODS):
             features.append("no-setup-data")
     if shape.epoch is not None and shape.epoch.method is not shape.train:
         features.append(f"epochs-in-{shape.epoch.method.name.value}")

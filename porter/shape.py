@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Collection, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 import libcst.matchers as m
@@ -34,6 +34,8 @@ from porter.syntax import (
 from runtime.families import recipe_family
 
 UPSTREAM_BASE = "FTRecipeInterface"
+# The method that builds the training data: torchtune's name, and forks' public one.
+SETUP_DATA_METHODS = ("_setup_data", "setup_data")
 PORTED_BASE = "RecipeBase"
 INTERFACE_METHODS = ("load_checkpoint", "setup", "train", "save_checkpoint", "cleanup")
 # Other recipe interfaces of torchtune: files built on them are not training recipes.
@@ -83,7 +85,7 @@ class EpochLoop:
 class StepLogging:
     """The `if <step counter> % self._log_every_n_steps == 0:` block and what it logs."""
 
-    block: cst.If
+    block: cst.CSTNode  # the `if`; the step loop, where every step logs
     method: cst.FunctionDef  # where the block is
     epoch_variable: Optional[str]  # the epoch's name in that method, if it has it
     kind: str  # "sft" (logs a metric dict) or "rl" (logs ...Stats through log_metrics)
@@ -96,6 +98,8 @@ class StepLogging:
     step_time: Optional[str] = None  # sft: `time_per_step`, computed from the step clock
     step_clock: Optional[str] = None  # sft: the step clock it is computed from, `t0`
     stats: Optional[str] = None  # rl: the `...Stats(...)` expression logged
+    every_step: bool = False  # the call is right in the step loop, with no block around it
+    merged_metrics: bool = False  # sft: the dict merges others (`**lr_log`) whose keys porter cannot read
 
 
 @dataclass
@@ -312,14 +316,21 @@ class RecipeShape:
     def _read_step_logging(self) -> None:
         self._need(EPOCH_LOOP)
         found = []
+        unguarded = []  # early-2024 loops log every step, with no block around the call
         for method, root, epoch_variable, ancestors in self._loop_scopes():
             for stmt, inner in iter_statements(root, ancestors):
                 if isinstance(stmt, cst.If) and _logging_counter(stmt.test) is not None:
                     found.append((stmt, method, epoch_variable, inner))
+                elif called_name(stmt) == METRIC_LOGGER_CALL and not any(_logging_counter(a.test) for a in inner if isinstance(a, cst.If)):
+                    unguarded.append((stmt, method, epoch_variable, inner))
+        if not found and len(unguarded) == 1:
+            self._read_unguarded_logging(*unguarded[0])
+            return
         if len(found) != 1:
             raise _Missing(Problem(
-                "expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` in the "
-                f"epoch loop or the methods it calls, found {len(found)}",
+                "expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one "
+                f"`{METRIC_LOGGER_CALL}(..., step=self.<counter>)` in the step loop, logging every step) in the epoch "
+                f"loop or the methods it calls, found {len(found)} blocks and {len(unguarded)} calls outside one",
                 found[1][0] if len(found) > 1 else self.epoch.loop,
             ))
         ((block, method, epoch_variable, ancestors),) = found
@@ -350,6 +361,29 @@ class RecipeShape:
             logging.stats = _logged_stats(expression_of(log_call))
         else:
             _read_metrics(logging, block)
+        self.logging = logging
+
+    def _read_unguarded_logging(self, log_call, method, epoch_variable, ancestors) -> None:
+        """A metric-logger call right in the step loop: every step logs, the loop is its block."""
+        loops = [a for a in ancestors if isinstance(a, (cst.For, cst.While)) and a is not self.epoch.loop]
+        step = next((arg.value for arg in expression_of(log_call).args if arg.keyword is not None and arg.keyword.value == "step"), None)
+        if not loops or not m.matches(step, m.Attribute(value=m.Name("self"), attr=m.Name())):
+            raise _Missing(Problem(
+                f"`{METRIC_LOGGER_CALL}(...)` logs outside a step-logging block: porter reads such a call only in a "
+                "step loop, with `step=self.<counter>`",
+                log_call,
+            ))
+        logging = StepLogging(
+            block=loops[-1],
+            method=method,
+            epoch_variable=epoch_variable,
+            kind="sft",
+            log_call=log_call,
+            step_counter=node_code(step),
+            step_loop=loops[-1],
+            every_step=True,
+        )
+        _read_metrics(logging, loops[-1])
         self.logging = logging
 
     def _loop_scopes(self) -> Iterator[Tuple[cst.FunctionDef, cst.CSTNode, Optional[str], Ancestors]]:
@@ -480,10 +514,11 @@ class RecipeShape:
 
     def _read_dataset_setup(self) -> None:
         self._need(RECIPE)
-        setup_data = self.methods.get("_setup_data")
-        if setup_data is None:
-            raise _Missing(Problem(f"class {self.cls.name.value} has no `_setup_data` method", self.cls))
-        several = len(self.index.statements_using_self(self.cls, ["_setup_data"])) > 1
+        names = [name for name in SETUP_DATA_METHODS if name in self.methods]
+        if not names:
+            raise _Missing(Problem(f"class {self.cls.name.value} has no `_setup_data` (or `setup_data`) method", self.cls))
+        setup_data = self.methods[names[0]]
+        several = len(self.index.statements_using_self(self.cls, [names[0]])) > 1
         body = list(block_statements(setup_data))
         branches = [s for s in body if isinstance(s, cst.If) and m.matches(s.test, _LIST_CONFIG_TEST)]
         if len(branches) == 1:
@@ -515,8 +550,9 @@ class RecipeShape:
                 self.dataset = DatasetSetup(setup_data, "single", singles[0], cfg, dataset_variable=variable, several_setups=several)
                 return
         raise _Missing(Problem(
-            "expected one `if isinstance(<dataset config>, ListConfig):`, or one `ds = config.instantiate(<dataset "
-            f"config>, ...)`, directly in `_setup_data`, found {len(branches)}",
+            "expected, directly in `" + setup_data.name.value + "`, one `if isinstance(<dataset config>, ListConfig):`, or "
+            "one `ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a "
+            f"`datasets` and a `weights` dict (a mix), found {len(branches)} ListConfig branches",
             branches[1] if len(branches) > 1 else setup_data,
         ))
 
@@ -543,21 +579,31 @@ def recipe_classes(module: cst.Module) -> List[cst.ClassDef]:
     return [s for s in module.body if isinstance(s, cst.ClassDef) and UPSTREAM_BASE in base_names(s)]
 
 
-def not_a_training_recipe(tree: ast.Module) -> Optional[str]:
+def not_a_training_recipe(tree: ast.Module, ported_base_modules: Collection[str]) -> Optional[str]:
     """Why a module is skipped, in words that say what it is; None for a training
-    recipe. Read from the stdlib ast: skipped files are never parsed with libcst."""
+    recipe. A recipe is already ported when it inherits the RecipeBase of one of
+    `ported_base_modules` (porter's runtime, the contract's); a class of that name from
+    anywhere else is someone else's. Read from the stdlib ast: skipped files are never
+    parsed with libcst."""
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
     bases = {cls.name: [_ast_name(base) for base in cls.bases] for cls in classes}
     if any(UPSTREAM_BASE in names for names in bases.values()):
         return None
-    if any(PORTED_BASE in names for names in bases.values()):
-        return f"already ported (a class inherits {PORTED_BASE})"
     imported = {
         alias.asname or alias.name: node.module or ""
         for node in tree.body
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     }
+    heirs = [cls.name for cls in classes if PORTED_BASE in bases[cls.name]]
+    if heirs:
+        origin = imported.get(PORTED_BASE)
+        if origin in ported_base_modules:
+            return f"already ported ({heirs[0]} inherits {PORTED_BASE} from {origin})"
+        return (
+            f"not a training recipe: {heirs[0]} inherits a {PORTED_BASE} from {origin or 'this module'}, which is not the "
+            f"runtime's ({' or '.join(sorted(ported_base_modules))}), and no class subclasses {UPSTREAM_BASE}"
+        )
     for cls in classes:
         for base in bases[cls.name]:
             if base in OTHER_INTERFACES:
@@ -590,7 +636,7 @@ _LOGGING_TEST = m.Comparison(
     left=m.BinaryOperation(
         left=m.Attribute(value=m.Name("self"), attr=m.Name()),
         operator=m.Modulo(),
-        right=m.Attribute(value=m.Name("self"), attr=m.Name("_log_every_n_steps")),
+        right=m.Attribute(value=m.Name("self"), attr=m.Name(m.MatchRegex(r"_?log_every_n_steps"))),
     ),
     comparisons=[m.ComparisonTarget(operator=m.Equal(), comparator=m.Integer("0"))],
 )
@@ -659,14 +705,14 @@ def _logged_stats(call: cst.Call) -> Optional[str]:
     return node_code(stats[0]) if len(stats) == 1 else None
 
 
-def _read_metrics(logging: StepLogging, block: cst.If) -> None:
+def _read_metrics(logging: StepLogging, block: cst.CSTNode) -> None:
     """The SFT block's metric dict: its name or literal, its keys, the step time."""
     call = expression_of(logging.log_call)
     logged = call.args[0].value if call.args else None
     keys: Optional[List[str]] = []
     if isinstance(logged, cst.Dict):
         logging.inline_metrics = logged
-        keys = _literal_keys(logged)
+        keys = _literal_keys(logged, logging)
     elif isinstance(logged, cst.Name):
         logging.metric_dict = name = logged.value
         assigned = False
@@ -674,7 +720,7 @@ def _read_metrics(logging: StepLogging, block: cst.If) -> None:
             small = single_small_statement(stmt)
             if isinstance(small, cst.Assign) and any(m.matches(t.target, m.Name(name)) for t in small.targets):
                 assigned = True
-                found = _literal_keys(small.value) if isinstance(small.value, cst.Dict) else None
+                found = _literal_keys(small.value, logging) if isinstance(small.value, cst.Dict) else None
                 keys = None if found is None or keys is None else keys + found
             elif isinstance(small, cst.Assign) and any(
                 m.matches(t.target, m.Subscript(value=m.Name(name))) for t in small.targets
@@ -687,7 +733,7 @@ def _read_metrics(logging: StepLogging, block: cst.If) -> None:
             if isinstance(expr, cst.Call) and m.matches(expr.func, m.Attribute(value=m.Name(name), attr=m.Name("update"))):
                 argument = expr.args[0].value if expr.args else None
                 if isinstance(argument, cst.Dict):
-                    found = _literal_keys(argument)
+                    found = _literal_keys(argument, logging)
                     keys = keys + found if found is not None and keys is not None else None
                 elif not (argument is not None and m.matches(argument, _MEMORY_STATS)):
                     keys = None  # updated from something porter cannot read
@@ -710,10 +756,14 @@ def _read_metrics(logging: StepLogging, block: cst.If) -> None:
             break
 
 
-def _literal_keys(value: cst.Dict) -> Optional[List[str]]:
-    """The string keys of a dict literal; None if it has another kind of key or a `**`."""
+def _literal_keys(value: cst.Dict, logging: StepLogging) -> Optional[List[str]]:
+    """The string keys of a dict literal; None if it has another kind of key. A `**`
+    merge adds keys porter cannot read: `logging.merged_metrics` says so."""
     keys = []
     for element in value.elements:
+        if isinstance(element, cst.StarredDictElement):
+            logging.merged_metrics = True
+            continue
         if not isinstance(element, cst.DictElement) or not isinstance(element.key, cst.SimpleString):
             return None
         keys.append(element.key.evaluated_value)

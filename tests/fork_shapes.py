@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict
 
-from shapes import HEADER, recipe, train
+from shapes import HEADER, recipe, SETUP_DATA, train
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,28 @@ def setup_data(*lines: str, after: str = "") -> str:
     )
 
 
+# Early 2024: every batch logs, with a dict literal and no block around the call.
+LOGS_EVERY_BATCH = '''
+def train(self) -> None:
+    for curr_epoch in range(self.epochs_run, self.total_epochs):
+        for idx, batch in enumerate(self._dataloader):
+            loss = self._model(**batch)
+            loss.backward()
+            self.global_step += 1
+            self._metric_logger.log_dict({"loss": loss.item(), "lr": 1e-3}, step=self.global_step)
+        self.epochs_run += 1
+        self.save_checkpoint(epoch=curr_epoch)
+'''
+
+ALREADY_PORTED = '''\
+from {module} import RecipeBase
+
+
+class TeamRecipe(RecipeBase):
+    def _train(self) -> None:
+        pass
+'''
+
 OTHER_INTERFACE = '''\
 from torchtune.recipe_interfaces import {base}
 
@@ -210,6 +232,24 @@ FORK_SHAPES: Dict[str, ForkShape] = {
     ),
     "epoch_loop_in_a_nested_function.py": ForkShape(
         recipe(NESTED_EPOCH_LOOP), "failed", "P004, P005, P006 the epoch loop is in `run_loop`, defined inside `train`"
+    ),
+    "public_setup_data_and_log_every.py": ForkShape(
+        recipe(setup_data=SETUP_DATA.replace("def _setup_data(", "def setup_data("))
+        .replace("self._setup_data(", "self.setup_data(")
+        .replace("self._log_every_n_steps", "self.log_every_n_steps"),
+        "converted", "",
+    ),
+    "logs_every_batch_inline.py": ForkShape(recipe(LOGS_EVERY_BATCH), "converted", "the recipe has no step clock"),
+    "merged_metric_dict.py": ForkShape(
+        recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"loss": loss.item(), **self._lr_log()}')),
+        "converted", "merges another dict (`**...`) porter cannot read: the step event reads the learning rate as `log_dict.get(\"lr\")`",
+    ),
+    "already_ported_by_the_team.py": ForkShape(
+        ALREADY_PORTED.format(module="runtime"), "skipped", "already ported (TeamRecipe inherits RecipeBase from runtime)"
+    ),
+    "a_third_party_recipe_base.py": ForkShape(
+        ALREADY_PORTED.format(module="somelib.trainers"),
+        "skipped", "not a training recipe: TeamRecipe inherits a RecipeBase from somelib.trainers, which is not the runtime's",
     ),
     "evaluation_recipe.py": ForkShape(
         OTHER_INTERFACE.format(base="EvalRecipeInterface"), "skipped", "an evaluation recipe: Other subclasses EvalRecipeInterface"

@@ -62,9 +62,9 @@ class DatasetInjection(PortingRule):
         if anchors.kind != "mix" and anchors.several_setups and self._training_config(shape) is None:
             raise PortError(
                 self.RULE_ID,
-                f"`_setup_data` builds several sets; porter tells the training set by the config node the runtime "
-                f"replaced, which the runtime contract `{self.contract.name}` gives neither as `self.job_dataset_config` "
-                "nor as `self.cfg.dataset` (with a `_setup_data(cfg.dataset, ...)` call)",
+                f"`{anchors.method.name.value}` builds several sets; porter tells the training set by the config node "
+                f"the runtime replaced, which the runtime contract `{self.contract.name}` gives neither as "
+                f"`self.job_dataset_config` nor as `self.cfg.dataset` (with a `{anchors.method.name.value}(cfg.dataset, ...)` call)",
                 anchors.method,
             )
         return anchors
@@ -74,7 +74,7 @@ class DatasetInjection(PortingRule):
         contract gives it; None when it gives none."""
         if self.contract.provides("job_dataset_config"):
             return "self.job_dataset_config"
-        calls = shape.index.statements_using_self(shape.cls, ["_setup_data"])
+        calls = shape.index.statements_using_self(shape.cls, [shape.dataset.method.name.value])
         if self.contract.provides("cfg") and any(m.findall(call, m.Attribute(value=m.Name("cfg"), attr=m.Name("dataset"))) for call in calls):
             return "self.cfg.dataset"
         return None
@@ -114,7 +114,7 @@ class DatasetInjection(PortingRule):
         ]
         if anchors.several_setups:
             notes.append(
-                f"line {line}: `_setup_data` also builds another set (validation): the job's dataset replaces the "
+                f"line {line}: `{anchors.method.name.value}` also builds another set (validation): the job's dataset replaces the "
                 f"training set only, the set whose config is `{self._training_config(shape)}`"
             )
         return notes

@@ -42,6 +42,7 @@ class Anchors:
     metrics: str = NAMED_METRICS
     loss_key: str = "loss"
     lr_key: str = "lr"
+    lr_optional: bool = False  # the dict merges another that may hold `lr`: read with .get()
     memory_keys: Tuple[str, str, str] = MEMORY_KEYS
     step_time: Optional[str] = None  # None: porter starts a step clock
     clock_before: Optional[cst.BaseStatement] = None  # where porter's step clock starts
@@ -89,7 +90,10 @@ class StepEvent(PortingRule):
                 logging.log_call,
             )
         anchors.loss_key = _key(keys, ("loss",), where, self.RULE_ID, logging.log_call)
-        anchors.lr_key = _key(keys, ("lr", "learning_rate"), where, self.RULE_ID, logging.log_call)
+        if logging.merged_metrics and not any(_last_part(key) in ("lr", "learning_rate") for key in keys):
+            anchors.lr_optional = True  # from the merged dict, if it has it
+        else:
+            anchors.lr_key = _key(keys, ("lr", "learning_rate"), where, self.RULE_ID, logging.log_call)
         anchors.memory_keys = tuple(
             next((key for key in keys if _last_part(key) == memory), memory) for memory in MEMORY_KEYS
         )
@@ -114,6 +118,7 @@ class StepEvent(PortingRule):
                 metrics=anchors.metrics,
                 loss_key=anchors.loss_key,
                 lr_key=anchors.lr_key,
+                lr_optional=anchors.lr_optional,
                 memory_keys=anchors.memory_keys,
                 step_time=anchors.step_time or f"time.perf_counter() - {STEP_CLOCK}",
                 **where,
@@ -141,12 +146,18 @@ class StepEvent(PortingRule):
                 "logs, the optimizer's learning rate, and a step clock started at the top of the loop at line "
                 f"{line(anchors.logging.step_loop)}; no peak memory"
             ]
+        notes = []
+        if anchors.lr_optional:
+            notes.append(
+                f"line {line(anchors.logging.log_call)}: `{anchors.metrics}` merges another dict (`**...`) porter cannot "
+                f"read: the step event reads the learning rate as `{anchors.metrics}.get(\"lr\")`, null where the merge has no `lr`"
+            )
         if anchors.step_time is None:
-            return [
+            return notes + [
                 f"line {line(anchors.logging.block)}: the recipe has no step clock: the step event times the iteration "
                 f"of the loop at line {line(anchors.logging.step_loop)} that logs"
             ]
-        return []
+        return notes
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
         return called_once(ported, shape, anchors.logging.method, "self.job_logger.log_step")

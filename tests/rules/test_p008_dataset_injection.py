@@ -76,7 +76,9 @@ def test_a_validation_set_built_by_the_same_method_keeps_its_config_and_is_noted
 def test_no_dataset_branch_is_refused():
     none = "def _setup_data(self, cfg_dataset, batch_size):\n    return self._loader\n"
     assert refusal(DatasetInjection, recipe(setup_data=none)).endswith(
-        "P008 expected one `if isinstance(<dataset config>, ListConfig):`, or one `ds = config.instantiate(<dataset config>, ...)`, directly in `_setup_data`, found 0"
+        "P008 expected, directly in `_setup_data`, one `if isinstance(<dataset config>, ListConfig):`, or one "
+        "`ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a `datasets` and a "
+        "`weights` dict (a mix), found 0 ListConfig branches"
     )
 
 
