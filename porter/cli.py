@@ -342,6 +342,44 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
 
 
 @main.command()
+@with_sources
+@with_generation
+def explain(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> None:
+    """Say what porter sees in each recipe (default: [tool.porter] source): its class,
+    epoch loop, step logging, every save and where it goes, its dataset branch, and the
+    notes the port adds, or why it refuses or skips the file.
+
+    \b
+    Examples:
+      porter explain path/to/our_fork.py
+      porter explain --installed --contract guide
+
+    Exit codes: 0 explained (whatever the outcome); 2 a source cannot be read, bad usage.
+    """
+    from porter.explain import explain as explained
+    from porter.sources import read_source
+
+    project = _project()
+    settings = _generation(project, contract, runtime_module, skip_rules)
+    failed = False
+    for source in _sources(sources, installed, torchtune_version, project):
+        if isinstance(source, MissingSource):
+            _say(f"porter: error: {source.path}: {source.reason}")
+            failed = True
+            continue
+        try:
+            text = read_source(source.path)
+        except ValueError as error:
+            _say(f"porter: error: {source}: {error}")
+            failed = True
+            continue
+        click.echo(f"{source}:")
+        for line in explained(text, settings):
+            click.echo(f"  {line}")
+    sys.exit(2 if failed else 0)
+
+
+@main.command()
 @click.argument("recipe")
 @with_sources
 @with_output
