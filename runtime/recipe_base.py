@@ -124,16 +124,17 @@ class RecipeBase:
         self._refuse_an_epoch_of_no_steps()
 
     def train(self) -> None:
-        before = self._steps_done()
+        before = self._step_counts()
         self._train()
-        if before is not None and self._steps_done() == before:
+        if before and self._step_counts() == before:
             raise DatasetError(f"the run finished with zero optimizer steps: {self._data_facts()}")
 
-    # Where recipes count their optimizer steps: SFT loops, then RL loops.
-    _STEP_COUNTERS = ("global_step", "_steps_run")
+    # Where recipes count their optimizer steps: SFT loops, RL loops, torchtune 0.1's.
+    _STEP_COUNTERS = ("global_step", "_steps_run", "total_training_steps")
 
-    def _steps_done(self) -> Optional[int]:
-        return next((getattr(self, name) for name in self._STEP_COUNTERS if isinstance(getattr(self, name, None), int)), None)
+    def _step_counts(self) -> dict:
+        """The step counters the recipe has: a run that moved none of them made no step."""
+        return {name: getattr(self, name) for name in self._STEP_COUNTERS if isinstance(getattr(self, name, None), int)}
 
     def _refuse_an_epoch_of_no_steps(self) -> None:
         """A dataset that makes no full batch (or fewer batches than one optimizer step

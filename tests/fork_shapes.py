@@ -36,6 +36,7 @@ def save_intermediate(self, epoch: int) -> None:
 # No save method: the checkpointer saves every N steps and at each epoch's end.
 INLINE_SAVES = '''
 def train(self) -> None:
+    t0 = time.perf_counter()
     for curr_epoch in range(self.epochs_run, self.total_epochs):
         for batch in self._dataloader:
             self.global_step += 1
@@ -165,14 +166,17 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "converted", "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
     ),
     "save_in_else_branch.py": ForkShape(
-        recipe(train("if self._skip_save:\n    log.info('no save')\nelse:\n    self.save_checkpoint(epoch=curr_epoch)")),
+        recipe(
+            train("if self._skip_save:\n    log.info('no save')\nelse:\n    self.save_checkpoint(epoch=curr_epoch)"),
+            init_extra="self._skip_save = False\n",
+        ),
         "converted", "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
     ),
     "step_save_in_with_block.py": ForkShape(
         recipe(train("").replace(
             "            t0 = time.perf_counter()\n",
             "            with self._timer('save'):\n                self.save_checkpoint(epoch=curr_epoch)\n            t0 = time.perf_counter()\n",
-        )),
+        ), header=HEADER + "from contextlib import nullcontext\n", extra_methods="def _timer(self, what: str):\n    return nullcontext()\n"),
         "converted", "the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place",
     ),
     "final_save_alone_in_with_block.py": ForkShape(
@@ -180,7 +184,7 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "failed", "P004 the final save is all that its `with` block holds",
     ),
     "users_condition_around_save.py": ForkShape(
-        recipe(train("if curr_epoch >= self._warmup_epochs:\n    self.save_checkpoint(epoch=curr_epoch)")),
+        recipe(train("if curr_epoch >= self._warmup_epochs:\n    self.save_checkpoint(epoch=curr_epoch)"), init_extra="self._warmup_epochs = 1\n"),
         "converted", "it stays under the recipe's own `if curr_epoch >= self._warmup_epochs:`",
     ),
     "helper_that_saves_and_prunes.py": ForkShape(
@@ -192,7 +196,7 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "converted", "which saves in `save_intermediate`; that method stays, unused",
     ),
     "inline_step_and_epoch_saves.py": ForkShape(
-        recipe(INLINE_SAVES, save_checkpoint=None),
+        recipe(INLINE_SAVES, save_checkpoint=None, init_extra="self._save_every_n_steps = 3\n"),
         "converted", "this save moved into a new `_save_checkpoint(epoch)`",
     ),
     "renamed_metric_keys.py": ForkShape(
@@ -201,7 +205,7 @@ FORK_SHAPES: Dict[str, ForkShape] = {
     ),
     "renamed_step_timer.py": ForkShape(recipe(train().replace("t0", "t_step").replace("time_per_step", "elapsed")), "converted", ""),
     "step_loop_in_a_helper.py": ForkShape(recipe(**STEP_LOOP_IN_A_HELPER), "converted", ""),
-    "older_loop.py": ForkShape(recipe(**OLDER_LOOP), "converted", "the recipe has no step clock"),
+    "older_loop.py": ForkShape(recipe(**OLDER_LOOP, init_extra="self.total_training_steps = 0\n"), "converted", "the recipe has no step clock"),
     "subclass_of_a_stock_recipe.py": ForkShape(
         recipe(base="FullFinetuneRecipeDistributed", header=HEADER + "from recipes.full_finetune_distributed import FullFinetuneRecipeDistributed\n"),
         "skipped", "subclass of FullFinetuneRecipeDistributed (from recipes.full_finetune_distributed): port that recipe",
@@ -211,7 +215,9 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "failed", "class Child subclasses the recipe class ForkRecipe",
     ),
     "timed_training_in_recipe_main.py": ForkShape(
-        recipe().replace("    recipe.train()\n", "    start = time.time()\n    recipe.train()\n    log.info(f\"Training time {time.time() - start}\")\n"),
+        recipe(train('log.info("epoch %d done", curr_epoch)\nself.save_checkpoint(epoch=curr_epoch)')).replace(
+            "    recipe.train()\n", "    start = time.time()\n    recipe.train()\n    log.info(f\"Training time {time.time() - start}\")\n"
+        ),
         "converted", "ran between `recipe.train()` and `recipe.cleanup()`; it now runs after `run_recipe(...)`",
     ),
     "train_or_evaluate_in_recipe_main.py": ForkShape(
@@ -227,7 +233,10 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "failed", "P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config builds",
     ),
     "validation_set_from_the_edited_training_config.py": ForkShape(
-        recipe(setup_data=setup_data(after='cfg_dataset["data_files"] = self._val_files\nself._val = config.instantiate(cfg_dataset, self._tokenizer)')),
+        recipe(
+            setup_data=setup_data(after='cfg_dataset["data_files"] = self._val_files\nself._val = config.instantiate(cfg_dataset, self._tokenizer)'),
+            init_extra='self._val_files = "validation.jsonl"\n',
+        ),
         "converted", "builds from `cfg_dataset`, the config node the job's dataset replaces",
     ),
     "epoch_loop_in_a_nested_function.py": ForkShape(
@@ -241,7 +250,10 @@ FORK_SHAPES: Dict[str, ForkShape] = {
     ),
     "logs_every_batch_inline.py": ForkShape(recipe(LOGS_EVERY_BATCH), "converted", "the recipe has no step clock"),
     "merged_metric_dict.py": ForkShape(
-        recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"loss": loss.item(), **self._lr_log()}')),
+        recipe(
+            train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"loss": loss.item(), **self._lr_log()}'),
+            extra_methods='def _lr_log(self) -> dict:\n    return {"lr": 1e-3}\n',
+        ),
         "converted", "merges another dict (`**...`) porter cannot read: the step event reads the learning rate as `log_dict.get(\"lr\")`",
     ),
     "already_ported_by_the_team.py": ForkShape(

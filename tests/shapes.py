@@ -105,9 +105,12 @@ def recipe(
     header: str = HEADER,
     base: str = "FTRecipeInterface",
     after_class: str = "",
+    init_extra: str = "",
 ) -> str:
-    """A whole recipe module: the shared parts, with the ones given replaced."""
-    methods = [INIT, SETUP, setup_data, save_checkpoint, extra_methods, train_method or train(), CLEANUP]
+    """A whole recipe module: the shared parts, with the ones given replaced, and
+    `init_extra` lines at the end of `__init__` (what a fork's loop reads)."""
+    init = INIT + textwrap.indent(textwrap.dedent(init_extra), "    ")
+    methods = [init, SETUP, setup_data, save_checkpoint, extra_methods, train_method or train(), CLEANUP]
     body = "\n".join(textwrap.indent(textwrap.dedent(m).strip("\n") + "\n", "    ") for m in methods if m)
     text = f"{header}\n\nclass ForkRecipe({base}):\n{body}\n\n{after_class}{ENTRY}"
     ast.parse(text)  # a test's fixture is valid Python, or the test itself is wrong
