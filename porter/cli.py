@@ -500,7 +500,14 @@ def contract_check(modules: Tuple[str, ...], job_logger: Optional[str], save_hoo
 @click.option("--webhook", metavar="URL", help="POST events in batches to URL.")
 @click.option("--console/--no-console", default=True, show_default=True, help="porter's progress line and milestones on stderr.")
 @click.option("--verbose", is_flag=True, help="Let torchtune's own output (config dump, INFO lines, tqdm) through, instead of into the job's logs/output-node-N.log.")
-def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: str, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, verbose: bool) -> None:
+@click.option(
+    "--resume",
+    type=click.Choice(["auto", "never"]),
+    default=None,
+    help="auto: continue from the job's last resumable save if an earlier attempt left one, else start; "
+    "never: refuse a job id with checkpoints (default; auto when a scheduler restarted the job: SLURM_RESTART_COUNT).",
+)
+def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: str, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, verbose: bool, resume: Optional[str]) -> None:
     """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them
     (+key=value adds a key the config lacks).
 
@@ -559,6 +566,7 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
             torchrun=torchrun,
             node=node,
             verbose=verbose,
+            resume_if_possible=resume == "auto" or (resume is None and _restarted_by_a_scheduler()),
         )
         problem = torchao_extension_problem()
         if problem is not None:
@@ -610,6 +618,13 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     cancel_on_signals()
     outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg, verbose=verbose))
     _report_outcome(outcome, str(assets.root / "runs"), "demo", job_id, verbose)
+
+
+def _restarted_by_a_scheduler() -> bool:
+    from runtime.cluster import scheduler_job
+
+    scheduled = scheduler_job()
+    return scheduled is not None and scheduled.restart_count > 0
 
 
 def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbose: bool) -> None:

@@ -7,11 +7,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from runtime.console import end_line, weights_line
 from runtime.events import TERMINAL
-from runtime.job_reader import job_facts, JobSummary, utc_time
+from runtime.job_reader import job_facts, JobSummary, scheduler_text, utc_time
 from runtime.sinks import Event
 
 _SPARKS = "▁▂▃▄▅▆▇█"
-_COLUMNS = ("USER", "JOB", "RECIPE", "STATUS", "STEP", "EPOCH", "LOSS", "STARTED", "DURATION", "NODES", "WORLD")
+_COLUMNS = ("USER", "JOB", "RECIPE", "STATUS", "STEP", "EPOCH", "LOSS", "STARTED", "DURATION", "NODES", "WORLD", "SCHEDULER")
 
 
 def jobs_table(summaries: Sequence[JobSummary]) -> str:
@@ -28,6 +28,7 @@ def jobs_table(summaries: Sequence[JobSummary]) -> str:
             duration(s.duration_s),
             str(s.nnodes),
             str(s.world_size),
+            s.scheduler_job or "-",
         )
         for s in summaries
     ]
@@ -44,6 +45,10 @@ def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, 
 
     fact("started", f"{utc_time(summary.started)} UTC, ran {duration(summary.duration_s)}")
     fact("processes", f"{summary.world_size} on {summary.nnodes} node{'s' * (summary.nnodes != 1)}")
+    attempts = [e["data"] for e in events if e.get("operation") == "job_started"]
+    if len(attempts) > 1 or summary.scheduler_job:
+        runs = [scheduler_text(a.get("scheduler_job")) or f"attempt {n}" for n, a in enumerate(attempts, 1)]
+        fact("attempts", f"{len(attempts)}: " + ", ".join(runs))
     for name, value in job_facts(events):
         if name in ("model", "dataset", "epochs", "learning rate"):
             fact(name if name != "learning rate" else "lr", value)
@@ -51,7 +56,7 @@ def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, 
     losses = [e["data"]["step_loss"] for e in events if e.get("operation") == "step" and isinstance(e["data"].get("step_loss"), (int, float))]
     if losses:
         fact("loss", f"{sparkline(losses)}  {losses[0]:.4g} → {losses[-1]:.4g} over {len(losses)} logged steps")
-    weights = [e["data"] for e in events if e.get("operation") == "weights" and e["data"].get("kind") != "all"]
+    weights = [e["data"] for e in events if e.get("operation") == "weights" and e["data"].get("kind") in ("intermediate", "final")]
     if weights:
         last = weights_line(weights[-1], local_folder).removeprefix("weights ")
         fact("weights", f"{len(weights)} save{'s' * (len(weights) != 1)}, the last {last}")

@@ -117,6 +117,7 @@ class SaveSite:
     helper: Optional[cst.FunctionDef] = None  # kind "helper": the method called
     helper_saves: List[cst.BaseStatement] = field(default_factory=list)  # its own save statements
     helper_other: Optional[cst.BaseStatement] = None  # a statement of it that is not about saving
+    helper_rotation: Optional[cst.BaseStatement] = None  # its loop that deletes old checkpoints
 
 
 @dataclass
@@ -491,7 +492,8 @@ class RecipeShape:
         if not saves:
             return None
         site.kind, site.helper, site.helper_saves = "helper", helper, saves
-        site.helper_other = _other_work(helper, saves)
+        site.helper_rotation = next((stmt for stmt in block_statements(helper) if _deletes_checkpoints(stmt)), None)
+        site.helper_other = _other_work(helper, saves, site.helper_rotation)
         return site
 
     def _saves_inside(self, method: cst.FunctionDef, seen: Set[int]) -> List[cst.BaseStatement]:
@@ -770,10 +772,11 @@ def _literal_keys(value: cst.Dict, logging: StepLogging) -> Optional[List[str]]:
     return keys
 
 
-def _other_work(helper: cst.FunctionDef, saves: List[cst.BaseStatement]) -> Optional[cst.BaseStatement]:
+def _other_work(helper: cst.FunctionDef, saves: List[cst.BaseStatement], rotation: Optional[cst.BaseStatement]) -> Optional[cst.BaseStatement]:
     """A statement of `helper` that is neither a save, nor its timing and log lines, nor
-    an `if` around them: the work that makes it more than a save."""
-    saving = {id(stmt) for stmt in saves}
+    an `if` around them, nor its rotation of old checkpoints (which the runtime does with
+    `porter.keep_last_n_checkpoints`): the work that makes it more than a save."""
+    saving = {id(stmt) for stmt in saves} | ({id(rotation)} if rotation is not None else set())
     for stmt in block_statements(helper):
         if not _only_saving(stmt, saving):
             return stmt
@@ -789,6 +792,25 @@ def _only_saving(stmt: cst.BaseStatement, saving: Set[int]) -> bool:
         blocks = [stmt.body] + ([stmt.orelse] if stmt.orelse is not None else [])
         return all(_only_saving(inner, saving) for block in blocks for inner in block_statements(block))
     return False
+
+
+_DELETES = ("rmtree", "remove", "unlink", "rm")
+
+
+def _deletes_checkpoints(stmt: cst.BaseStatement) -> bool:
+    """A `for` loop over old checkpoints whose body only deletes (and logs): a rotation."""
+    if not isinstance(stmt, cst.For) or stmt.orelse is not None:
+        return False
+    body = list(block_statements(stmt))
+    deletes = [inner for inner in body if (called_name(inner) or "").rsplit(".", 1)[-1] in _DELETES]
+    return bool(deletes) and all(inner in deletes or is_log_call(inner) for inner in body)
+
+
+def kept_by_rotation(stmt: cst.For) -> Optional[int]:
+    """K of a rotation over `...[:-K]`: how many checkpoints it kept, when it says."""
+    for part in m.findall(stmt.iter, m.Slice(lower=None, upper=m.UnaryOperation(operator=m.Minus(), expression=m.Integer()))):
+        return int(part.upper.expression.value)
+    return None
 
 
 def is_log_call(stmt: cst.BaseStatement) -> bool:

@@ -10,6 +10,8 @@ event, and on resume points the checkpointer at the last complete intermediate s
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -28,6 +30,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 class CheckpointPolicy:
     every_n_epochs: int = 1
     every_n_steps: Optional[int] = None
+    keep_last_n: Optional[int] = None  # epoch checkpoints kept; None keeps every one
 
     def epoch_due(self, epoch: int, total_epochs: int) -> bool:
         """Intermediate saves every N epochs; the last epoch always saves."""
@@ -38,6 +41,28 @@ class CheckpointPolicy:
 
 
 Snapshot = Dict[str, Tuple[int, int]]
+_EPOCH_FOLDER = re.compile(r"epoch_(\d+)")
+
+
+def rotate(checkpoints: Path, keep: int, mirror=None) -> List[Path]:
+    """Delete the epoch checkpoints (`epoch_<n>` folders) but the newest `keep`, ordered
+    by epoch number, never by name; never the newest one with its recipe state (what a
+    resume needs), nor, on a remote output root, one whose upload has not finished
+    (`mirror.remove` deletes the remote copy, or declines). The deleted folders."""
+    folders = sorted(
+        (int(match.group(1)), path)
+        for path in (checkpoints.iterdir() if checkpoints.exists() else ())
+        if path.is_dir() and (match := _EPOCH_FOLDER.fullmatch(path.name))
+    )
+    resumable = [path for _, path in folders if (path / "recipe_state.pt").exists()]
+    needed = resumable[-1] if resumable else None
+    removed = []
+    for _, path in folders[: max(len(folders) - keep, 0)]:
+        if path == needed or (mirror is not None and not mirror.remove(path)):
+            continue
+        shutil.rmtree(path)
+        removed.append(path)
+    return removed
 
 
 def snapshot(folder: Path) -> Snapshot:
@@ -75,6 +100,13 @@ def last_resumable_save(events: List[Event]) -> Optional[Event]:
     if not saves:
         return None
     return saves[-1]
+
+
+def can_resume(events: List[Event]) -> bool:
+    """Whether an attempt of the job saved state it can resume from, and it is not done."""
+    save = last_resumable_save(events)
+    done = any(event.get("operation") == "job_completed" for event in events)
+    return save is not None and save["data"]["kind"] == "intermediate" and bool(save["data"].get("resumable")) and not done
 
 
 def resume_config(cfg: DictConfig, paths: JobPaths, events: List[Event]) -> DictConfig:

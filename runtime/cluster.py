@@ -121,13 +121,26 @@ class RendezvousFailed(Exception):
 # -- which node this is -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SchedulerJob:
+    """The scheduler's job this run is part of."""
+
+    scheduler: str  # "slurm"
+    job_id: str
+    restart_count: int  # how often the scheduler restarted it (requeued, preempted)
+
+
 class ClusterEnvironment(Protocol):
-    """How one kind of cluster tells a node its rank: a third launcher is one of these."""
+    """How one kind of cluster tells a node its rank, and which of the scheduler's jobs
+    it runs: a third launcher is one of these."""
 
     name: str
 
     def node_rank(self, environ: Mapping[str, str]) -> Optional[int]:
         """This node's rank, or None when this process does not run under it."""
+
+    def scheduler_job(self, environ: Mapping[str, str]) -> Optional[SchedulerJob]:
+        """The scheduler's job, or None."""
 
 
 class TorchrunEnvironment:
@@ -138,6 +151,9 @@ class TorchrunEnvironment:
     def node_rank(self, environ: Mapping[str, str]) -> Optional[int]:
         return _integer(environ, "PET_NODE_RANK")
 
+    def scheduler_job(self, environ: Mapping[str, str]) -> Optional[SchedulerJob]:
+        return None
+
 
 class SlurmEnvironment:
     """One `porter run` per node (`srun --ntasks-per-node=1`)."""
@@ -147,8 +163,18 @@ class SlurmEnvironment:
     def node_rank(self, environ: Mapping[str, str]) -> Optional[int]:
         return _integer(environ, "SLURM_NODEID")
 
+    def scheduler_job(self, environ: Mapping[str, str]) -> Optional[SchedulerJob]:
+        if "SLURM_JOB_ID" not in environ:
+            return None
+        return SchedulerJob("slurm", environ["SLURM_JOB_ID"], _integer(environ, "SLURM_RESTART_COUNT") or 0)
+
 
 ENVIRONMENTS: Tuple[ClusterEnvironment, ...] = (TorchrunEnvironment(), SlurmEnvironment())
+
+
+def scheduler_job(environ: Mapping[str, str] = os.environ) -> Optional[SchedulerJob]:
+    """The scheduler's job this process runs in, if a scheduler started it."""
+    return next((job for job in (env.scheduler_job(environ) for env in ENVIRONMENTS) if job is not None), None)
 
 
 def _integer(environ: Mapping[str, str], name: str) -> Optional[int]:

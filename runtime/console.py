@@ -126,8 +126,11 @@ def progress_line(data: Dict[str, Any], world_size: int, mean_step_s: float) -> 
 
 
 def weights_line(data: Dict[str, Any], job_folder: Optional[Path]) -> str:
-    """`weights (final, epoch 2): 3 files, 12.4 MB in checkpoints/epoch_1`."""
+    """`weights (final, epoch 2): 3 files, 12.4 MB in checkpoints/epoch_1`; `weights
+    removed: checkpoints/epoch_0` (rotation)."""
     files = list(data.get("files") or [])
+    if data.get("kind") == "removed":
+        return f"weights removed: {', '.join(files)}"
     what = [data.get("kind", "")]
     if data.get("epoch") is not None:
         what.append(f"epoch {data['epoch'] + 1}")

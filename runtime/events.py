@@ -50,6 +50,13 @@ class Envelope:
 
 
 @dataclass
+class SchedulerJob:
+    scheduler: str = _doc("the scheduler: `slurm`")
+    job_id: str = _doc("its id of the job (SLURM_JOB_ID)")
+    restart_count: int = _doc("how often it restarted the job, requeued or preempted (SLURM_RESTART_COUNT)")
+
+
+@dataclass
 class JobStarted:
     recipe: str = _doc("the recipe's name")
     world_size: int = _doc("processes in the job")
@@ -58,6 +65,7 @@ class JobStarted:
     porter_version: str = _doc("the porter version that ran it")
     nnodes: int = _doc("nodes in the job", default=1)
     heartbeat_s: Optional[float] = _doc("seconds between heartbeats (0: none); a job silent for 3 is stale", default=None)
+    scheduler_job: Optional[SchedulerJob] = _doc("the scheduler's job this attempt ran as, or null", default=None)
 
 
 @dataclass
@@ -121,8 +129,8 @@ class Heartbeat:
 
 @dataclass
 class Weights:
-    kind: str = _doc("`intermediate`, `final`, or `all` (every file, at cleanup)")
-    files: List[str] = _doc("the files written, relative to the job folder")
+    kind: str = _doc("`intermediate`, `final`, `removed` (checkpoints `porter.keep_last_n_checkpoints` deleted), or `all` (every file, at cleanup)")
+    files: List[str] = _doc("the files written (the folders deleted), relative to the job folder")
     epoch: Optional[int] = _doc("the epoch saved (from 0), or null for `all`", default=None)
     step: Optional[int] = _doc("the optimizer step saved, or null", default=None)
     resumable: Optional[bool] = _doc("whether the job can resume from it, or null for `all`", default=None)

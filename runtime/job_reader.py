@@ -23,7 +23,7 @@ from runtime.job import JobError, log_node, validate_id
 from runtime.job_logger import merge_logs, parse_events
 from runtime.sinks import Event
 
-STATUSES = ("running", "completed", "failed", "cancelled", "stale")
+STATUSES = ("running", "completed", "failed", "cancelled", "interrupted", "stale")
 _STATUS_OF = {"job_completed": "completed", "job_failed": "failed", "job_cancelled": "cancelled"}
 
 # A job that has written nothing for this many heartbeat intervals is stale: its
@@ -50,6 +50,7 @@ class JobSummary:
     nnodes: int
     world_size: int
     error: Optional[str]  # "Type: message" of a failed or cancelled job
+    scheduler_job: Optional[str] = None  # "slurm 12 (restart 1)": the latest attempt's scheduler job
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -142,6 +143,8 @@ class OutputRootReader:
         heartbeat_s = started["data"].get("heartbeat_s", DEFAULT_HEARTBEAT_S)
         if ended is not None:
             status = _STATUS_OF[ended["operation"]]
+        elif self.local_path(folder) is not None and _owner_gone(self.local_path(folder)):
+            status = "interrupted"
         elif heartbeat_s and now - last_seen > STALE_HEARTBEATS * heartbeat_s:
             status = "stale"
         else:
@@ -150,6 +153,7 @@ class OutputRootReader:
         # An epoch event after the last step means that step's epoch is done.
         epoch = (latest.get("epoch") or {}).get("data", {})
         end_ts = parse_ts(ended["create_ts"]) if ended is not None else (now if status == "running" else last_seen)
+        scheduled = started["data"].get("scheduler_job")
         error = None
         if ended is not None and ended["operation"] != "job_completed":
             error = f"{ended['data'].get('error_type')}: {ended['data'].get('message')}"
@@ -169,6 +173,7 @@ class OutputRootReader:
             nnodes=started["data"].get("nnodes", 1),
             world_size=started["data"].get("world_size", 1),
             error=error,
+            scheduler_job=scheduler_text(scheduled),
         )
 
     def _first_event(self, log: str) -> Optional[Event]:
@@ -227,6 +232,35 @@ def _scan_back(lines: List[bytes]) -> Dict[str, Any]:
         if "step" in found and ("terminal" in found or "job_started" in found):
             break
     return found
+
+
+def scheduler_text(scheduled: Optional[Dict[str, Any]]) -> Optional[str]:
+    """`slurm 12`, `slurm 12 (restart 1)`: a job_started's scheduler job, for people."""
+    if not scheduled:
+        return None
+    restart = f" (restart {scheduled['restart_count']})" if scheduled.get("restart_count") else ""
+    return f"{scheduled['scheduler']} {scheduled['job_id']}{restart}"
+
+
+def _owner_gone(folder: Path) -> bool:
+    """Whether the job's owner (node 0's `porter run`) ran on this host and is gone
+    without a terminal event: killed, or its scheduler stopped it. Only this host can
+    tell; elsewhere a silent job becomes stale after its heartbeats."""
+    import socket
+
+    import psutil
+
+    try:
+        state = json.loads((folder / "nodes" / "node-0.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if state.get("host") != socket.gethostname() or not isinstance(state.get("pid"), int):
+        return False
+    try:
+        # A live process of that id started after the owner said it runs is another one.
+        return psutil.Process(state["pid"]).create_time() > parse_ts(state["update_ts"]) + 1
+    except psutil.NoSuchProcess:
+        return True
 
 
 def job_facts(events: Sequence[Event]) -> List[Tuple[str, Any]]:

@@ -54,6 +54,8 @@ class Launch:
     # Let the processes' own output (torchtune's lines, tqdm) through to the console,
     # rather than into the job folder's logs/output-node-N.log.
     verbose: bool = False
+    # `--resume auto`: continue from the job's last resumable save, if it has one.
+    resume_if_possible: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -207,6 +209,7 @@ def supervise(launch: Launch) -> Outcome:
         rank=None,
         owner=node.owner,
         resuming=resuming,
+        resume_if_possible=launch.resume_if_possible,
         secrets=secret_values(launch.config),
         file_mode=file_mode,
         sinks=build_sinks(settings, rank=None) if node.owner else (),
@@ -221,7 +224,11 @@ def supervise(launch: Launch) -> Outcome:
                 check_config(launch.recipe, launch.config)
                 if dataset is not None:
                     check_dataset_kind(launch.config, dataset, launch.recipe.stem)
-                config = OmegaConf.merge(launch.config, {"porter": {"supervised": True, "node_rank": node.node_rank}})
+                config = OmegaConf.merge(
+                    launch.config,
+                    {"porter": {"supervised": True, "node_rank": node.node_rank}},
+                    {"resume_from_checkpoint": True} if lifecycle.resuming else {},
+                )
                 if launch.distributed:
                     _run_distributed(launch, config, dataset)
                 else:

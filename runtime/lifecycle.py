@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+from runtime.checkpoints import can_resume
 from runtime.cluster import NodePlace, RendezvousFailed
 from runtime.errors import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
@@ -67,6 +68,9 @@ class Lifecycle:
     rank: Optional[int]  # the training process's rank; None for `porter run` itself
     owner: bool
     resuming: bool = False
+    # `--resume auto`: resume when an earlier attempt left state to resume from (a
+    # scheduler's requeue, a resubmission), else start afresh.
+    resume_if_possible: bool = False
     secrets: Sequence[str] = ()
     file_mode: int = 0o600
     sinks: Sequence[Sink] = ()
@@ -99,6 +103,10 @@ class Lifecycle:
             if self.mirror is not None and (self.owner or (self.rank is None and self.resuming)):
                 self.mirror.pull(everything=self.resuming)  # the rerun check, or what to resume
             self.history = read_job_events(self.paths)
+            if self.resume_if_possible and not self.resuming and can_resume(self.history):
+                self.resuming = True
+                if self.mirror is not None and self.rank is None:
+                    self.mirror.pull(everything=True)
             if self.owner:
                 refuse_rerun(self.paths, self.history, self.resuming)
             logger = JobLogger(
@@ -120,7 +128,7 @@ class Lifecycle:
                 self._say_how_the_node_stands("running")
             try:
                 if self.owner:
-                    logger.log("job_started", started or {})
+                    logger.log("job_started", {**(started or {}), "resumed": self.resuming})
                 yield logger
             except BaseException as error:
                 self.outcome = self._failed(logger, error, since)
@@ -242,7 +250,7 @@ def refuse_rerun(paths: JobPaths, history: List[dict], resuming: bool) -> None:
         raise JobError(f"job {paths.root} already completed: use a new job id")
     if "weights" in operations and not resuming:
         raise JobError(
-            f"job {paths.root} has checkpoints: resume_from_checkpoint=True continues it, "
+            f"job {paths.root} has checkpoints: --resume auto (or resume_from_checkpoint=True) continues it, "
             "or use a new job id"
         )
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from runtime.datasets import build as build_dataset, DatasetError
-from runtime.checkpoints import CheckpointPolicy, keep_recipe_state, snapshot, written_since
+from runtime.checkpoints import CheckpointPolicy, keep_recipe_state, rotate, snapshot, written_since
 from runtime.job import JobPaths
 from runtime.job_logger import JobLogger
 from runtime.secrets import redact
@@ -39,6 +39,8 @@ class JobContext:
     # The torchtune dataset config of the job's dataset, if one was injected.
     dataset_config: Optional[DictConfig] = None
     built_dataset: Any = None
+    # The job folder's copy on a remote output root, whose old checkpoints rotation deletes too.
+    mirror: Any = None
     last_saved_step: Optional[int] = None
     final_saved: bool = False
     last_epoch: Optional[int] = None
@@ -228,6 +230,10 @@ class RecipeBase:
                 },
                 durable=True,
             )
+            keep = self._job.checkpoints.keep_last_n
+            removed = rotate(checkpoints, keep, self._job.mirror) if keep is not None else []
+            if removed:
+                self.job_logger.log("weights", {"kind": "removed", "files": self._relative(removed)}, durable=True)
         return result
 
     def save_final_checkpoint_if_missing(self) -> None:

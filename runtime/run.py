@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import List, Optional, Type
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from runtime.checkpoints import CheckpointPolicy, resume_config
-from runtime.cluster import NodePlace
+from runtime.cluster import NodePlace, scheduler_job
 from runtime.datasets import Dataset, expected_kinds
 from runtime.job import JobError, JobPaths, private_files
 from runtime.lifecycle import Lifecycle
@@ -73,8 +74,9 @@ def run_recipe(
         job = JobContext(
             paths=paths,
             logger=logger,
-            checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps),
+            checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps, settings.keep_last_n_checkpoints),
             dataset_config=job_dataset_config(job_cfg) if dataset is not None else None,
+            mirror=mirror,
         )
         if rank == 0:
             logger.start_heartbeat(settings.heartbeat_s)
@@ -98,6 +100,7 @@ def workflow_name(recipe_class: type) -> str:
 
 
 def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool, nnodes: int = 1, heartbeat_s: Optional[float] = None) -> dict:
+    scheduled = scheduler_job()
     return {
         "recipe": recipe,
         "world_size": world_size,
@@ -106,6 +109,7 @@ def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming:
         "porter_version": package_version("porter"),
         "nnodes": nnodes,
         "heartbeat_s": heartbeat_s,
+        "scheduler_job": dataclasses.asdict(scheduled) if scheduled is not None else None,
     }
 
 

@@ -5,6 +5,7 @@
       staging_dir: null          # where a remote root's jobs run on this machine ($PORTER_STAGING_DIR, ~/.cache/porter/staging)
       save_every_n_epochs: 1     # intermediate checkpoints; the last epoch always saves
       save_every_n_steps: null   # also save every N optimizer steps
+      keep_last_n_checkpoints: null  # delete all but the newest N epoch checkpoints (never the one a resume needs)
       heartbeat_s: 30            # a heartbeat event every N seconds; 0 turns it off
       console: true              # porter's progress line and milestones on stderr (rank 0 / node 0)
       report: true               # report.html in the job folder after the job's last event
@@ -37,6 +38,7 @@ class RuntimeSettings:
     staging_dir: Optional[str] = None
     save_every_n_epochs: int = 1
     save_every_n_steps: Optional[int] = None
+    keep_last_n_checkpoints: Optional[int] = None
     heartbeat_s: float = 30.0
     console: bool = True
     report: bool = True
@@ -78,6 +80,7 @@ class RuntimeSettings:
 
         positive_int("save_every_n_epochs", self.save_every_n_epochs)
         positive_int("save_every_n_steps", self.save_every_n_steps, optional=True)
+        positive_int("keep_last_n_checkpoints", self.keep_last_n_checkpoints, optional=True)
         if not isinstance(self.heartbeat_s, (int, float)) or self.heartbeat_s < 0:
             raise JobError(f"{SECTION}.heartbeat_s: must be a number of seconds >= 0, got {self.heartbeat_s!r}")
         for name in ("console", "report"):

@@ -163,6 +163,25 @@ class JobMirror:
                     f"the job's files are kept in {self.paths.root}"
                 ) from error
 
+    def remove(self, folder: Path) -> bool:
+        """Delete the remote copy of `folder` (under the job folder), if every file of
+        it is uploaded as it is here; False, deleting nothing, while one is not."""
+        relative = folder.relative_to(self.paths.root).as_posix()
+        with self._manifest_lock():
+            uploaded = self._read_manifest()
+            here = {name: stat for name, stat in self._local_files().items() if name.startswith(relative + "/")}
+            if any(uploaded.get(name) != stat for name, stat in here.items()):
+                return False
+            try:
+                if self.fs.exists(f"{self.remote_root}/{relative}"):
+                    self.fs.rm(f"{self.remote_root}/{relative}", recursive=True)
+            except Exception as error:
+                raise StorageError(f"output_root {self.url}: cannot delete {relative}: {_reason(error)}") from error
+            for name in here:
+                uploaded.pop(name, None)
+            self._write_manifest(uploaded)
+        return True
+
     def remove_staging(self) -> None:
         """Once everything is uploaded, the staging folder goes."""
         shutil.rmtree(self.paths.root, ignore_errors=True)

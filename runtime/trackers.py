@@ -125,7 +125,7 @@ class TrackerSink(Sink):
         elif operation == "job_started":
             note(self._logger, "recipe", str(data.get("recipe")))
             note(self._logger, "status", "running")
-        elif operation == "weights" and data.get("kind") != "all":
+        elif operation == "weights" and data.get("kind") in ("intermediate", "final"):
             note(self._logger, "last_weights", ", ".join(data.get("files") or []))
         elif operation in TERMINAL:
             note(self._logger, "status", operation.removeprefix("job_"))

@@ -32,6 +32,18 @@ class FailingLogger(DiskLogger):
             raise StepFault(f"injected fault at step {step}")
 
 
+class SlowLogger(DiskLogger):
+    """Takes `delay_s` at every logged step: a job slow enough to interrupt mid-epoch."""
+
+    def __init__(self, log_dir: str, delay_s: float, **kwargs) -> None:
+        super().__init__(log_dir=log_dir, **kwargs)
+        self.delay_s = delay_s
+
+    def log_dict(self, payload, step: int) -> None:
+        super().log_dict(payload, step)
+        time.sleep(self.delay_s)
+
+
 class SlowSink(Sink):
     name = "slow"
 

@@ -188,7 +188,16 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "converted", "it stays under the recipe's own `if curr_epoch >= self._warmup_epochs:`",
     ),
     "helper_that_saves_and_prunes.py": ForkShape(
-        recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES),
+        recipe(
+            train("self.save_intermediate(curr_epoch)"),
+            extra_methods=HELPER_THAT_PRUNES,
+            header=HEADER + "import shutil\nfrom pathlib import Path\n",
+            init_extra='self._output_dir = Path(cfg.output_dir)\n',
+        ),
+        "converted", "which the runtime does when `porter.keep_last_n_checkpoints` is set (it kept 2)",
+    ),
+    "helper_that_saves_and_cleans_up_more.py": ForkShape(
+        recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES + "    self._upload(epoch)\n"),
         "failed", "P004 `self.save_intermediate(...)` saves a checkpoint",
     ),
     "helper_that_only_saves.py": ForkShape(

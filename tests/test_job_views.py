@@ -91,7 +91,7 @@ def test_porter_jobs_prints_a_table_or_json_filtered_by_user_and_status(root):
     table = runner.invoke(main, ["jobs", "--output-root", str(root)])
     assert table.exit_code == 0, table.output
     header, *rows = table.output.splitlines()
-    assert header.split() == ["USER", "JOB", "RECIPE", "STATUS", "STEP", "EPOCH", "LOSS", "STARTED", "DURATION", "NODES", "WORLD"]
+    assert header.split() == ["USER", "JOB", "RECIPE", "STATUS", "STEP", "EPOCH", "LOSS", "STARTED", "DURATION", "NODES", "WORLD", "SCHEDULER"]
     assert len(rows) == 4 and any(row.split()[:6] == ["alice", "done", "lora_finetune_single_device", "completed", "8/8", "2/2"] for row in rows)
     failed = runner.invoke(main, ["jobs", "--output-root", str(root), "--status", "failed", "--format", "json"])
     assert [(row["job_id"], row["error"]) for row in json.loads(failed.output)] == [("broke", "RuntimeError: CUDA error: boom")]
@@ -192,3 +192,28 @@ def test_porter_show_follow_prints_a_running_jobs_events_until_it_ends(tmp_path)
     assert lines[0] == "job running of u: lora_finetune_single_device, running"
     assert lines[-2].startswith("porter: step 3/8 · epoch 1/2 · loss 2")
     assert lines[-1] == "porter: job_failed: RuntimeError: boom (node 0, rank 0)"
+
+
+def test_a_job_whose_owner_is_gone_without_a_terminal_event_is_interrupted_at_once(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from runtime.job import JobPaths
+    from runtime.lifecycle import write_node_state
+
+    root = tmp_path / "runs"
+    write_job(root, "carol", "gone", 5).close()
+    write_job(root, "carol", "alive", 5).close()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for job, pid in (("gone", dead.pid), ("alive", None)):
+        write_node_state(JobPaths(root / "carol" / job), 0, "running")
+        if pid is not None:  # as its `porter run` wrote it, before it was killed
+            state = root / "carol" / job / "nodes" / "node-0.json"
+            state.write_text(json.dumps({**json.loads(state.read_text()), "pid": pid, "host": socket.gethostname()}))
+    statuses = {s.job_id: s.status for s in OutputRootReader(str(root)).summaries(now=time.time())}
+    # This test's own process wrote `alive`'s state: it is running.
+    assert statuses == {"gone": "interrupted", "alive": "running"}
+    shown = CliRunner().invoke(main, ["show", "gone", "--output-root", str(root)])
+    assert shown.output.splitlines()[0] == "job gone of carol: lora_finetune_single_device, interrupted"

@@ -239,7 +239,11 @@ def test_the_readme_slurm_script_parses_and_gives_each_node_its_rank(tmp_path):
     nodes = int(next(line for line in script.splitlines() if line.startswith("#SBATCH --nodes=")).split("=")[1])
     command = script.split("srun ", 1)[1]  # what srun starts on each node
     for node_id in range(nodes):
-        environ = {"SLURM_NNODES": str(nodes), "SLURM_JOB_ID": "77", "SLURM_NODEID": str(node_id), "head_node": "gpu-01"}
+        environ = {
+            "SLURM_NNODES": str(nodes), "SLURM_JOB_ID": "77", "SLURM_NODEID": str(node_id), "head_addr": "gpu-01",
+            "RECIPE": "full_finetune_distributed", "CONFIG": "/shared/full.yaml", "JOB_ID": "j10", "USER_ID": "alice",
+            "OUTPUT_ROOT": "/shared/runs", "OVERRIDES": "epochs=1 batch_size=2",
+        }
         # bash renders the command as it would on the node: variables, quotes, line breaks.
         rendered = subprocess.run(
             ["bash", "-c", "printf '%s\\0' " + command], env={"PATH": os.environ["PATH"], **environ},
@@ -247,4 +251,5 @@ def test_the_readme_slurm_script_parses_and_gives_each_node_its_rank(tmp_path):
         ).stdout
         params, torchrun, node, overrides = parsed_porter_run(rendered.split("\0")[:-1], environ)
         assert (node.node_rank, node.nnodes) == (node_id, nodes)
-        assert params["job_id"] == "j10-77" and torchrun.value("rdzv_endpoint") == "gpu-01:29500"
+        assert params["job_id"] == "j10" and params["resume"] == "auto"
+        assert torchrun.value("rdzv_endpoint") == "gpu-01:20077" and overrides == ["epochs=1", "batch_size=2"]

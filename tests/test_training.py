@@ -522,3 +522,14 @@ def test_a_dataset_that_makes_no_optimizer_step_fails_the_job_with_the_numbers(r
     assert failed["error_type"] == "DatasetError"
     assert failed["message"] == "the dataset makes no optimizer step in an epoch: 2 records, batch size 4 per process, drop_last=True"
     assert "step" not in operations(events)
+
+
+def test_keep_last_n_checkpoints_deletes_old_epochs_and_says_so(runs):
+    done, events = runs("full_finetune_single_device", "epochs=3", "max_steps_per_epoch=2", "porter.keep_last_n_checkpoints=1", job_id="rotated")
+    assert done.returncode == 0, done.stderr[-3000:]
+    weights = [(e["data"]["kind"], e["data"]["files"]) for e in events if e["operation"] == "weights"]
+    assert [kind for kind, _ in weights] == ["intermediate", "intermediate", "removed", "final", "all"]
+    assert weights[2][1] == ["checkpoints/epoch_0"]
+    # The newest save a resume needs stays beside the final one.
+    checkpoints = runs.root / "tester" / "rotated" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("epoch_*")) == ["epoch_1", "epoch_2"]

@@ -36,6 +36,7 @@ from porter.errors import PortError
 from porter.rules.base import PortingRule
 from porter.shape import (
     conjuncts,
+    kept_by_rotation,
     EPOCH_COUNT,
     EPOCH_LOOP,
     is_log_call,
@@ -251,6 +252,12 @@ class CheckpointSaving(PortingRule):
             what = f"{_PLACES[site.place]} (`{node_code(site.call.func)}(...)`"
             if site.kind == "helper":
                 what += f", which saves in `{site.helper.name.value}`; that method stays, unused"
+                if site.helper_rotation is not None:
+                    kept = kept_by_rotation(site.helper_rotation)
+                    what += (
+                        f"; it also deleted old checkpoints (line {line(site.helper_rotation)}), which the runtime does "
+                        f"when `porter.keep_last_n_checkpoints` is set{f' (it kept {kept})' if kept else ''}"
+                    )
             what += ")" + (", with its timing and log lines," if route.timing else "")
             note = f"line {line(site.statement)}: {what} {_DONE[site.place]}"
             if route.dropped:

@@ -105,10 +105,22 @@ def test_a_final_save_that_is_all_its_with_block_holds_is_refused():
     )
 
 
-def test_a_helper_that_saves_and_does_more_is_refused_naming_both_lines():
+def test_a_helper_that_saves_and_rotates_is_routed_with_a_note_on_the_runtimes_rotation():
     before = recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES)
+    assert epoch_end(ported_by(CheckpointSaving, before)) == EPOCH_HOOK + "\n"
+    rotation = before.splitlines().index('        for old in sorted(self._output_dir.glob("epoch_*"))[:-2]:') + 1
+    (note,) = notes_of(CheckpointSaving, before)
+    assert note.endswith(
+        f"that method stays, unused; it also deleted old checkpoints (line {rotation}), which the runtime does when "
+        "`porter.keep_last_n_checkpoints` is set (it kept 2)) is now the runtime's epoch hook, in its place: "
+        "`porter.save_every_n_epochs` sets how often (default: every epoch), and the last epoch always saves"
+    )
+
+
+def test_a_helper_that_saves_and_does_more_is_refused_naming_both_lines():
+    before = recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES + "    self._upload(epoch)\n")
     lines = before.splitlines()
-    save, other = lines.index("        self.save_checkpoint(epoch=epoch)") + 1, lines.index('        for old in sorted(self._output_dir.glob("epoch_*"))[:-2]:') + 1
+    save, other = lines.index("        self.save_checkpoint(epoch=epoch)") + 1, lines.index("        self._upload(epoch)") + 1
     assert refusal(CheckpointSaving, before).endswith(
         f"P004 `self.save_intermediate(...)` saves a checkpoint (line {save}) and does more in `save_intermediate` (line {other}); "
         "porter cannot give only the save to the runtime: move the other work out of it, or save through the save method"
