@@ -142,6 +142,9 @@ class ClusterEnvironment(Protocol):
     def scheduler_job(self, environ: Mapping[str, str]) -> Optional[SchedulerJob]:
         """The scheduler's job, or None."""
 
+    def why_signalled(self, environ: Mapping[str, str]) -> Optional[str]:
+        """Why the scheduler is stopping the job (its time limit), when it can tell."""
+
 
 class TorchrunEnvironment:
     """torchrun's own variables, which Kubeflow's PyTorchJob sets in each pod."""
@@ -152,6 +155,9 @@ class TorchrunEnvironment:
         return _integer(environ, "PET_NODE_RANK")
 
     def scheduler_job(self, environ: Mapping[str, str]) -> Optional[SchedulerJob]:
+        return None
+
+    def why_signalled(self, environ: Mapping[str, str]) -> Optional[str]:
         return None
 
 
@@ -167,6 +173,44 @@ class SlurmEnvironment:
         if "SLURM_JOB_ID" not in environ:
             return None
         return SchedulerJob("slurm", environ["SLURM_JOB_ID"], _integer(environ, "SLURM_RESTART_COUNT") or 0)
+
+    # A signal while the job still runs, this close to its time limit, is `--signal`'s
+    # warning (Slurm checks limits about every 30 s; warnings are minutes ahead).
+    NEAR_THE_LIMIT_S = 600
+
+    def why_signalled(self, environ: Mapping[str, str]) -> Optional[str]:
+        """`the Slurm job's time limit (it ends in 0:28)`: what `squeue` says of the job."""
+        import subprocess
+
+        if "SLURM_JOB_ID" not in environ:
+            return None
+        try:
+            done = subprocess.run(
+                ["squeue", "-h", "-j", environ["SLURM_JOB_ID"], "-o", "%T %L"], capture_output=True, text=True, timeout=5
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        state, _, left = done.stdout.strip().partition(" ")
+        seconds = _slurm_duration(left)
+        if state == "RUNNING" and seconds is not None and seconds <= self.NEAR_THE_LIMIT_S:
+            return f"the Slurm job's time limit (it ends in {left})"
+        return None
+
+
+def _slurm_duration(text: str) -> Optional[int]:
+    """Seconds of a Slurm duration: `[days-][hours:]minutes:seconds`; None for others."""
+    days, _, clock = text.rpartition("-")
+    parts = clock.split(":")
+    if not all(part.isdigit() for part in parts) or not 2 <= len(parts) <= 3 or (days and not days.isdigit()):
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return seconds + int(days or 0) * 86400
+
+
+def why_signalled(environ: Mapping[str, str] = os.environ) -> Optional[str]:
+    return next((why for why in (env.why_signalled(environ) for env in ENVIRONMENTS) if why), None)
 
 
 ENVIRONMENTS: Tuple[ClusterEnvironment, ...] = (TorchrunEnvironment(), SlurmEnvironment())

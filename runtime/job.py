@@ -141,10 +141,10 @@ def apply_modes(root: Path, file_mode: int, dir_mode: int) -> None:
 class JobCancelled(BaseException):
     """Raised in the training thread when the job is told to stop by a signal."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, why: Optional[str] = None) -> None:
         import signal
 
-        super().__init__(f"received signal {signal.Signals(signum).name}")
+        super().__init__(f"received signal {signal.Signals(signum).name}" + (f": {why}" if why else ""))
         self.signum = signum
 
 

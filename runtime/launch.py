@@ -27,7 +27,7 @@ from typing import Any, Iterator, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from runtime import cpu_compat
-from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, world_size
+from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, why_signalled, world_size
 from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
 from runtime.errors import write_error_report
@@ -85,7 +85,7 @@ def cancel_on_signals() -> None:
     layer closes what it holds and the log ends with `job_cancelled`."""
 
     def handler(signum, frame):
-        raise JobCancelled(signum)
+        raise JobCancelled(signum, why_signalled())
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, handler)
@@ -326,7 +326,7 @@ def _run_distributed(launch: Launch, config: DictConfig, dataset: Optional[Datas
     try:
         torchrun(launch.torchrun.parsed(["--module", "runtime.worker", str(spec)]))
     except SignalException as error:
-        raise JobCancelled(error.sigval) from error
+        raise JobCancelled(error.sigval, why_signalled()) from error
     except ChildFailedError as error:
         raise WorkerFailed(error) from error
     except RendezvousTimeoutError as error:

@@ -151,3 +151,22 @@ def test_a_requeued_job_resumes_by_itself_and_logs_each_step_once(jobs):
     assert sorted(steps) == list(range(1, 21)), "every step once"
     shown = run_porter("show", "requeued", "--output-root", jobs.root)
     assert f"attempts   2: slurm {slurm_id}, slurm {slurm_id} (restart 1)" in shown.stdout
+
+
+def test_a_job_at_its_time_limit_ends_cancelled_saying_so_and_a_resubmission_continues_it(jobs):
+    slurm_id = jobs.submit("time-limited", "--signal=TERM@90", overrides="epochs=3 metric_logger._component_=faults.SlowLogger metric_logger.delay_s=1.5")
+    jobs.wait_for("time-limited", "weights", timeout=180)  # epoch 1 is saved
+    # The limit comes within the signal's 90 s: Slurm warns at its next check.
+    elapsed = jobs.cluster.run("squeue", "-h", "-j", slurm_id, "-o", "%M").strip()
+    minutes, _, seconds = elapsed.rpartition(":")
+    jobs.cluster.run("scontrol", "update", f"JobId={slurm_id}", f"TimeLimit={int(minutes or 0) + 2}")
+    jobs.wait_for("time-limited", "job_cancelled", timeout=120)
+    jobs.cluster.wait_job(slurm_id, ENDED, timeout=60)
+    cancelled = [e for e in jobs.events("time-limited") if e["operation"] == "job_cancelled"][-1]["data"]
+    assert cancelled["message"].startswith("received signal SIGTERM: the Slurm job's time limit (it ends in ")
+    resubmitted = jobs.submit("time-limited", overrides="epochs=3")
+    assert jobs.cluster.wait_job(resubmitted, ENDED, timeout=240) == "COMPLETED"
+    events = jobs.events("time-limited")
+    assert operations(events).count("job_started") == 2 and operations(events)[-1] == "job_completed"
+    assert [e["data"]["resumed"] for e in events if e["operation"] == "job_started"] == [False, True]
+    assert sorted(e["data"]["step_num"] for e in events if e["operation"] == "step") == list(range(1, 31))
