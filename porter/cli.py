@@ -536,13 +536,14 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
     from runtime.cluster import NodePlace, TorchrunOptions
     from runtime.job import JobError, JobPaths
     from runtime.launch import Launch, cancel_on_signals, supervise
-    from runtime.lifecycle import EXIT_FAILED
+    from runtime.lifecycle import EXIT_FAILED, refuse_everywhere
     from runtime.storage import StorageError
     from runtime.system import torchao_extension_problem
     from porter.running import load_config, resolve_recipe
 
+    node = None
     try:
-        JobPaths.for_job(Path(output_root), user_id, job_id)  # refuse bad ids before anything
+        paths = JobPaths.for_job(Path(output_root), user_id, job_id)  # refuse bad ids before anything
         torchrun, overrides = TorchrunOptions.split(arguments)
         node = NodePlace.of(torchrun)
         project = _project()
@@ -574,6 +575,9 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
         cancel_on_signals()
         outcome = supervise(launch)
     except JobError as error:
+        if node is not None and node.owner and node.nnodes > 1 and "://" not in str(output_root):
+            # Refused before the job started: the other nodes, waiting for it, stop too.
+            refuse_everywhere(paths, str(error))
         raise _Failure(str(error))
     except StorageError as error:  # the output root cannot be reached before the job starts
         raise _Failure(str(error), EXIT_FAILED)

@@ -32,7 +32,8 @@ from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
 from runtime.errors import write_error_report
 from runtime.job import JobCancelled, JobError, JobPaths, private_files
-from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome
+from runtime.job_logger import utc_now
+from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome, owner_ended
 from runtime.console import output_to_log, ProgressConsole
 from runtime.job_reader import follow_log
 from runtime.run import build_sinks, check_dataset_kind, followed_sinks, started_data
@@ -217,7 +218,7 @@ def supervise(launch: Launch) -> Outcome:
         report=settings.report,
     )
     started = started_data(launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes, settings.heartbeat_s)
-    with private_files(file_mode, dir_mode, paths.root), _watched(launch, paths, settings, file_mode):
+    with private_files(file_mode, dir_mode, paths.root), _watched(launch, paths, settings, file_mode), _following_the_owner(node, paths, mirror):
         try:
             with lifecycle.running(started):
                 dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
@@ -242,6 +243,39 @@ def supervise(launch: Launch) -> Outcome:
     if mirror is not None:
         mirror.remove_staging()
     return outcome
+
+
+@contextlib.contextmanager
+def _following_the_owner(node: NodePlace, paths: JobPaths, mirror) -> Iterator[None]:
+    """On the other nodes: when node 0 refuses the job, fails or is cancelled, this node
+    stops at once with its reason (a thread watches node 0's state; a signal interrupts
+    the main thread wherever it waits, the rendezvous included) rather than at the
+    rendezvous timeout."""
+    if node.owner or node.nnodes == 1:
+        yield
+        return
+    since, stop, reason = utc_now(), threading.Event(), []
+
+    def interrupted(signum, frame):
+        raise JobError(reason[0] if reason else "node 0 ended the job")
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            found = owner_ended(paths, since, mirror)
+            if found:
+                reason.append(found)
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+                return
+
+    previous = signal.signal(signal.SIGUSR1, interrupted)
+    watcher = threading.Thread(target=watch, name="porter-owner", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        signal.signal(signal.SIGUSR1, previous)
 
 
 @contextlib.contextmanager

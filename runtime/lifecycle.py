@@ -98,17 +98,12 @@ class Lifecycle:
         report their failure and re-raise. `self.outcome` says how it ended."""
         since = utc_now()
         with contextlib.ExitStack() as stack:
-            if self.owner:
-                stack.enter_context(JobLock(self.paths))
-            if self.mirror is not None and (self.owner or (self.rank is None and self.resuming)):
-                self.mirror.pull(everything=self.resuming)  # the rerun check, or what to resume
-            self.history = read_job_events(self.paths)
-            if self.resume_if_possible and not self.resuming and can_resume(self.history):
-                self.resuming = True
-                if self.mirror is not None and self.rank is None:
-                    self.mirror.pull(everything=True)
-            if self.owner:
-                refuse_rerun(self.paths, self.history, self.resuming)
+            try:
+                self._admit(stack)
+            except JobError as error:
+                if self.owner and self.rank is None:
+                    self.refuse_everywhere(str(error))
+                raise
             logger = JobLogger(
                 job_id=self.job_id,
                 user_id=self.user_id,
@@ -137,6 +132,26 @@ class Lifecycle:
             self.outcome = Outcome(EXIT_OK, "job_completed", {})
             self._end(logger, "job_completed", {}, since)
             self._upload_at_the_end()
+
+    def _admit(self, stack: contextlib.ExitStack) -> None:
+        """Take the job: its lock (the owner), its history, whether it resumes; a rerun
+        that may not run is refused here."""
+        if self.owner:
+            stack.enter_context(JobLock(self.paths))
+        if self.mirror is not None and (self.owner or (self.rank is None and self.resuming)):
+            self.mirror.pull(everything=self.resuming)  # the rerun check, or what to resume
+        self.history = read_job_events(self.paths)
+        if self.resume_if_possible and not self.resuming and can_resume(self.history):
+            self.resuming = True
+            if self.mirror is not None and self.rank is None:
+                self.mirror.pull(everything=True)
+        if self.owner:
+            refuse_rerun(self.paths, self.history, self.resuming)
+
+    def refuse_everywhere(self, reason: str) -> None:
+        """Node 0 refused the job: say so in its node state, where the other nodes'
+        `porter run` look while they wait for it (`follow_the_owner`)."""
+        refuse_everywhere(self.paths, reason, self.mirror)
 
     def _upload_at_the_end(self) -> None:
         """Everything, after the terminal event: by each node's `porter run`, or by the
@@ -272,6 +287,32 @@ def write_node_state(
     partial = target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.partial")
     partial.write_text(json.dumps(record))
     os.replace(partial, target)
+
+
+# Node 0's states after which the other nodes have nothing to wait for.
+OWNER_ENDED = ("refused", "job_failed", "job_cancelled")
+
+
+def refuse_everywhere(paths: JobPaths, reason: str, mirror: Optional[JobMirror] = None) -> None:
+    failure = {"error_type": "JobError", "message": reason, "gpu_rank": None, "node_rank": 0, "traceback_file": None}
+    write_node_state(paths, 0, "refused", failure)
+    if mirror is not None:
+        with contextlib.suppress(StorageError):
+            mirror.push()
+
+
+def owner_ended(paths: JobPaths, since: str, mirror: Optional[JobMirror] = None) -> Optional[str]:
+    """Why node 0 ended the job after `since` (refused it, failed, was cancelled), as
+    its `porter run` said; None while it has not."""
+    if mirror is not None:
+        with contextlib.suppress(StorageError):
+            mirror.pull_reports()
+    state = node_states(paths).get(0)
+    if state is None or state.get("state") not in OWNER_ENDED or state.get("update_ts", "") <= since:
+        return None
+    failure = state.get("failure") or {}
+    verb = {"refused": "refused the job", "job_failed": "failed", "job_cancelled": "was cancelled"}[state["state"]]
+    return f"node 0 {verb}: {failure.get('message') or state['state']}"
 
 
 def node_states(paths: JobPaths) -> Dict[int, Dict[str, Any]]:

@@ -253,3 +253,31 @@ def test_the_readme_slurm_script_parses_and_gives_each_node_its_rank(tmp_path):
         assert (node.node_rank, node.nnodes) == (node_id, nodes)
         assert params["job_id"] == "j10" and params["resume"] == "auto"
         assert torchrun.value("rdzv_endpoint") == "gpu-01:20077" and overrides == ["epochs=1", "batch_size=2"]
+
+
+def test_when_node_0_refuses_a_rerun_the_waiting_node_stops_at_once_with_its_reason(two_node_job, demo, generated):
+    done, _ = two_node_job
+    job = Cluster(demo, generated, done.root, done.job_id)  # the same, completed job again
+    try:
+        job.start(1, "epochs=1")
+        time.sleep(3)  # node 1 waits at the rendezvous
+        assert job.start(0, "epochs=1").wait(timeout=60) == 2
+        start = time.monotonic()
+        assert job.wait(1, timeout=60) == 2
+        assert time.monotonic() - start < 10
+    finally:
+        job.stop()
+    assert "already completed: use a new job id" in job.output(0)
+    assert "node 0 refused the job: job " in job.output(1) and "already completed" in job.output(1)
+
+
+def test_a_bad_config_on_node_0_only_stops_the_other_node_with_its_reason(cluster):
+    job = cluster("bad-on-node-0")
+    job.start(1, "epochs=1")
+    time.sleep(3)
+    assert job.start(0, "epochs=1", "porter.save_every_n_epochs=0").wait(timeout=60) == 2
+    start = time.monotonic()
+    assert job.wait(1, timeout=60) == 2
+    assert time.monotonic() - start < 10
+    assert "porter.save_every_n_epochs: must be a positive integer, got 0" in job.output(0)
+    assert "node 0 refused the job: porter.save_every_n_epochs: must be a positive integer, got 0" in job.output(1)

@@ -170,3 +170,46 @@ def test_a_job_at_its_time_limit_ends_cancelled_saying_so_and_a_resubmission_con
     assert operations(events).count("job_started") == 2 and operations(events)[-1] == "job_completed"
     assert [e["data"]["resumed"] for e in events if e["operation"] == "job_started"] == [False, True]
     assert sorted(e["data"]["step_num"] for e in events if e["operation"] == "step") == list(range(1, 31))
+
+
+def test_a_resubmitted_completed_job_is_refused_by_node_0_and_both_nodes_stop_at_once(jobs):
+    before = jobs.events("two-nodes")
+    assert operations(before)[-1] == "job_completed"  # the first test's job
+    slurm_id = jobs.submit("two-nodes", "--nodes=2")
+    start = time.monotonic()
+    assert jobs.cluster.wait_job(slurm_id, ENDED, timeout=120) == "FAILED"
+    assert time.monotonic() - start < 60, "not at the rendezvous timeout"
+    output = (jobs.root / f"slurm-{slurm_id}.out").read_text()
+    assert output.count("already completed: use a new job id") == 2, output[-3000:]  # node 0's reason, said by both
+    assert "node 0 refused the job" in output
+    assert jobs.events("two-nodes") == before
+
+
+def python_processes_of(root: Path) -> list:
+    """The jobs' processes still alive: `porter run`s of this root, and training
+    processes (whose command names a private launch file, not the root)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if (str(root) in command and "porter" in command) or "runtime.worker" in command:
+            found.append(command)
+    return found
+
+
+def test_a_node_lost_mid_job_fails_it_naming_the_node_and_leaves_no_process(jobs):
+    import signal
+
+    slurm_id = jobs.submit("lost-node", overrides=SLOW)
+    jobs.wait_for("lost-node", "step")
+    state = json.loads((jobs.root / "slurm-user" / "lost-node" / "nodes" / "node-1.json").read_text())
+    os.killpg(os.getpgid(state["pid"]), signal.SIGKILL)  # node 1's task, as its host going down would
+    jobs.cluster.wait_job(slurm_id, ENDED, timeout=180)
+    (failed,) = [e["data"] for e in jobs.events("lost-node") if e["operation"] == "job_failed"]
+    assert failed["error_type"] == "NodeLost" and failed["node_rank"] == 1 and failed["message"].startswith("node 1 was lost")
+    assert jobs.cluster.run("squeue", "-h").strip() == ""
+    deadline = time.monotonic() + 30
+    while python_processes_of(jobs.root) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert python_processes_of(jobs.root) == []
