@@ -41,15 +41,17 @@ def default_folder() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def fingerprint() -> str:
-    """porter's own code and templates, the runtime modules the converter reads (the
-    contracts, the event schema the step template renders, the recipe families), and
-    the libraries that shape its output."""
+    return fingerprint_of(Path(__file__).resolve().parents[1])
+
+
+def fingerprint_of(root: Path) -> str:
+    """porter's own code and templates under `root` (the project), the runtime modules
+    the converter reads (the contracts, the event schema the step template renders, the
+    recipe families), and the libraries that shape its output."""
     digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    templates = package.parent / "templates"
-    runtime = [package.parent / "runtime" / name for name in _RUNTIME_MODULES]
-    for path in sorted([*package.rglob("*.py"), *templates.glob("*.j2"), *runtime]):
-        digest.update(path.name.encode())
+    runtime = [root / "runtime" / name for name in _RUNTIME_MODULES]
+    for path in sorted([*(root / "porter").rglob("*.py"), *(root / "templates").glob("*.j2"), *runtime]):
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     for library in _LIBRARIES:
         try:

@@ -403,7 +403,7 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
 
     Exit codes: 0 saved; 2 no such recipe, or it cannot be ported.
     """
-    from porter.convert import OverlaySaveError, save_overlay
+    from porter.convert import OutputFolderError, OverlaySaveError, save_overlay
 
     project = _project()
     name = recipe_name(recipe)
@@ -413,7 +413,7 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
         raise _Failure(f"{recipe}: {'no' if not matches else 'more than one'} source generates {name}.py")
     try:
         done = save_overlay(matches[0], out_dir or project.output, _generation(project, contract, runtime_module, skip_rules), _overlays(project, overlays_dir, True))
-    except (OverlaySaveError, OSError) as error:
+    except (OverlaySaveError, OutputFolderError, OSError) as error:
         raise _Failure(str(error))
     _say(f"porter: {done}")
 
@@ -549,15 +549,15 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
         project = _project()
         recipe_path = resolve_recipe(recipe, recipes_dir or project.output, _generation(project, None, None, ()))
         cfg = load_config(config_name, overrides)
-        cfg.porter = {
+        flags = {
             "output_root": str(output_root),
             "save_every_n_epochs": save_every_n_epochs,
             "save_every_n_steps": save_every_n_steps,
             "heartbeat_s": heartbeat_s,
             "console": console,
             "webhook": {"url": webhook} if webhook else None,
-            **(dict(cfg.porter) if "porter" in cfg and cfg.porter else {}),
         }
+        cfg.porter = porter_section(flags, _given(flags), cfg.get("porter"))
         launch = Launch(
             recipe=recipe_path,
             job_id=job_id,
@@ -604,24 +604,51 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
 
     # Everything the demo needs is on disk: never reach for a hub.
     os.environ.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": ""})
-    assets = prepare(directory)
+    try:
+        assets = prepare(directory)
+    except OSError as error:
+        raise _Failure(f"{directory}: cannot hold the demo's assets: {error.strerror or error}")
     click.echo(f"demo assets: {assets.root} (model, data, configs)", err=True)
     if prepare_only:
         return
-    from porter.convert import convert as convert_sources
-
-    output = _project().output
-    reports = convert_sources(discover([], installed=True), output, jobs=os.cpu_count() or 1, cache=_cache(True))
-    _say(summary(reports, Mode.WRITE) + f" into {output}/")
-    job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    from porter.convert import convert as convert_sources, OutputFolderError
+    from runtime.job import JobError
     from runtime.launch import Launch, cancel_on_signals, supervise
+    from runtime.storage import StorageError
     from porter.running import load_config
 
-    cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
-    cfg.porter = {"output_root": str(assets.root / "runs")}
-    cancel_on_signals()
-    outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg, verbose=verbose))
+    project = _project()
+    output = project.output
+    try:
+        reports = convert_sources(
+            discover([], installed=True), output, settings=_generation(project, None, None, ()), jobs=os.cpu_count() or 1, cache=_cache(True)
+        )
+        _say(summary(reports, Mode.WRITE) + f" into {output}/")
+        job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
+        cfg.porter = {"output_root": str(assets.root / "runs")}
+        cancel_on_signals()
+        outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg, verbose=verbose))
+    except (OutputFolderError, JobError, StorageError) as error:
+        raise _Failure(str(error))
     _report_outcome(outcome, str(assets.root / "runs"), "demo", job_id, verbose)
+
+
+def _given(flags: dict) -> set:
+    """The flags the command line set, as opposed to their defaults."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    return {name for name in flags if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
+
+
+def porter_section(flags: dict, given: set, config: object) -> dict:
+    """The job's `porter:` section: the flags' defaults, then the config's own `porter:`
+    keys, then the flags given on the command line, which win."""
+    from omegaconf import DictConfig, OmegaConf
+
+    own = OmegaConf.to_container(config) if isinstance(config, DictConfig) else {}
+    return {**flags, **own, **{name: flags[name] for name in given}}
 
 
 def _restarted_by_a_scheduler() -> bool:
@@ -677,8 +704,9 @@ def _reader(output_root: str):
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def jobs(output_root: str, user_id: Optional[str], status: Optional[str], output_format: str) -> None:
     """The jobs under an output root, newest first: status (running, completed, failed,
-    cancelled, or stale: silent for 3 heartbeats), progress, last loss, start,
-    duration, nodes and processes. Reads the tail of each event log only.
+    cancelled, interrupted: its porter run gone on this host, or stale: silent for 3
+    heartbeats), progress, last loss, start, duration, nodes, processes and the
+    scheduler's job. Reads the tail of each event log only.
 
     \b
     Examples:
@@ -690,10 +718,13 @@ def jobs(output_root: str, user_id: Optional[str], status: Optional[str], output
 
     from porter.job_views import as_json_rows, jobs_table
 
+    reader = _reader(output_root)
     try:
-        summaries = _reader(output_root).summaries(user_id)
+        summaries = reader.summaries(user_id)
     except JobError as error:
         raise _Failure(str(error))
+    for problem in reader.unreadable:
+        _say(f"porter: warning: {problem}; left out")
     summaries = [summary for summary in summaries if status is None or summary.status == status]
     if output_format == "json":
         click.echo(json.dumps(as_json_rows(summaries), indent=2))

@@ -21,4 +21,3 @@ class PortError(Exception):
         self.rule_id = rule_id
         self.message = message
         self.node = node
-        self.line: Optional[int] = None

@@ -29,7 +29,10 @@ from runtime.contract import PORTER, PORTER_RUNTIME_MODULE
 def port(text: str, settings: Settings = Settings()) -> PortResult:
     """Port one module's source with every rule the settings leave in, or say precisely why not."""
     rules = [rule(None, contract=settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
-    return port_with(rules, text)
+    try:
+        return port_with(rules, text)
+    except Exception as error:  # a bug in porter: this file fails, every other one still ports
+        return PortResult(FAILED, reason=f"internal error: {type(error).__name__}: {error} (a bug in porter: please report it with this file)")
 
 
 def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
@@ -95,7 +98,6 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         rules=[rule.label for rule, _ in applied],
         notes=notes,
         variant=variant,
-        recipe_class=shape.cls.name.value,
     )
 
 

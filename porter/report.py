@@ -27,7 +27,6 @@ class PortResult:
     notes: List[str] = field(default_factory=list)  # "<rule id> line 912: ..." for reviewers
     reason: Optional[str] = None
     variant: Optional[str] = None
-    recipe_class: Optional[str] = None
 
 
 @dataclass

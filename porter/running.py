@@ -30,9 +30,12 @@ def resolve_recipe(recipe: str, recipes_dir: Path, settings: Settings) -> Path:
         sources = find_recipe(recipe)
     except FileNotFoundError as error:
         raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name") from error
-    from porter.convert import convert  # the converter loads only when it is needed
+    from porter.convert import convert, OutputFolderError  # the converter loads only when it is needed
 
-    report = convert(sources, recipes_dir, settings=settings)[0]
+    try:
+        report = convert(sources, recipes_dir, settings=settings)[0]
+    except OutputFolderError as error:
+        raise JobError(f"--recipes-dir: {error}") from error
     if report.status not in (CONVERTED, UNCHANGED):
         raise JobError(f"{recipe}: cannot be converted: {report.reason}")
     return generated

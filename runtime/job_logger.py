@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set,
 from runtime.events import event_data, keyword_signature, new_event_id, SCHEMA_VERSION
 from runtime.job import JobPaths
 from runtime.secrets import redact, scrub
-from runtime.sinks import Event, JsonlFileSink, QueuedSink, Sink
+from runtime.sinks import DEFAULT_MAX_QUEUE, Event, JsonlFileSink, QueuedSink, Sink
 
 # How long closing waits for slow sinks before counting what they hold as dropped.
 SINK_CLOSE_TIMEOUT_S = 5.0
@@ -121,7 +121,7 @@ class JobLogger:
         # thread: a remote output root uploads the job folder then (runtime/storage.py),
         # and what it raises fails the caller.
         self._after_durable = after_durable
-        self._queued = [QueuedSink(sink) for sink in sinks]
+        self._queued = [QueuedSink(sink, max_queue=getattr(sink, "max_queue", DEFAULT_MAX_QUEUE)) for sink in sinks]
         self._seen = set(already_logged)
         self._lock = threading.Lock()
         self._closed = False

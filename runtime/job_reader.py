@@ -125,9 +125,16 @@ class OutputRootReader:
     # -- summaries ------------------------------------------------------------------
 
     def summaries(self, user_id: Optional[str] = None, now: Optional[float] = None) -> List[JobSummary]:
-        """One summary per job, the newest first."""
+        """One summary per job, the newest first. A job whose log cannot be read is
+        left out, and said in `self.unreadable`: one bad log never hides the others."""
         now = time.time() if now is None else now
-        found = [self.summary(folder, now, logs) for folder, logs in self._logs_by_folder(user_id).items()]
+        found = []
+        self.unreadable: List[str] = []
+        for folder, logs in self._logs_by_folder(user_id).items():
+            try:
+                found.append(self.summary(folder, now, logs))
+            except (ValueError, KeyError, TypeError) as error:
+                self.unreadable.append(f"{folder}: its event log cannot be read ({type(error).__name__}: {error})")
         return sorted((s for s in found if s is not None), key=lambda s: s.started, reverse=True)
 
     def summary(self, folder: str, now: float, logs: Optional[List[str]] = None) -> Optional[JobSummary]:

@@ -124,9 +124,7 @@ def build_sinks(settings: RuntimeSettings, rank: Optional[int]) -> List[Sink]:
     if settings.console and rank == 0 and not settings.supervised:
         sinks.append(ConsoleSink())
     if settings.webhook is not None:
-        options = dict(settings.webhook)
-        options.pop("max_queue", None)
-        sinks.append(WebhookSink(**options))
+        sinks.append(WebhookSink(**settings.webhook))
     for spec in settings.sinks:
         if _follows_log(spec) and (settings.supervised or rank != 0):
             continue
@@ -142,13 +140,21 @@ def followed_sinks(settings: RuntimeSettings) -> List[Sink]:
 def _follows_log(spec: dict) -> bool:
     from torchtune.config._utils import _get_component_from_path
 
-    return bool(getattr(_get_component_from_path(spec["_component_"]), "follows_log", False))
+    try:
+        component = _get_component_from_path(spec["_component_"])
+    except Exception as error:  # torchtune's InstantiationError, or what importing raised
+        raise JobError(f"porter.sinks: {spec['_component_']}: cannot be imported: {str(error).splitlines()[0]}") from error
+    return bool(getattr(component, "follows_log", False))
 
 
 def _instantiate(spec: dict) -> Sink:
     from torchtune import config
 
-    return config.instantiate(OmegaConf.create(spec))
+    _follows_log(spec)  # a component that does not import is one line, not a traceback
+    try:
+        return config.instantiate(OmegaConf.create(spec))
+    except Exception as error:
+        raise JobError(f"porter.sinks: {spec['_component_']}: cannot be built: {str(error).splitlines()[0]}") from error
 
 
 # Config keys that name where a recipe writes, by section.

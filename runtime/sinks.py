@@ -108,6 +108,7 @@ class WebhookSink(Sink):
         retries: int = 3,
         backoff_s: float = 0.5,
         headers: Optional[Dict[str, str]] = None,
+        max_queue: int = 10_000,
     ) -> None:
         import requests
         from requests.adapters import HTTPAdapter
@@ -117,6 +118,7 @@ class WebhookSink(Sink):
             raise ValueError(f"webhook url must be http(s): {url!r}")
         self.url = url
         self.timeout_s = timeout_s
+        self.max_queue = max_queue  # events held while the endpoint is slow; more are dropped and counted
         retry = Retry(
             total=retries,
             connect=retries,
@@ -160,10 +162,14 @@ def _without_secrets(url: str) -> str:
     return redact_url(url)
 
 
-class QueuedSink:
-    """Runs a sink on its own thread behind a bounded queue; counts what it drops."""
+DEFAULT_MAX_QUEUE = 10_000
 
-    def __init__(self, sink: Sink, max_queue: int = 10_000, batch_size: int = 64) -> None:
+
+class QueuedSink:
+    """Runs a sink on its own thread behind a bounded queue (`sink.max_queue` events,
+    where the sink says); counts what it drops."""
+
+    def __init__(self, sink: Sink, max_queue: int = DEFAULT_MAX_QUEUE, batch_size: int = 64) -> None:
         self.sink = sink
         self.name = sink.name
         self.dropped = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -227,3 +228,75 @@ def test_a_cache_entry_that_cannot_be_read_is_ported_afresh(sources, tmp_path):
     done = run_porter("convert", sources, "-o", tmp_path / "b", env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "b" / "sft_recipe.py").read_text() == (tmp_path / "a" / "sft_recipe.py").read_text()
+
+
+def test_a_bug_in_porter_fails_that_file_only_and_says_so(tmp_path, monkeypatch):
+    from porter.convert import convert
+    from porter.rules import StepEvent
+    from porter.sources import discover
+
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    good = (FIXTURES / "recipes" / "sft_recipe.py").read_text()
+    (folder / "good.py").write_text(good)
+    (folder / "trips_a_bug.py").write_text(good.replace("class TinyRecipe", "# trips porter\nclass TinyRecipe"))
+    find = StepEvent.find
+
+    def buggy(self, shape):
+        if "# trips porter" in shape.module.code:
+            raise IndexError("list index out of range")
+        return find(self, shape)
+
+    monkeypatch.setattr(StepEvent, "find", buggy)
+    reports = {Path(r.source).name: r for r in convert(discover([folder], installed=False), tmp_path / "out")}
+    assert reports["good.py"].status == "converted"
+    assert reports["trips_a_bug.py"].status == "failed"
+    assert reports["trips_a_bug.py"].reason == "internal error: IndexError: list index out of range (a bug in porter: please report it with this file)"
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["run", "lora_finetune_single_device", "--config", "CONFIG", "--job-id", "j", "--user-id", "u", "--recipes-dir", "A_FILE/recipes"],
+         "porter: error: --recipes-dir: "),
+        (["run", "lora_finetune_single_device", "--config", "CONFIG", "--job-id", "j", "--user-id", "u", "--output-root", "ROOT",
+          "+porter.sinks=[{_component_: no_such_module.Sink}]"],
+         "porter: error: porter.sinks: no_such_module.Sink: cannot be imported: "),
+        (["demo", "--dir", "A_FILE/demo"], "porter: error: A_FILE/demo: cannot hold the demo's assets: "),
+        (["overlay", "lora_finetune_single_device", "--installed", "-o", "A_FILE"], "porter: error: "),
+    ],
+    ids=["recipes-dir-under-a-file", "sink-that-does-not-import", "demo-dir-under-a-file", "overlay-output-is-a-file"],
+)
+def test_a_users_mistake_is_one_line_and_exit_2_never_a_traceback(arguments, message, tmp_path, demo):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    values = {"A_FILE": str(a_file), "CONFIG": str(demo.config("lora_finetune_single_device")), "ROOT": str(tmp_path / "runs")}
+
+    def filled(part: str) -> str:
+        for key, value in values.items():
+            part = part.replace(key, value)
+        return part
+
+    done = run_porter(*map(filled, arguments), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("porter: error:")]
+    assert len(errors) == 1 and errors[0].startswith(message.replace("A_FILE", str(a_file))), done.stderr[-2000:]
+
+
+def test_the_cache_key_changes_with_every_runtime_module_the_converter_reads(tmp_path):
+    from porter.cache import fingerprint, fingerprint_of
+    from conftest import REPO
+
+    copy = tmp_path / "project"
+    for folder in ("porter", "templates", "runtime"):
+        shutil.copytree(REPO / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "templates"))
+    assert fingerprint_of(copy) == fingerprint()
+    for module in ("events.py", "contract.py", "families.py"):
+        path = copy / "runtime" / module
+        path.write_text(path.read_text() + "\n# changed\n")
+        changed = fingerprint_of(copy)
+        assert changed != fingerprint(), module
+    # A runtime module the converter does not read leaves ports as they were.
+    (copy / "runtime" / "console.py").write_text("# changed\n")
+    assert fingerprint_of(copy) == changed

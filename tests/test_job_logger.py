@@ -322,3 +322,15 @@ def test_logging_after_close_is_refused(tmp_path):
     log.close()
     with pytest.raises(RuntimeError, match="closed"):
         log.log_step(**STEP)
+
+
+def test_the_webhooks_max_queue_bounds_what_it_holds(tmp_path):
+    from runtime.sinks import WebhookSink
+
+    webhook = WebhookSink("http://127.0.0.1:9/events", max_queue=3)
+    log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=tmp_path / "events.jsonl", sinks=[webhook])
+    try:
+        (queued,) = log._queued
+        assert queued._queue.maxsize == 3
+    finally:
+        log.close()

@@ -217,3 +217,14 @@ def test_a_job_whose_owner_is_gone_without_a_terminal_event_is_interrupted_at_on
     assert statuses == {"gone": "interrupted", "alive": "running"}
     shown = CliRunner().invoke(main, ["show", "gone", "--output-root", str(root)])
     assert shown.output.splitlines()[0] == "job gone of carol: lora_finetune_single_device, interrupted"
+
+
+def test_one_job_with_a_bad_timestamp_does_not_hide_the_others(root):
+    log = root / "alice" / "done" / "events.jsonl"
+    first, *rest = log.read_text().splitlines()
+    log.write_text("\n".join([json.dumps({**json.loads(first), "create_ts": "yesterday"}), *rest]) + "\n")
+    listed = CliRunner().invoke(main, ["jobs", "--output-root", str(root)])
+    assert listed.exit_code == 0, listed.output
+    assert "Traceback" not in listed.output
+    assert f"porter: warning: {root}/alice/done: its event log cannot be read (ValueError: " in listed.output
+    assert sum(1 for line in listed.output.splitlines() if line.startswith(("alice", "bob"))) == 3

@@ -533,3 +533,12 @@ def test_keep_last_n_checkpoints_deletes_old_epochs_and_says_so(runs):
     # The newest save a resume needs stays beside the final one.
     checkpoints = runs.root / "tester" / "rotated" / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("epoch_*")) == ["epoch_1", "epoch_2"]
+
+
+def test_an_explicit_flag_wins_over_the_configs_porter_section(runs, demo, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(demo.config("full_finetune_single_device").read_text() + "porter:\n  save_every_n_epochs: 3\n  heartbeat_s: 7\n")
+    done, events = runs("full_finetune_single_device", "--save-every-n-epochs", "2", "epochs=1", "max_steps_per_epoch=1", config=config, job_id="flag-wins")
+    assert done.returncode == 0, done.stderr[-3000:]
+    porter = next(e for e in events if e["operation"] == "job_config")["data"]["config"]["porter"]
+    assert (porter["save_every_n_epochs"], porter["heartbeat_s"]) == (2, 7)
