@@ -191,8 +191,10 @@ def pytest_terminal_summary(terminalreporter):
 
     mutations = sys.modules.get("test_mutations")
     if mutations is not None and mutations.MUTANTS:
-        counts = mutations.MUTANTS
+        counts = dict(mutations.MUTANTS)
+        unprintable = counts.pop("unprintable", 0)
         terminalreporter.write_line(
             f"mutation property test: {sum(counts.values())} mutants converted or refused "
-            f"({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))}), none crashed"
+            f"({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))}), none crashed; "
+            f"{unprintable} more that libcst could not print were not tried"
         )

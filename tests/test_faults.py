@@ -96,7 +96,7 @@ def test_one_rank_dying_fails_the_job_quickly_with_its_error(how, demo, generate
         assert failed["data"]["gpu_rank"] == 1
 
 
-def test_a_sink_that_is_down_costs_nothing_but_its_drops(demo, generated, tmp_path):
+def test_a_sink_that_is_down_fails_nothing_and_its_drops_are_counted(demo, generated, tmp_path):
     process = start(demo, generated, tmp_path, "lora_finetune_single_device", "j", "--webhook", "http://127.0.0.1:1/events")
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 0, stderr[-2000:]

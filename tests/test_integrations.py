@@ -138,5 +138,9 @@ def test_no_color_turns_colour_off_on_a_terminal(tmp_path):
 )
 def test_piped_output_has_no_colour_and_no_progress(args, tmp_path):
     done = run_porter(*args, cwd=tmp_path)
+    # The command ran and said what it does: what is absent below is absent from real output.
+    assert "Traceback" not in done.stderr
+    said = done.stdout + done.stderr
+    assert ("no/such/file" in said and done.returncode == 2) if "no/such/file" in args else (done.returncode == 0 and "sft_recipe.py" in said)
     assert "\x1b[" not in done.stdout + done.stderr
     assert "converting" not in done.stderr and "reading" not in done.stderr

@@ -91,11 +91,14 @@ def test_mutated_recipes_are_ported_or_refused_never_crash(data):
         module = mutate(module, data)
     try:
         code = module.code
-    except Exception:  # libcst cannot print every mutant (an emptied block)
+    except Exception:  # libcst cannot print every mutant (an emptied block): counted apart
+        MUTANTS["unprintable"] += 1
         return
     result = port(code)
     MUTANTS[result.status] += 1
-    assert result.status in ("converted", "skipped", "failed")
+    # port() turns a bug into a failed file, so that one file never stops the others:
+    # here that is the crash the property is about.
+    assert not (result.reason or "").startswith("internal error"), result.reason
     if result.status == "converted":
         compile(result.code, str(path), "exec")
         assert ported_shape_problems(ast.parse(result.code)) == []

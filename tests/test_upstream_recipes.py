@@ -65,7 +65,7 @@ def test_in_scope_recipes_port_with_every_invariant(release, contract):
     assert len(names) == EXPECTED_COUNTS[version]
 
 
-def test_ports_are_deterministic_and_idempotent(release):
+def test_ports_are_deterministic_and_a_port_is_never_ported_again(release):
     version, root = release
     for source in discover([root], installed=False, version=version):
         upstream = source.path.read_text()
