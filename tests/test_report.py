@@ -55,6 +55,10 @@ def test_the_job_writes_its_report_with_a_chart_per_measure(finished_job):
     assert "job_completed" in html and "lora_finetune_single_device" in html
     assert "lora_rank: 8" in html  # the resolved config
     assert "torchtune" in html and "cpu_model" in html  # the machine
+    # memory for people: GiB, never raw bytes
+    specs = next(e["data"] for e in events if e["operation"] == "system_specs")
+    assert f"<th>memory_total</th><td>{specs['memory_total_bytes'] / 2**30:.1f} GiB</td>" in html
+    assert str(specs["memory_total_bytes"]) not in html
     # nothing the page would fetch: no script, stylesheet, image or font from elsewhere
     assert not re.search(r"<(script|link|img|iframe)\b", html)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html) and "@import" not in html
