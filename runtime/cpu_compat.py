@@ -162,14 +162,16 @@ def _barrier_without_device_ids() -> None:
     _once(torch.distributed, "barrier", barrier)
 
 
-# Every fix, and the versions it was written for: torch from 2.5 (torchtune 0.5's
-# floor) through 2.14, torchtune 0.5 through main (0.7.0 in development).
+# The versions every fix below was written and checked for: torch from 2.5 (torchtune
+# 0.5's floor) through 2.14, torchtune 0.5 through main (0.7.0 in development). A fix
+# that a later release needs only for some versions gets its own range.
+_CHECKED = {"torch": ">=2.5,<2.15", "torchtune": ">=0.5,<0.8"}
 FIXES: Tuple[CpuFix, ...] = (
-    CpuFix("process group backend", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_process_group),
-    CpuFix("memory stats", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_memory_stats),
-    CpuFix("cleanup before training", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_cleanup_before_training),
-    CpuFix("merged LoRA copies", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_merged_lora_copies),
-    CpuFix("barrier device ids", torch=">=2.5,<2.15", torchtune=">=0.5,<0.8", install=_barrier_without_device_ids),
+    CpuFix("process group backend", install=_process_group, **_CHECKED),
+    CpuFix("memory stats", install=_memory_stats, **_CHECKED),
+    CpuFix("cleanup before training", install=_cleanup_before_training, **_CHECKED),
+    CpuFix("merged LoRA copies", install=_merged_lora_copies, **_CHECKED),
+    CpuFix("barrier device ids", install=_barrier_without_device_ids, **_CHECKED),
 )
 
 

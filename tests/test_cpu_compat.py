@@ -10,6 +10,19 @@ from runtime import cpu_compat
 from runtime.cpu_compat import FIXES, usable_backend
 
 
+@pytest.fixture(autouse=True)
+def fixes_undone_after(monkeypatch):
+    """Each fix a test applies is undone after it: the other tests of this process
+    see torch and torchtune as installed."""
+    install = cpu_compat._once
+
+    def undone_after(module, name, make):
+        monkeypatch.setattr(module, name, getattr(module, name))  # restored at teardown
+        install(module, name, make)
+
+    monkeypatch.setattr(cpu_compat, "_once", undone_after)
+
+
 @pytest.mark.parametrize(
     "asked, nccl, usable",
     [
@@ -69,3 +82,12 @@ def test_on_this_torchtune_a_lora_merge_leaves_the_live_weights_alone():
     # merged where 0.6.1 reads it (the return value) and where main reads it (the dict it passed)
     for result in (merged, passed):
         assert set(result) == {"layer.q_proj.weight"} and torch.count_nonzero(result["layer.q_proj.weight"]) == 16
+
+
+def test_a_fix_is_undone_after_its_test():
+    # Runs last: the tests above applied every fix.
+    import torch.distributed
+    import torchtune.training
+
+    assert not getattr(torchtune.training.get_memory_stats, cpu_compat._MARK, False)
+    assert not getattr(torch.distributed.init_process_group, cpu_compat._MARK, False)
