@@ -673,6 +673,8 @@ def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbos
         click.echo(f"porter: {outcome.operation}: {data.get('error_type')}: {message}{where_traceback}", err=True)
     if outcome.upload_error:
         click.echo(f"porter: error: {outcome.upload_error}", err=True)
+    if outcome.report_error:
+        click.echo(f"porter: warning: {outcome.report_error}", err=True)
     click.echo(f"events:  {folder}/events.jsonl")
     click.echo(f"weights: {folder}/checkpoints")
     if not verbose:

@@ -68,7 +68,13 @@ def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, 
             fact("traceback", f"{folder}/{data['traceback_file']}")
     if ended is not None:
         dropped = {name: count for name, count in (ended["data"].get("dropped_events") or {}).items() if count}
-        fact("dropped", ", ".join(f"{name}: {count} events" for name, count in dropped.items()) if dropped else "no sink dropped an event")
+        why = ended["data"].get("sink_errors") or {}
+        fact(
+            "dropped",
+            ", ".join(f"{name}: {count} events" + (f" ({why[name]})" if name in why else "") for name, count in dropped.items())
+            if dropped
+            else "no sink dropped an event",
+        )
     fact("folder", folder)
     return "\n".join(lines)
 

@@ -144,6 +144,7 @@ class JobEnded:
     gpu_rank: Optional[int] = _doc("the rank that failed first, or null", default=None)
     node_rank: Optional[int] = _doc("the node where it failed, or null", default=None)
     traceback_file: Optional[str] = _doc("its error report, relative to the job folder, or null", default=None)
+    sink_errors: Dict[str, str] = _doc("why each sink that dropped events last failed, by sink", default_factory=dict)
 
 
 # operation -> its data, and when it is logged.

@@ -66,17 +66,18 @@ def merge_logs(logs: List[List[Event]]) -> List[Event]:
     return list(heapq.merge(*logs, key=lambda event: event.get("create_ts", "")))
 
 
-def drops_since(folder: Path, since: str) -> List[Dict[str, int]]:
-    """The drop counts the job's other processes left in `folder` since `since`."""
-    counts = []
+def sink_reports_since(folder: Path, since: str) -> List[Dict[str, Any]]:
+    """What the job's other processes' sinks dropped, and why, as they left it in
+    `folder` since `since`: `{"dropped_events": {...}, "sink_errors": {...}}` each."""
+    reports = []
     for path in sorted(folder.glob("*.json")) if folder.exists() else ():
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         if report.get("create_ts", "") >= since:
-            counts.append(report["dropped_events"])
-    return counts
+            reports.append(report)
+    return reports
 
 
 def logged_keys(events: Iterable[Event]) -> Set[Tuple[str, int, int]]:
@@ -226,11 +227,11 @@ class JobLogger:
         self,
         operation: Optional[str] = None,
         data: Optional[Dict[str, Any]] = None,
-        other_drops: Iterable[Dict[str, int]] = (),
+        other_reports: Iterable[Dict[str, Any]] = (),
     ) -> None:
         """Stop the heartbeat, end the log with `operation` (a terminal event, if any)
-        carrying the drop counts of this logger's sinks and `other_drops` (those of the
-        job's other processes), and close every sink."""
+        carrying what this logger's sinks and those of `other_reports` (the job's other
+        processes) dropped, and the last error of each that did, and close every sink."""
         if self._closed:
             return
         self._heartbeat_stop.set()
@@ -240,14 +241,16 @@ class JobLogger:
         for sink in self._queued:
             sink.drain(max(0.0, deadline - time.monotonic()))
         dropped = {sink.name: sink.abandon() for sink in self._queued}
-        for counts in other_drops:
-            for name, count in counts.items():
+        errors = {sink.name: sink.last_error for sink in self._queued if sink.last_error}
+        for report in other_reports:
+            for name, count in report.get("dropped_events", {}).items():
                 dropped[name] = dropped.get(name, 0) + count
+            errors.update(report.get("sink_errors") or {})
         if operation is not None:
-            self.log(operation, {**(data or {}), "dropped_events": dropped}, durable=True)
+            self.log(operation, {**(data or {}), "dropped_events": dropped, "sink_errors": errors}, durable=True)
         elif self.drops_file is not None and dropped:
             self.drops_file.parent.mkdir(parents=True, exist_ok=True)
-            self.drops_file.write_text(json.dumps({"create_ts": utc_now(), "dropped_events": dropped}))
+            self.drops_file.write_text(json.dumps({"create_ts": utc_now(), "dropped_events": dropped, "sink_errors": errors}))
         with self._lock:
             self._closed = True
         for sink in self._queued:

@@ -237,7 +237,7 @@ def supervise(launch: Launch) -> Outcome:
         except BaseException:
             if lifecycle.outcome is None:  # refused before the job started: the lock, a rerun
                 raise
-    outcome = replace(lifecycle.outcome, report=lifecycle.report_written)
+    outcome = replace(lifecycle.outcome, report=lifecycle.report_written, report_error=lifecycle.report_error)
     if lifecycle.upload_error is not None:
         return replace(outcome, exit_code=EXIT_FAILED, upload_error=str(lifecycle.upload_error))
     if mirror is not None:

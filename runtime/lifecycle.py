@@ -32,7 +32,7 @@ from runtime.checkpoints import can_resume
 from runtime.cluster import NodePlace, RendezvousFailed
 from runtime.errors import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
-from runtime.job_logger import drops_since, JobLogger, logged_keys, read_job_events, utc_now
+from runtime.job_logger import JobLogger, logged_keys, read_job_events, sink_reports_since, utc_now
 from runtime.sinks import Sink
 from runtime.storage import JobMirror, StorageError
 
@@ -54,8 +54,9 @@ class Outcome:
     data: Dict[str, Any]
     # Why the job's files did not all reach a remote output root (then exit code 1).
     upload_error: Optional[str] = None
-    # Whether the job's report.html was written.
+    # Whether the job's report.html was written, and why not when it failed to be.
     report: bool = False
+    report_error: Optional[str] = None
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Lifecycle:
     history: List[dict] = field(default_factory=list, init=False)
     outcome: Optional[Outcome] = field(default=None, init=False)
     report_written: bool = field(default=False, init=False)
+    report_error: Optional[str] = field(default=None, init=False)
     upload_error: Optional[StorageError] = field(default=None, init=False)
 
     @property
@@ -223,7 +225,7 @@ class Lifecycle:
 
     def _end(self, logger: JobLogger, operation: str, data: Dict[str, Any], since: str, killed: bool = False) -> None:
         if self.owner:
-            logger.close(operation, data, drops_since(self.paths.sink_drops, since))
+            logger.close(operation, data, sink_reports_since(self.paths.sink_drops, since))
             if self.report:
                 self._write_report()
         else:
@@ -240,7 +242,9 @@ class Lifecycle:
             write_report(read_job_events(self.paths), self.paths.report, self.paths.root, self.file_mode)
             self.report_written = True
         except Exception as error:
-            print(f"porter: warning: {self.paths.report} not written: {type(error).__name__}: {error}", file=sys.stderr)
+            # Said on the console by `porter run` (its stderr is the output log now).
+            self.report_error = f"{self.paths.report} not written: {type(error).__name__}: {error}".splitlines()[0]
+            print(f"porter: warning: {self.report_error}", file=sys.stderr)
 
     # -- nodes ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import queue
+import sys
 import threading
 import time
 from pathlib import Path
@@ -173,7 +174,7 @@ class QueuedSink:
         self.sink = sink
         self.name = sink.name
         self.dropped = 0
-        self.last_error: Optional[str] = None
+        self.last_error: Optional[str] = None  # why it last dropped events: in the terminal event
         self._in_flight = 0
         self._queue: "queue.Queue[Optional[Event]]" = queue.Queue(maxsize=max_queue)
         self._batch_size = batch_size
@@ -251,5 +252,5 @@ class QueuedSink:
         if not self._thread.is_alive():
             try:
                 self.sink.close()
-            except Exception:
-                pass
+            except Exception as error:  # after the job's last event: said here, in one line
+                print(f"porter: warning: sink {self.name}: close failed: {type(error).__name__}: {error}", file=sys.stderr)

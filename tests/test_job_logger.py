@@ -43,7 +43,9 @@ def test_events_have_the_envelope_ids_and_utc_timestamps(tmp_path):
         assert (event["job_id"], event["user_id"], event["workflow"]) == ("j", "u", "wf")
         assert datetime.datetime.fromisoformat(event["create_ts"]).utcoffset() == datetime.timedelta(0)
     assert events[1]["data"] == STEP
-    assert events[-1]["data"] == {"dropped_events": {}, "error_type": None, "message": None, "gpu_rank": None, "node_rank": None, "traceback_file": None}
+    assert events[-1]["data"] == {
+        "dropped_events": {}, "error_type": None, "message": None, "gpu_rank": None, "node_rank": None, "traceback_file": None, "sink_errors": {},
+    }
     ids = [e["event_id"] for e in events]
     assert len(set(ids)) == 4 and ids == sorted(ids)  # unique, and sortable by time
 
@@ -181,6 +183,7 @@ def test_a_failing_sink_is_counted_and_never_raises(tmp_path):
     terminal = read_events(tmp_path / "events.jsonl")[-1]
     assert terminal["operation"] == "job_failed"
     assert terminal["data"]["dropped_events"] == {"failing": 50}
+    assert terminal["data"]["sink_errors"] == {"failing": "ConnectionError: sink is down"}
 
 
 class HungSink(Sink):

@@ -228,3 +228,15 @@ def test_one_job_with_a_bad_timestamp_does_not_hide_the_others(root):
     assert "Traceback" not in listed.output
     assert f"porter: warning: {root}/alice/done: its event log cannot be read (ValueError: " in listed.output
     assert sum(1 for line in listed.output.splitlines() if line.startswith(("alice", "bob"))) == 3
+
+
+def test_show_says_why_a_sink_dropped_events(tmp_path):
+    root = tmp_path / "runs"
+    write_job(root, "dan", "lossy", 2, ("job_completed", {})).close()
+    log = root / "dan" / "lossy" / "events.jsonl"
+    *head, last = log.read_text().splitlines()
+    ended = json.loads(last)
+    ended["data"].update(dropped_events={"webhook": 12}, sink_errors={"webhook": "ConnectionError: refused"})
+    log.write_text("\n".join([*head, json.dumps(ended)]) + "\n")
+    shown = CliRunner().invoke(main, ["show", "lossy", "--output-root", str(root)])
+    assert "  dropped    webhook: 12 events (ConnectionError: refused)" in shown.output.splitlines()

@@ -542,3 +542,11 @@ def test_an_explicit_flag_wins_over_the_configs_porter_section(runs, demo, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     porter = next(e for e in events if e["operation"] == "job_config")["data"]["config"]["porter"]
     assert (porter["save_every_n_epochs"], porter["heartbeat_s"]) == (2, 7)
+
+
+def test_a_report_that_cannot_be_written_is_said_on_the_console_not_only_in_the_output_log(runs):
+    (runs.root / "tester" / "report-fails" / "report.html").mkdir(parents=True)
+    done, events = runs("full_finetune_single_device", "epochs=1", "max_steps_per_epoch=1", job_id="report-fails")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert events[-1]["operation"] == "job_completed"
+    assert f"porter: warning: {runs.root}/tester/report-fails/report.html not written: IsADirectoryError" in done.stderr
