@@ -43,7 +43,11 @@ def copies_of_recipes(root: Path, copies: int) -> Path:
     folder = root / f"recipes-x{copies}"
     if not folder.exists():
         for copy in range(copies):
-            shutil.copytree(installed_recipes_dir(), folder / f"copy{copy}", ignore=shutil.ignore_patterns("configs", "*.yaml", "*.md", "__pycache__"))
+            shutil.copytree(
+                installed_recipes_dir(),
+                folder / f"copy{copy}",
+                ignore=shutil.ignore_patterns("configs", "*.yaml", "*.md", "__pycache__"),
+            )
     return folder
 
 
@@ -57,12 +61,28 @@ def main() -> None:
         root = Path(scratch)
         # No project settings and no .libcst.codemod.yaml here: both tools run with their defaults.
         env = {**os.environ, "PORTER_CACHE_DIR": str(root / "cache"), "NO_COLOR": "1"}
+
         # libcst reads its options after the command's name.
-        libcst = lambda folder, extra=(): [sys.executable, "-m", "libcst.tool", "codemod", "noop.NOOPCommand", "--no-format", "--hide-progress", *extra, str(folder)]  # noqa: E731
-        porter = lambda folder, out, extra=(): [sys.executable, "-m", "porter", "convert", str(folder), "-o", str(out), *extra]  # noqa: E731
+        def libcst(folder, extra=()):
+            return [
+                sys.executable,
+                "-m",
+                "libcst.tool",
+                "codemod",
+                "noop.NOOPCommand",
+                "--no-format",
+                "--hide-progress",
+                *extra,
+                str(folder),
+            ]
+
+        def porter(folder, out, extra=()):
+            return [sys.executable, "-m", "porter", "convert", str(folder), "-o", str(out), *extra]
 
         print(f"cores: {jobs}  rounds: {args.rounds}")
-        print(f"{'copies':>6} {'files':>5} {'libcst -j N':>12} {'porter cold':>12} {'cold ratio':>10} {'porter --check':>15} {'check ratio':>11}")
+        print(
+            f"{'copies':>6} {'files':>5} {'libcst -j N':>12} {'porter cold':>12} {'cold ratio':>10} {'porter --check':>15} {'check ratio':>11}"
+        )
         summary = {}
         for copies in args.copies:
             folder = copies_of_recipes(root, copies)

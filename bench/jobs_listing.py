@@ -24,24 +24,62 @@ from pathlib import Path
 from runtime.events import STEP_FIELDS
 from runtime.job_logger import JobLogger
 
-STARTED = {"recipe": "lora_finetune_single_device", "world_size": 8, "dataset": None, "resumed": False, "porter_version": "0", "nnodes": 1, "heartbeat_s": 30.0}
-CONFIG = {"config": {"model": {"_component_": "torchtune.models.llama3_2.lora_llama3_2", "lora_rank": 8}, "epochs": 2, "optimizer": {"lr": 3e-4}}}
+STARTED = {
+    "recipe": "lora_finetune_single_device",
+    "world_size": 8,
+    "dataset": None,
+    "resumed": False,
+    "porter_version": "0",
+    "nnodes": 1,
+    "heartbeat_s": 30.0,
+}
+CONFIG = {
+    "config": {
+        "model": {"_component_": "torchtune.models.llama3_2.lora_llama3_2", "lora_rank": 8},
+        "epochs": 2,
+        "optimizer": {"lr": 3e-4},
+    }
+}
 
 
 def make_jobs(root: Path, jobs: int, steps: int) -> None:
     for index in range(jobs):
-        log = JobLogger(job_id=f"job-{index:05d}", user_id=f"user-{index % 20}", workflow="lora_finetune_single_device",
-                        events_path=root / f"user-{index % 20}" / f"job-{index:05d}" / "events.jsonl")
+        log = JobLogger(
+            job_id=f"job-{index:05d}",
+            user_id=f"user-{index % 20}",
+            workflow="lora_finetune_single_device",
+            events_path=root / f"user-{index % 20}" / f"job-{index:05d}" / "events.jsonl",
+        )
         log.log("job_started", STARTED)
         log.log("job_config", CONFIG)
         for step in range(1, steps + 1):
-            log.log_step(**{**{name: None for name in STEP_FIELDS}, "gpu_rank": 0, "step_num": step, "step_len": steps, "step_loss": 2.0,
-                            "step_lr": 3e-4, "step_time_elapsed_s": 0.4, "epoch_num": 1 + 2 * (step - 1) // steps, "epoch_len": 2})
+            log.log_step(
+                **{
+                    **{name: None for name in STEP_FIELDS},
+                    "gpu_rank": 0,
+                    "step_num": step,
+                    "step_len": steps,
+                    "step_loss": 2.0,
+                    "step_lr": 3e-4,
+                    "step_time_elapsed_s": 0.4,
+                    "epoch_num": 1 + 2 * (step - 1) // steps,
+                    "epoch_len": 2,
+                }
+            )
             if step % 10 == 0:
                 log.log("heartbeat", {"gpu_rank": 0, "pid": 1, "uptime_s": float(step), "rss_bytes": 1 << 30})
             if step % (steps // 2) == 0:
                 log.log_epoch(gpu_rank=0, epoch_num=2 * step // steps, epoch_len=2, epoch_time_elapsed_s=80.0)
-                log.log("weights", {"kind": "intermediate", "files": [f"checkpoints/epoch_{2 * step // steps - 1}/model.safetensors"], "epoch": 0, "step": step, "resumable": True})
+                log.log(
+                    "weights",
+                    {
+                        "kind": "intermediate",
+                        "files": [f"checkpoints/epoch_{2 * step // steps - 1}/model.safetensors"],
+                        "epoch": 0,
+                        "step": step,
+                        "resumable": True,
+                    },
+                )
         if index % 10 == 0:
             log.close()  # still running
         elif index % 10 == 1:
@@ -68,7 +106,10 @@ def main() -> None:
         make_jobs(root, args.jobs, args.steps)
         logs = sorted(str(path) for path in root.glob("*/*/events.jsonl"))
         size = sum(Path(log).stat().st_size for log in logs)
-        print(f"{len(logs)} jobs, {size / 1e6:.0f} MB of event logs, made in {time.perf_counter() - made:.0f} s", file=sys.stderr)
+        print(
+            f"{len(logs)} jobs, {size / 1e6:.0f} MB of event logs, made in {time.perf_counter() - made:.0f} s",
+            file=sys.stderr,
+        )
         listing = [sys.executable, "-m", "porter", "jobs", "--output-root", str(root), "--format", "json"]
         reading = ["xargs", "-a", str(Path(folder) / "logs.txt"), "cat"]
         (Path(folder) / "logs.txt").write_text("\n".join(logs))
@@ -78,14 +119,18 @@ def main() -> None:
         ratios, lists, cats, starts = [], [], [], []
         for round_number in range(args.rounds):
             order = [("list", listing), ("cat", reading)]
-            measured = dict((name, timed(command)) for name, command in (order if round_number % 2 == 0 else order[::-1]))
+            measured = dict(
+                (name, timed(command)) for name, command in (order if round_number % 2 == 0 else order[::-1])
+            )
             starts.append(timed(startup))
             lists.append(measured["list"])
             cats.append(measured["cat"])
             ratios.append(measured["list"] / measured["cat"])
         listing_only = statistics.median(lists) - statistics.median(starts)
-        print(f"porter jobs: {statistics.median(lists):.3f} s ({listing_only:.3f} s without the interpreter and imports, "
-              f"{1000 * listing_only / len(logs):.2f} ms per job); cat: {statistics.median(cats):.3f} s")
+        print(
+            f"porter jobs: {statistics.median(lists):.3f} s ({listing_only:.3f} s without the interpreter and imports, "
+            f"{1000 * listing_only / len(logs):.2f} ms per job); cat: {statistics.median(cats):.3f} s"
+        )
         print(f"porter jobs / cat of the same logs: {statistics.median(ratios):.2f} (median of {args.rounds} rounds)")
         print(f"porter jobs without start-up / cat: {listing_only / statistics.median(cats):.2f}")
 

@@ -66,7 +66,8 @@ def main() -> None:
     cpu_compat.apply()  # what porter run does on CPU; it only touches saving here
     generated_module = load(work / "generated" / f"{args.recipe}.py", "generated_recipe")
     (upstream_class,) = [
-        value for value in vars(upstream_module).values()
+        value
+        for value in vars(upstream_module).values()
         if isinstance(value, type) and value.__module__ == "upstream_recipe" and hasattr(value, "train")
     ]
     base = OmegaConf.merge(

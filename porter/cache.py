@@ -65,7 +65,9 @@ class PortCache:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    def key(self, source_text: str, label: str, torchtune_version: str, settings: Settings, overlay: str, overlay_text: str) -> str:
+    def key(
+        self, source_text: str, label: str, torchtune_version: str, settings: Settings, overlay: str, overlay_text: str
+    ) -> str:
         digest = hashlib.sha256()
         for part in (
             fingerprint(),

@@ -25,7 +25,14 @@ from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, Pro
 from porter.sources import discover, find_recipe, MissingSource, recipe_name, SourceFile
 from runtime.job_reader import STATUSES  # reads no torch: the event logs only
 
-_STATUS_COLOURS = {CONVERTED: "green", UNCHANGED: None, SKIPPED: "yellow", FAILED: "red", ORPHAN: "yellow", PRUNED: "yellow"}
+_STATUS_COLOURS = {
+    CONVERTED: "green",
+    UNCHANGED: None,
+    SKIPPED: "yellow",
+    FAILED: "red",
+    ORPHAN: "yellow",
+    PRUNED: "yellow",
+}
 
 
 class _Failure(click.ClickException):
@@ -89,7 +96,9 @@ def _sources(paths, installed: bool, version: Optional[str], project: ProjectSet
     return _discover(paths, installed, version)
 
 
-def _generation(project: ProjectSettings, contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> Settings:
+def _generation(
+    project: ProjectSettings, contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]
+) -> Settings:
     from runtime.contract import ContractError, load
 
     try:
@@ -144,15 +153,44 @@ with_sources = _options(
     click.option("--torchtune-version", metavar="VERSION", help="Version to record in headers (default: detected)."),
 )
 with_generation = _options(
-    click.option("--contract", metavar="NAME|FILE", help="Runtime contract the output targets: porter (default), guide, or a TOML file (README, Your own runtime)."),
-    click.option("--runtime-module", metavar="MODULE", help="Module the contract's imports from porter's `runtime` come from instead (default: runtime)."),
-    click.option("--skip-rule", "skip_rules", multiple=True, metavar="RULE", help="Leave out the rule of this id (see README, Architecture); repeatable; refused when another rule needs it."),
+    click.option(
+        "--contract",
+        metavar="NAME|FILE",
+        help="Runtime contract the output targets: porter (default), guide, or a TOML file (README, Your own runtime).",
+    ),
+    click.option(
+        "--runtime-module",
+        metavar="MODULE",
+        help="Module the contract's imports from porter's `runtime` come from instead (default: runtime).",
+    ),
+    click.option(
+        "--skip-rule",
+        "skip_rules",
+        multiple=True,
+        metavar="RULE",
+        help="Leave out the rule of this id (see README, Architecture); repeatable; refused when another rule needs it.",
+    ),
 )
-with_output = click.option("-o", "--output", "out_dir", type=click.Path(path_type=Path), help="Folder of generated recipes (default: generated_recipes).")
-with_overlays_folder = click.option("--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays).")
+with_output = click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Folder of generated recipes (default: generated_recipes).",
+)
+with_overlays_folder = click.option(
+    "--overlays", "overlays_dir", type=click.Path(path_type=Path), help="Folder of overlay patches (default: overlays)."
+)
 with_overlays = _options(
     with_overlays_folder,
-    click.option("--no-overlays", "use_overlays", is_flag=True, flag_value=False, default=True, help="Generate without the overlays."),
+    click.option(
+        "--no-overlays",
+        "use_overlays",
+        is_flag=True,
+        flag_value=False,
+        default=True,
+        help="Generate without the overlays.",
+    ),
 )
 
 
@@ -163,9 +201,28 @@ with_overlays = _options(
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if generated files are missing, stale or orphaned.")
 @click.option("--prune", is_flag=True, help="Remove generated files whose source is gone (orphans).")
 @click.option("--force", is_flag=True, help="Overwrite generated files edited by hand.")
-@click.option("--report", type=click.Choice(["text", "json"]), default="text", show_default=True, help="json: a report per file on stdout.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Processes that port in parallel (default: the number of cores).")
-@click.option("--no-cache", "use_cache", is_flag=True, flag_value=False, default=True, help="Port every file again, ignoring the cache of ports.")
+@click.option(
+    "--report",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: a report per file on stdout.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes that port in parallel (default: the number of cores).",
+)
+@click.option(
+    "--no-cache",
+    "use_cache",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Port every file again, ignoring the cache of ports.",
+)
 @with_generation
 @with_overlays
 def convert(
@@ -239,8 +296,23 @@ def convert(
 @main.command(name="list")
 @with_sources
 @with_generation
-@click.option("--no-cache", "use_cache", is_flag=True, flag_value=False, default=True, help="Port every file again, ignoring the cache of ports.")
-def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], use_cache: bool) -> None:
+@click.option(
+    "--no-cache",
+    "use_cache",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Port every file again, ignoring the cache of ports.",
+)
+def list_command(
+    sources: Tuple[Path, ...],
+    installed: bool,
+    torchtune_version: Optional[str],
+    contract: Optional[str],
+    runtime_module: Optional[str],
+    skip_rules: Tuple[str, ...],
+    use_cache: bool,
+) -> None:
     """List every file found: in scope (with its family and variant) or skipped (with the reason).
 
     \b
@@ -262,7 +334,10 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
         detail = report.variant if report.status == CONVERTED else report.reason
         if report.status == FAILED and report.variant:
             detail = f"{report.variant}: {detail}"
-        _say(f"{click.style(f'{labels[report.status]:<9}', fg=_STATUS_COLOURS[report.status])} {report.source}  {detail}", err=False)
+        _say(
+            f"{click.style(f'{labels[report.status]:<9}', fg=_STATUS_COLOURS[report.status])} {report.source}  {detail}",
+            err=False,
+        )
     counts = {status: sum(1 for r in reports if r.status == status) for status in labels}
     _say(f"porter: {counts[CONVERTED]} in scope, {counts[SKIPPED]} skipped, {counts[FAILED]} failed")
     sys.exit(2 if counts[FAILED] else 0)
@@ -271,11 +346,33 @@ def list_command(sources: Tuple[Path, ...], installed: bool, torchtune_version: 
 @main.command()
 @click.argument("recipes", nargs=-1)
 @click.option("--installed", is_flag=True, help="Every recipe of the installed torchtune.")
-@click.option("--between", nargs=2, metavar="OLD NEW", help="Review an upgrade: OLD and NEW are 'installed', a recipes folder or a torchtune .whl.")
-@click.option("--format", "output_format", type=click.Choice(["unified", "markdown"]), default="unified", show_default=True, help="markdown: for a pull-request comment or a CI step summary.")
+@click.option(
+    "--between",
+    nargs=2,
+    metavar="OLD NEW",
+    help="Review an upgrade: OLD and NEW are 'installed', a recipes folder or a torchtune .whl.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["unified", "markdown"]),
+    default="unified",
+    show_default=True,
+    help="markdown: for a pull-request comment or a CI step summary.",
+)
 @with_generation
 @with_overlays
-def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str, str]], output_format: str, contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path], use_overlays: bool) -> None:
+def diff(
+    recipes: Tuple[str, ...],
+    installed: bool,
+    between: Optional[Tuple[str, str]],
+    output_format: str,
+    contract: Optional[str],
+    runtime_module: Optional[str],
+    skip_rules: Tuple[str, ...],
+    overlays_dir: Optional[Path],
+    use_overlays: bool,
+) -> None:
     """Print what porting does to RECIPES (paths, folders or installed recipe names;
     default: [tool.porter] source), or with --between, how an upgrade of torchtune
     changes each generated recipe, flagging upstream changes to the code the port
@@ -320,7 +417,9 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
                 raise _Failure(f"{missing[0].path}: {missing[0].reason}")
             with _progress(len(found), "porting") as progress:
                 reviews = review_ports(found, settings, overlays, progress)
-            title = "port of " + (", ".join(recipes) if recipes else "the installed torchtune" if installed else ", ".join(project.source))
+            title = "port of " + (
+                ", ".join(recipes) if recipes else "the installed torchtune" if installed else ", ".join(project.source)
+            )
     shown = [review for review in reviews if review.status != SKIPPED or review.flags]
     skipped = [(review.name, review.reason) for review in reviews if review.status == SKIPPED and not review.flags]
     if output_format == "markdown":
@@ -344,7 +443,14 @@ def diff(recipes: Tuple[str, ...], installed: bool, between: Optional[Tuple[str,
 @main.command()
 @with_sources
 @with_generation
-def explain(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]) -> None:
+def explain(
+    sources: Tuple[Path, ...],
+    installed: bool,
+    torchtune_version: Optional[str],
+    contract: Optional[str],
+    runtime_module: Optional[str],
+    skip_rules: Tuple[str, ...],
+) -> None:
     """Say what porter sees in each recipe (default: [tool.porter] source): its class,
     epoch loop, step logging, every save and where it goes, its dataset branch, and the
     notes the port adds, or why it refuses or skips the file.
@@ -385,7 +491,17 @@ def explain(sources: Tuple[Path, ...], installed: bool, torchtune_version: Optio
 @with_output
 @with_generation
 @with_overlays_folder
-def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_version: Optional[str], out_dir: Optional[Path], contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...], overlays_dir: Optional[Path]) -> None:
+def overlay(
+    recipe: str,
+    sources: Tuple[Path, ...],
+    installed: bool,
+    torchtune_version: Optional[str],
+    out_dir: Optional[Path],
+    contract: Optional[str],
+    runtime_module: Optional[str],
+    skip_rules: Tuple[str, ...],
+    overlays_dir: Optional[Path],
+) -> None:
     """Keep the hand edits of generated RECIPE as an overlay patch, re-applied by every
     `porter convert`. RECIPE is its name in the output folder; SOURCES (default:
     [tool.porter] source) are the sources it was generated from.
@@ -412,7 +528,12 @@ def overlay(recipe: str, sources: Tuple[Path, ...], installed: bool, torchtune_v
     if len(matches) != 1:
         raise _Failure(f"{recipe}: {'no' if not matches else 'more than one'} source generates {name}.py")
     try:
-        done = save_overlay(matches[0], out_dir or project.output, _generation(project, contract, runtime_module, skip_rules), _overlays(project, overlays_dir, True))
+        done = save_overlay(
+            matches[0],
+            out_dir or project.output,
+            _generation(project, contract, runtime_module, skip_rules),
+            _overlays(project, overlays_dir, True),
+        )
     except (OverlaySaveError, OutputFolderError, OSError) as error:
         raise _Failure(str(error))
     _say(f"porter: {done}")
@@ -430,8 +551,17 @@ def contract() -> None:
 
 
 @contract.command(name="show")
-@click.option("--contract", "contract_name", metavar="NAME|FILE", help="porter, guide or a TOML file (default: [tool.porter] contract).")
-@click.option("--runtime-module", metavar="MODULE", help="Module the contract's imports from porter's `runtime` come from instead.")
+@click.option(
+    "--contract",
+    "contract_name",
+    metavar="NAME|FILE",
+    help="porter, guide or a TOML file (default: [tool.porter] contract).",
+)
+@click.option(
+    "--runtime-module",
+    metavar="MODULE",
+    help="Module the contract's imports from porter's `runtime` come from instead.",
+)
 def contract_show(contract_name: Optional[str], runtime_module: Optional[str]) -> None:
     """Print the contract generation targets, as a TOML file `--contract` reads.
 
@@ -443,10 +573,22 @@ def contract_show(contract_name: Optional[str], runtime_module: Optional[str]) -
 
 @contract.command(name="check")
 @click.argument("modules", nargs=-1, required=True)
-@click.option("--job-logger", metavar="MODULE:CLASS", help="The job logger's class, where RecipeBase does not annotate `job_logger`.")
-@click.option("--save-hook", metavar="METHOD", help="RecipeBase's method that saves when due (default: save_checkpoint_if_due if it has one; else none).")
-@click.option("-o", "--output", "target", type=click.Path(path_type=Path), help="Write the contract read to this TOML file.")
-def contract_check(modules: Tuple[str, ...], job_logger: Optional[str], save_hook: Optional[str], target: Optional[Path]) -> None:
+@click.option(
+    "--job-logger",
+    metavar="MODULE:CLASS",
+    help="The job logger's class, where RecipeBase does not annotate `job_logger`.",
+)
+@click.option(
+    "--save-hook",
+    metavar="METHOD",
+    help="RecipeBase's method that saves when due (default: save_checkpoint_if_due if it has one; else none).",
+)
+@click.option(
+    "-o", "--output", "target", type=click.Path(path_type=Path), help="Write the contract read to this TOML file."
+)
+def contract_check(
+    modules: Tuple[str, ...], job_logger: Optional[str], save_hook: Optional[str], target: Optional[Path]
+) -> None:
     """Read the contract of a team's runtime off MODULES (together they export
     RecipeBase and run_recipe, and Dataset if it is not torch's): what porter will
     target, and where it differs from the guide's.
@@ -488,18 +630,41 @@ def contract_check(modules: Tuple[str, ...], job_logger: Optional[str], save_hoo
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("recipe")
 @click.argument("arguments", nargs=-1, type=click.UNPROCESSED, metavar="[TORCHRUN OPTIONS] [OVERRIDES]")
-@click.option("--config", "config_name", required=True, help="Config file, or an installed torchtune config name (llama3_2/1B_lora_single_device).")
+@click.option(
+    "--config",
+    "config_name",
+    required=True,
+    help="Config file, or an installed torchtune config name (llama3_2/1B_lora_single_device).",
+)
 @click.option("--job-id", required=True, help="Job id: 1-128 of A-Z a-z 0-9 . _ -")
 @click.option("--user-id", required=True, help="User id: 1-128 of A-Z a-z 0-9 . _ -")
-@click.option("--dataset", help="Dataset file or fsspec URL (chat JSONL, instruct JSON/JSONL, ...) to train on instead of the config's.")
-@click.option("--output-root", default="runs", show_default=True, help="Job folders go to OUTPUT_ROOT/USER_ID/JOB_ID: a folder, or an fsspec URL (s3://, gs://, file://, memory://).")
-@click.option("--recipes-dir", type=click.Path(path_type=Path), help="Where generated recipes are found, and converted to when missing (default: generated_recipes).")
+@click.option(
+    "--dataset",
+    help="Dataset file or fsspec URL (chat JSONL, instruct JSON/JSONL, ...) to train on instead of the config's.",
+)
+@click.option(
+    "--output-root",
+    default="runs",
+    show_default=True,
+    help="Job folders go to OUTPUT_ROOT/USER_ID/JOB_ID: a folder, or an fsspec URL (s3://, gs://, file://, memory://).",
+)
+@click.option(
+    "--recipes-dir",
+    type=click.Path(path_type=Path),
+    help="Where generated recipes are found, and converted to when missing (default: generated_recipes).",
+)
 @click.option("--save-every-n-epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--save-every-n-steps", type=click.IntRange(min=1), default=None)
 @click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True)
 @click.option("--webhook", metavar="URL", help="POST events in batches to URL.")
-@click.option("--console/--no-console", default=True, show_default=True, help="porter's progress line and milestones on stderr.")
-@click.option("--verbose", is_flag=True, help="Let torchtune's own output (config dump, INFO lines, tqdm) through, instead of into the job's logs/output-node-N.log.")
+@click.option(
+    "--console/--no-console", default=True, show_default=True, help="porter's progress line and milestones on stderr."
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Let torchtune's own output (config dump, INFO lines, tqdm) through, instead of into the job's logs/output-node-N.log.",
+)
 @click.option(
     "--resume",
     type=click.Choice(["auto", "never"]),
@@ -507,7 +672,23 @@ def contract_check(modules: Tuple[str, ...], job_logger: Optional[str], save_hoo
     help="auto: continue from the job's last resumable save if an earlier attempt left one, else start; "
     "never: refuse a job id with checkpoints (default; auto when a scheduler restarted the job: SLURM_RESTART_COUNT).",
 )
-def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, user_id: str, dataset: Optional[str], output_root: str, recipes_dir: Optional[Path], save_every_n_epochs: int, save_every_n_steps: Optional[int], heartbeat_s: float, webhook: Optional[str], console: bool, verbose: bool, resume: Optional[str]) -> None:
+def run(
+    recipe: str,
+    arguments: Tuple[str, ...],
+    config_name: str,
+    job_id: str,
+    user_id: str,
+    dataset: Optional[str],
+    output_root: str,
+    recipes_dir: Optional[Path],
+    save_every_n_epochs: int,
+    save_every_n_steps: Optional[int],
+    heartbeat_s: float,
+    webhook: Optional[str],
+    console: bool,
+    verbose: bool,
+    resume: Optional[str],
+) -> None:
     """Run RECIPE as a job, with key=value OVERRIDES as `tune run` takes them
     (+key=value adds a key the config lacks).
 
@@ -585,7 +766,14 @@ def run(recipe: str, arguments: Tuple[str, ...], config_name: str, job_id: str, 
 
 
 @main.command()
-@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path(".porter-demo"), show_default=True, help="Where the demo's model, data, configs and runs go.")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default=Path(".porter-demo"),
+    show_default=True,
+    help="Where the demo's model, data, configs and runs go.",
+)
 @click.option("--prepare-only", is_flag=True, help="Make the assets and configs; train nothing.")
 @click.option("--verbose", is_flag=True, help="Let torchtune's own output through to the console.")
 def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
@@ -621,7 +809,11 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     output = project.output
     try:
         reports = convert_sources(
-            discover([], installed=True), output, settings=_generation(project, None, None, ()), jobs=os.cpu_count() or 1, cache=_cache(True)
+            discover([], installed=True),
+            output,
+            settings=_generation(project, None, None, ()),
+            jobs=os.cpu_count() or 1,
+            cache=_cache(True),
         )
         _say(summary(reports, Mode.WRITE) + f" into {output}/")
         job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -669,7 +861,11 @@ def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbos
         data = outcome.data
         message = str(data.get("message", "")).splitlines()[0] if data.get("message") else ""
         # Bad input (exit 2) needs no traceback; a failed or cancelled run may.
-        where_traceback = f" (traceback: {folder}/{data['traceback_file']})" if outcome.exit_code != 2 and data.get("traceback_file") else ""
+        where_traceback = (
+            f" (traceback: {folder}/{data['traceback_file']})"
+            if outcome.exit_code != 2 and data.get("traceback_file")
+            else ""
+        )
         click.echo(f"porter: {outcome.operation}: {data.get('error_type')}: {message}{where_traceback}", err=True)
     if outcome.upload_error:
         click.echo(f"porter: error: {outcome.upload_error}", err=True)
@@ -685,7 +881,12 @@ def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbos
 
 
 with_job_root = _options(
-    click.option("--output-root", default="runs", show_default=True, help="Where the job folders are: a folder, or an fsspec URL."),
+    click.option(
+        "--output-root",
+        default="runs",
+        show_default=True,
+        help="Where the job folders are: a folder, or an fsspec URL.",
+    ),
     click.option("--user", "user_id", metavar="USER", help="Only this user's jobs."),
 )
 
@@ -733,7 +934,11 @@ def jobs(output_root: str, user_id: Optional[str], status: Optional[str], output
     elif summaries:
         click.echo(jobs_table(summaries))
     else:
-        _say(f"porter: no jobs under {output_root}" + (f" of user {user_id}" if user_id else "") + (f" {status}" if status else ""))
+        _say(
+            f"porter: no jobs under {output_root}"
+            + (f" of user {user_id}" if user_id else "")
+            + (f" {status}" if status else "")
+        )
 
 
 @main.command()
@@ -781,7 +986,15 @@ def show(job_id: str, output_root: str, user_id: Optional[str], follow: bool) ->
 @main.command()
 @click.argument("job_id", metavar="JOB")
 @with_job_root
-@click.option("-o", "--output", "target", type=click.Path(path_type=Path), default=Path("report.html"), show_default=True, help="The HTML file to write.")
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    type=click.Path(path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+    help="The HTML file to write.",
+)
 def report(job_id: str, output_root: str, user_id: Optional[str], target: Path) -> None:
     """Write a job's report: one self-contained HTML file (no network needed to view
     it) with its loss, lr, step time and memory per step, epoch times, timeline,

@@ -76,7 +76,9 @@ def read_runtime(modules: Sequence[str], job_logger: Optional[str] = None, save_
     imports = {name: module.__name__ for name, module in found.items() if module is not None}
     imports.setdefault("Dataset", GUIDE.module_of("Dataset"))
     base = found["RecipeBase"].RecipeBase
-    reading.facts.append(f"RecipeBase from {imports['RecipeBase']}, run_recipe from {imports['run_recipe']}, Dataset from {imports['Dataset']}")
+    reading.facts.append(
+        f"RecipeBase from {imports['RecipeBase']}, run_recipe from {imports['run_recipe']}, Dataset from {imports['Dataset']}"
+    )
     _check_run_recipe(found["run_recipe"].run_recipe, reading)
     attributes = _attributes(base, reading)
     logger = _job_logger_class(base, job_logger, reading)
@@ -119,7 +121,9 @@ def _check_run_recipe(run_recipe: Callable, reading: Reading) -> None:
     try:
         signature.bind(*_GENERATED_CALL)
     except TypeError as error:
-        reading.problems.append(f"run_recipe{signature}: generated recipes call it as run_recipe({', '.join(_GENERATED_CALL)}): {error}")
+        reading.problems.append(
+            f"run_recipe{signature}: generated recipes call it as run_recipe({', '.join(_GENERATED_CALL)}): {error}"
+        )
         return
     reading.facts.append(f"run_recipe{signature}")
 
@@ -159,7 +163,9 @@ def _job_logger_class(base: type, named: Optional[str], reading: Reading) -> Opt
         try:
             return getattr(importlib.import_module(module), name)
         except Exception as error:
-            reading.problems.append(f"--job-logger {named}: cannot import: {type(error).__name__}: {error}".splitlines()[0])
+            reading.problems.append(
+                f"--job-logger {named}: cannot import: {type(error).__name__}: {error}".splitlines()[0]
+            )
             return None
     member = inspect.getattr_static(base, "job_logger", None)
     try:
@@ -168,10 +174,14 @@ def _job_logger_class(base: type, named: Optional[str], reading: Reading) -> Opt
         else:
             hint = typing.get_type_hints(base).get("job_logger")
     except Exception as error:
-        reading.problems.append(f"cannot resolve RecipeBase's annotation of `job_logger` ({error}): name it with --job-logger MODULE:CLASS")
+        reading.problems.append(
+            f"cannot resolve RecipeBase's annotation of `job_logger` ({error}): name it with --job-logger MODULE:CLASS"
+        )
         return None
     if not isinstance(hint, type):
-        reading.problems.append("RecipeBase does not annotate `job_logger` with a class: name it with --job-logger MODULE:CLASS")
+        reading.problems.append(
+            "RecipeBase does not annotate `job_logger` with a class: name it with --job-logger MODULE:CLASS"
+        )
         return None
     reading.facts.append(f"job logger: {hint.__module__}.{hint.__qualname__}")
     return hint
@@ -200,9 +210,13 @@ def _keywords(logger: type, method: str, known: Tuple[str, ...], reading: Readin
         elif parameter.name in known:
             accepted.append(parameter.name)
         elif parameter.default is inspect.Parameter.empty:
-            reading.problems.append(f"{logger.__qualname__}.{method} requires `{parameter.name}`, which porter has no value for")
+            reading.problems.append(
+                f"{logger.__qualname__}.{method} requires `{parameter.name}`, which porter has no value for"
+            )
         else:
-            reading.facts.append(f"{logger.__qualname__}.{method}: `{parameter.name}` has a default; porter leaves it out")
+            reading.facts.append(
+                f"{logger.__qualname__}.{method}: `{parameter.name}` has a default; porter leaves it out"
+            )
     reading.facts.append(f"{method} takes: {', '.join(accepted)}")
     return tuple(name for name in known if name in accepted)
 
@@ -242,7 +256,9 @@ def _wrappers_forward(base: type, reading: Reading) -> bool:
     for name in present:
         tree = _source_tree(getattr(base, name))
         if tree is None:
-            reading.facts.append(f"cannot read the source of RecipeBase.{name}: the recipe's own calls go to its renamed methods")
+            reading.facts.append(
+                f"cannot read the source of RecipeBase.{name}: the recipe's own calls go to its renamed methods"
+            )
             return False
         if not _returns_forwarded_call(tree, name):
             reading.facts.append(
@@ -250,7 +266,9 @@ def _wrappers_forward(base: type, reading: Reading) -> bool:
                 "the recipe's own calls go to its renamed methods"
             )
             return False
-    reading.facts.append(f"RecipeBase's {', '.join(present)} pass their arguments on: the recipe's own calls go through them")
+    reading.facts.append(
+        f"RecipeBase's {', '.join(present)} pass their arguments on: the recipe's own calls go through them"
+    )
     return True
 
 

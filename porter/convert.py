@@ -20,7 +20,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from porter import overlays as overlay_patches
 from porter.cache import PortCache
-from porter.outputs import ensure_package, generated_text, inspect, read_header, split_header, unified_diff, write_atomically
+from porter.outputs import (
+    ensure_package,
+    generated_text,
+    inspect,
+    read_header,
+    split_header,
+    unified_diff,
+    write_atomically,
+)
 from porter.report import CONVERTED, FAILED, FileReport, Mode, ORPHAN, PortResult, PRUNED, SKIPPED, UNCHANGED
 from porter.settings import Settings
 from porter.sources import MissingSource, read_source, SourceFile
@@ -76,7 +84,11 @@ def _inputs(source: SourceFile, settings: Settings, overlays: Optional[Path], ca
     except ValueError as error:
         raise GenerateError(str(error))
     overlay, overlay_text = _overlay(source, overlays)
-    key = cache.key(text, source.label, source.torchtune_version, settings, overlay.name if overlay else "", overlay_text) if cache else None
+    key = (
+        cache.key(text, source.label, source.torchtune_version, settings, overlay.name if overlay else "", overlay_text)
+        if cache
+        else None
+    )
     return _Inputs(source, text, overlay, overlay_text, key)
 
 
@@ -91,13 +103,17 @@ def _port(inputs: _Inputs, settings: Settings, cache: Optional[PortCache]) -> Ge
     result = port(inputs.text, settings)
     generated = Generated(inputs.text, result)
     if result.status == CONVERTED:
-        generated.text = _with_overlay(inputs.source, inputs.text, result.code, inputs.overlay, inputs.overlay_text, settings.contract.name)
+        generated.text = _with_overlay(
+            inputs.source, inputs.text, result.code, inputs.overlay, inputs.overlay_text, settings.contract.name
+        )
     if cache:
         cache.put(inputs.key, generated.result, generated.text)
     return generated
 
 
-def generate(source: SourceFile, settings: Settings, overlays: Optional[Path], cache: Optional[PortCache] = None) -> Generated:
+def generate(
+    source: SourceFile, settings: Settings, overlays: Optional[Path], cache: Optional[PortCache] = None
+) -> Generated:
     """Port `source` and apply its overlay, from the cache when it has them.
     GenerateError: the source or its overlay cannot be read or applied."""
     inputs = _inputs(source, settings, overlays, cache)
@@ -132,12 +148,21 @@ def convert(
         elif len(claims[source.output_name]) > 1:
             rivals = ", ".join(str(other) for other in claims[source.output_name] if other is not source)
             reports.append(
-                FileReport(str(source), FAILED, output=str(out_dir / source.output_name), reason=f"name clash: {rivals} also generate {out_dir / source.output_name}")
+                FileReport(
+                    str(source),
+                    FAILED,
+                    output=str(out_dir / source.output_name),
+                    reason=f"name clash: {rivals} also generate {out_dir / source.output_name}",
+                )
             )
         else:
             reports.append(_compare_and_write(source, made[id(source)], out_dir, mode, force))
     if any(isinstance(s, SourceFile) and s.from_folder for s in sources):
-        generated = {str(s.output_name) for s, report in zip(sources, reports) if isinstance(s, SourceFile) and report.status != SKIPPED}
+        generated = {
+            str(s.output_name)
+            for s, report in zip(sources, reports)
+            if isinstance(s, SourceFile) and report.status != SKIPPED
+        }
         reports += _orphans(out_dir, generated, prune and mode is Mode.WRITE)
     return reports
 
@@ -181,7 +206,10 @@ def _generate_all(sources, settings, overlays, cache, jobs, progress) -> Dict[in
 
 
 def list_sources(
-    sources: Sequence[object], settings: Settings, cache: Optional[PortCache] = None, progress: Optional[Callable[[int], None]] = None
+    sources: Sequence[object],
+    settings: Settings,
+    cache: Optional[PortCache] = None,
+    progress: Optional[Callable[[int], None]] = None,
 ) -> List[FileReport]:
     """What each source is: in scope (converted, with its variant), skipped or failed (with why)."""
     files = [source for source in sources if isinstance(source, SourceFile)]
@@ -260,7 +288,9 @@ def _orphans(out_dir: Path, generated: set, prune: bool) -> List[FileReport]:
         if header is None:
             continue  # not porter's: never an orphan of porter's
         report = FileReport(
-            str(path), ORPHAN, reason=f"generated from {header.get('source', 'an unknown source')}, which no source generates any more; --prune removes it"
+            str(path),
+            ORPHAN,
+            reason=f"generated from {header.get('source', 'an unknown source')}, which no source generates any more; --prune removes it",
         )
         if prune:
             try:

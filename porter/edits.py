@@ -24,6 +24,7 @@ from porter.syntax import BLOCK_FIELDS, iter_statements, leading_blank_lines
 Statements = Sequence[cst.BaseStatement]
 Change = Callable[[cst.CSTNode], Sequence[cst.CSTNode]]
 
+
 class EmptyBlockError(Exception):
     """The edits would leave a block with no statement; a rule should have refused."""
 
@@ -49,6 +50,7 @@ class Edits:
         """Replace `stmt` by `replacement`, which may be empty. The statement's leading
         blank lines and comments go to the first replacement statement. `made`: the
         replacement is porter's code, not the recipe's own moved."""
+
         def replacing(node: cst.BaseStatement) -> Statements:
             if not replacement:
                 return []
@@ -62,7 +64,9 @@ class Edits:
     def remove(self, stmt: cst.BaseStatement) -> None:
         self.replace(stmt, [])
 
-    def insert_before(self, stmt: cst.BaseStatement, statements: Statements, own_lines: bool = False, made: bool = True) -> None:
+    def insert_before(
+        self, stmt: cst.BaseStatement, statements: Statements, own_lines: bool = False, made: bool = True
+    ) -> None:
         """Insert right above `stmt`, below its blank lines and above its comment block:
         the comments stay with the code they describe. `own_lines`: the inserted
         statements keep their leading lines, and `stmt` its own (methods between methods)."""

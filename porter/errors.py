@@ -14,9 +14,7 @@ class PortError(Exception):
     when the error is reported, since positions cost a full pass over the module.
     """
 
-    def __init__(
-        self, rule_id: str, message: str, node: Optional[cst.CSTNode] = None
-    ) -> None:
+    def __init__(self, rule_id: str, message: str, node: Optional[cst.CSTNode] = None) -> None:
         super().__init__(message)
         self.rule_id = rule_id
         self.message = message

@@ -59,13 +59,20 @@ def _described(shape: RecipeShape, part: str) -> List[str]:
     line = shape.index.line
     if part == RECIPE:
         methods = ", ".join(f"{name} (line {line(method)})" for name, method in shape.methods.items())
-        return [f"recipe class: {shape.cls.name.value} (line {line(shape.cls)}), family {shape.family}", f"methods: {methods}"]
+        return [
+            f"recipe class: {shape.cls.name.value} (line {line(shape.cls)}), family {shape.family}",
+            f"methods: {methods}",
+        ]
     if part == EPOCH_LOOP:
         epoch = shape.epoch
         where = " -> ".join(method.name.value for method in epoch.path)
-        return [f"epoch loop: line {line(epoch.loop)} in {where}: `for {epoch.variable} in range({epoch.epochs_run}, {epoch.total_epochs})`"]
+        return [
+            f"epoch loop: line {line(epoch.loop)} in {where}: `for {epoch.variable} in range({epoch.epochs_run}, {epoch.total_epochs})`"
+        ]
     if part == EPOCH_COUNT:
-        return [f"epoch count: line {line(shape.epoch_count)}: `{node_code(shape.epoch_count).strip()}`; the epoch ends at line {line(shape.epoch_end)}"]
+        return [
+            f"epoch count: line {line(shape.epoch_count)}: `{node_code(shape.epoch_count).strip()}`; the epoch ends at line {line(shape.epoch_end)}"
+        ]
     if part == STEP_LOGGING:
         logging = shape.logging
         what = f"line {line(logging.log_call)} in {logging.method.name.value}, {logging.kind}, step counter `{logging.step_counter}`"
@@ -86,6 +93,10 @@ def _described(shape: RecipeShape, part: str) -> List[str]:
             for site in shape.saves
         ]
     dataset = shape.dataset
-    what = {"list-config": "a ListConfig branch", "single": "one instantiation", "mix": "a mix of datasets"}[dataset.kind]
+    what = {"list-config": "a ListConfig branch", "single": "one instantiation", "mix": "a mix of datasets"}[
+        dataset.kind
+    ]
     extra = ", and another set (validation)" if dataset.several_setups else ""
-    return [f"dataset: line {line(dataset.anchor)} in {dataset.method.name.value}: {what} of `{dataset.cfg_dataset}`{extra}"]
+    return [
+        f"dataset: line {line(dataset.anchor)} in {dataset.method.name.value}: {what} of `{dataset.cfg_dataset}`{extra}"
+    ]

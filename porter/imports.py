@@ -59,12 +59,23 @@ def add_imports(header: Sequence[cst.BaseStatement], needed: Iterable[Needed]) -
             continue
         if existing:
             node = _import(existing[0])
-            names = sorted([*node.names, cst.ImportAlias(name=cst.Name(item.name))], key=lambda alias: dotted_name(alias.name).lower())
+            names = sorted(
+                [*node.names, cst.ImportAlias(name=cst.Name(item.name))],
+                key=lambda alias: dotted_name(alias.name).lower(),
+            )
             names = [alias.with_changes(comma=cst.MaybeSentinel.DEFAULT) for alias in names]
-            header[header.index(existing[0])] = existing[0].with_changes(body=[node.with_changes(names=names, lpar=None, rpar=None)])
+            header[header.index(existing[0])] = existing[0].with_changes(
+                body=[node.with_changes(names=names, lpar=None, rpar=None)]
+            )
         else:
             third_party = [s for s in header if _from_module(s) is not None and not _is_stdlib(_from_module(s))]
-            _insert(header, cst.parse_statement(f"from {item.module} import {item.name}\n"), third_party, _from_module, item.module)
+            _insert(
+                header,
+                cst.parse_statement(f"from {item.module} import {item.name}\n"),
+                third_party,
+                _from_module,
+                item.module,
+            )
     return header
 
 
@@ -76,7 +87,10 @@ def _insert(header: List[cst.BaseStatement], statement: cst.BaseStatement, group
         header.insert(header.index(earlier[-1]) + 1, statement)
     elif group:
         first = header.index(group[0])
-        header[first : first + 1] = [statement.with_changes(leading_lines=group[0].leading_lines), group[0].with_changes(leading_lines=())]
+        header[first : first + 1] = [
+            statement.with_changes(leading_lines=group[0].leading_lines),
+            group[0].with_changes(leading_lines=()),
+        ]
     else:
         imports = [position for position, stmt in enumerate(header) if _import(stmt) is not None]
         header.insert(imports[-1] + 1 if imports else len(header), statement)
@@ -108,7 +122,9 @@ def header_code(header: Sequence[cst.BaseStatement]) -> str:
 
 def _import(stmt: cst.BaseStatement):
     node = single_small_statement(stmt)
-    if isinstance(node, cst.Import) or (isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar)):
+    if isinstance(node, cst.Import) or (
+        isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar)
+    ):
         return node
     return None
 

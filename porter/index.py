@@ -70,9 +70,7 @@ class SourceIndex:
 
     # -- building -------------------------------------------------------------------
 
-    def _pair_block(
-        self, statements: Sequence[cst.BaseStatement], nodes: Sequence[ast.stmt]
-    ) -> None:
+    def _pair_block(self, statements: Sequence[cst.BaseStatement], nodes: Sequence[ast.stmt]) -> None:
         position = 0
         for stmt in statements:
             if position >= len(nodes):
@@ -141,7 +139,11 @@ class SourceIndex:
         return [
             stmt
             for stmt, node in self._statements(root)
-            if any(isinstance(inner, ast.Name) and inner.id == name for expr in _own_expressions(node) for inner in ast.walk(expr))
+            if any(
+                isinstance(inner, ast.Name) and inner.id == name
+                for expr in _own_expressions(node)
+                for inner in ast.walk(expr)
+            )
         ]
 
     def _statements(self, root: cst.CSTNode) -> List[Tuple[cst.BaseStatement, ast.stmt]]:
@@ -181,16 +183,13 @@ def _child_statements(node: cst.CSTNode) -> List[cst.BaseStatement]:
 def _own_expressions(node: ast.stmt) -> List[ast.AST]:
     """The parts of a statement that are not nested statements."""
     if not any(
-        isinstance(value, list) and value and isinstance(value[0], ast.stmt)
-        for _, value in ast.iter_fields(node)
+        isinstance(value, list) and value and isinstance(value[0], ast.stmt) for _, value in ast.iter_fields(node)
     ):
         return [node]
     parts: List[ast.AST] = []
     for _, value in ast.iter_fields(node):
         items = value if isinstance(value, list) else [value]
         for item in items:
-            if isinstance(item, ast.AST) and not isinstance(
-                item, (ast.stmt, ast.excepthandler, ast.match_case)
-            ):
+            if isinstance(item, ast.AST) and not isinstance(item, (ast.stmt, ast.excepthandler, ast.match_case)):
                 parts.append(item)
     return parts

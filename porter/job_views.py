@@ -11,7 +11,20 @@ from runtime.job_reader import job_facts, JobSummary, scheduler_text, utc_time
 from runtime.sinks import Event
 
 _SPARKS = "▁▂▃▄▅▆▇█"
-_COLUMNS = ("USER", "JOB", "RECIPE", "STATUS", "STEP", "EPOCH", "LOSS", "STARTED", "DURATION", "NODES", "WORLD", "SCHEDULER")
+_COLUMNS = (
+    "USER",
+    "JOB",
+    "RECIPE",
+    "STATUS",
+    "STEP",
+    "EPOCH",
+    "LOSS",
+    "STARTED",
+    "DURATION",
+    "NODES",
+    "WORLD",
+    "SCHEDULER",
+)
 
 
 def jobs_table(summaries: Sequence[JobSummary]) -> str:
@@ -53,10 +66,18 @@ def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, 
         if name in ("model", "dataset", "epochs", "learning rate"):
             fact(name if name != "learning rate" else "lr", value)
     fact("progress", f"step {_of(summary.step, summary.step_len)}, epoch {_of(summary.epoch, summary.epoch_len)}")
-    losses = [e["data"]["step_loss"] for e in events if e.get("operation") == "step" and isinstance(e["data"].get("step_loss"), (int, float))]
+    losses = [
+        e["data"]["step_loss"]
+        for e in events
+        if e.get("operation") == "step" and isinstance(e["data"].get("step_loss"), (int, float))
+    ]
     if losses:
         fact("loss", f"{sparkline(losses)}  {losses[0]:.4g} → {losses[-1]:.4g} over {len(losses)} logged steps")
-    weights = [e["data"] for e in events if e.get("operation") == "weights" and e["data"].get("kind") in ("intermediate", "final")]
+    weights = [
+        e["data"]
+        for e in events
+        if e.get("operation") == "weights" and e["data"].get("kind") in ("intermediate", "final")
+    ]
     if weights:
         last = weights_line(weights[-1], local_folder).removeprefix("weights ")
         fact("weights", f"{len(weights)} save{'s' * (len(weights) != 1)}, the last {last}")
@@ -71,7 +92,10 @@ def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, 
         why = ended["data"].get("sink_errors") or {}
         fact(
             "dropped",
-            ", ".join(f"{name}: {count} events" + (f" ({why[name]})" if name in why else "") for name, count in dropped.items())
+            ", ".join(
+                f"{name}: {count} events" + (f" ({why[name]})" if name in why else "")
+                for name, count in dropped.items()
+            )
             if dropped
             else "no sink dropped an event",
         )

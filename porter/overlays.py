@@ -71,7 +71,9 @@ def parse(patch: str, name: str) -> List[Hunk]:
         new: List[str] = []
         last: List[List[str]] = []  # the blocks the previous line went to
         index += 1
-        while index < len(lines) and (len(old) < old_length or len(new) < new_length or lines[index].startswith(_NO_NEWLINE)):
+        while index < len(lines) and (
+            len(old) < old_length or len(new) < new_length or lines[index].startswith(_NO_NEWLINE)
+        ):
             line = lines[index]
             if line.startswith(_NO_NEWLINE):
                 for block in last:

@@ -26,13 +26,17 @@ from porter.syntax import module_code
 from porter.verify import check_names, contract_problems
 from runtime.contract import PORTER, PORTER_RUNTIME_MODULE
 
+
 def port(text: str, settings: Settings = Settings()) -> PortResult:
     """Port one module's source with every rule the settings leave in, or say precisely why not."""
     rules = [rule(None, contract=settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
     try:
         return port_with(rules, text)
     except Exception as error:  # a bug in porter: this file fails, every other one still ports
-        return PortResult(FAILED, reason=f"internal error: {type(error).__name__}: {error} (a bug in porter: please report it with this file)")
+        return PortResult(
+            FAILED,
+            reason=f"internal error: {type(error).__name__}: {error} (a bug in porter: please report it with this file)",
+        )
 
 
 def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
@@ -74,7 +78,8 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         rule.edit(shape, anchors, edits)
         # Nothing outside the contract: what this rule's code uses, checked before any file is written.
         problems += [
-            (index.line(anchor), f"{rule.RULE_ID} {problem}") for anchor, problem in contract_problems(edits.inserted[made:], shape, rule.contract)
+            (index.line(anchor), f"{rule.RULE_ID} {problem}")
+            for anchor, problem in contract_problems(edits.inserted[made:], shape, rule.contract)
         ]
         notes += [f"{rule.RULE_ID} {note}" for note in rule.notes(shape, anchors)]
         needed += rule.imports(anchors)
@@ -84,7 +89,11 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
     try:
         tree = edits.apply(module)
     except EmptyBlockError as error:
-        return PortResult(FAILED, reason=f"internal error: an edit would empty the block at line {index.line(error.node)}", variant=variant)
+        return PortResult(
+            FAILED,
+            reason=f"internal error: an edit would empty the block at line {index.line(error.node)}",
+            variant=variant,
+        )
     code, problems_found = _finish(tree, source_ast, shape.source_names, needed)
     if not problems_found:
         ported = ast.parse(code)
@@ -117,7 +126,9 @@ def _shape_problems(shape: RecipeShape, rules: Sequence[PortingRule]) -> List[Tu
 
 
 def _refused(problems: List[Tuple[Optional[int], str]], variant: str) -> PortResult:
-    return PortResult(FAILED, reason="; ".join(_located(line, text) for line, text in sorted(problems, key=_by_line)), variant=variant)
+    return PortResult(
+        FAILED, reason="; ".join(_located(line, text) for line, text in sorted(problems, key=_by_line)), variant=variant
+    )
 
 
 def _by_line(problem: Tuple[Optional[int], str]):
@@ -165,7 +176,9 @@ def describe_variant(shape: RecipeShape) -> str:
     features = []
     if shape.cls is not None:
         if "load_checkpoint" not in shape.methods:
-            features.append("no-load-checkpoint" if "_load_checkpoint" not in shape.methods else "private-load-checkpoint")
+            features.append(
+                "no-load-checkpoint" if "_load_checkpoint" not in shape.methods else "private-load-checkpoint"
+            )
         if "save_checkpoint" not in shape.methods:
             features.append("inline-save")
         if "validate" in shape.methods:

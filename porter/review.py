@@ -86,7 +86,9 @@ def review_ports(sources: Sequence[SourceFile], settings: Settings, overlays=Non
     return reviews
 
 
-def review_upgrade(old: str, new: str, names: Sequence[str], settings: Settings, overlays, stack, progress=None) -> List[RecipeReview]:
+def review_upgrade(
+    old: str, new: str, names: Sequence[str], settings: Settings, overlays, stack, progress=None
+) -> List[RecipeReview]:
     """How each generated recipe changes from the OLD recipes to the NEW ones (each
     `installed`, a folder or a wheel), for the recipes `names` or every one.
     ValueError: a side cannot be read, or neither has a recipe of those names."""
@@ -94,7 +96,8 @@ def review_upgrade(old: str, new: str, names: Sequence[str], settings: Settings,
     wanted = {recipe_name(name) for name in names}
     if wanted:
         old_sources, new_sources = (
-            [source for source in side if recipe_name(str(source.output_name)) in wanted] for side in (old_sources, new_sources)
+            [source for source in side if recipe_name(str(source.output_name)) in wanted]
+            for side in (old_sources, new_sources)
         )
         if not old_sources and not new_sources:
             raise ValueError(f"{', '.join(sorted(wanted))}: in neither {old} nor {new}")
@@ -112,7 +115,9 @@ def upgrade_pairs(
     """(name, old source, new source) for each generated recipe of either side."""
     old_by_name = {str(source.output_name): source for source in old_sources}
     new_by_name = {str(source.output_name): source for source in new_sources}
-    return [(name, old_by_name.get(name), new_by_name.get(name)) for name in sorted(old_by_name.keys() | new_by_name.keys())]
+    return [
+        (name, old_by_name.get(name), new_by_name.get(name)) for name in sorted(old_by_name.keys() | new_by_name.keys())
+    ]
 
 
 def upgrade_review(
@@ -147,11 +152,16 @@ def upgrade_review(
 def _status_flags(old: Generated, new: Generated) -> List[str]:
     flags = []
     if old.result.status != new.result.status:
-        flags.append(f"was {old.result.status}, now {new.result.status}" + (f": {new.result.reason}" if new.result.reason else ""))
+        flags.append(
+            f"was {old.result.status}, now {new.result.status}"
+            + (f": {new.result.reason}" if new.result.reason else "")
+        )
     gained = [rule for rule in new.result.rules if rule not in old.result.rules]
     lost = [rule for rule in old.result.rules if rule not in new.result.rules]
     if gained or lost:
-        flags.append("rules applied changed: " + ", ".join([f"+{rule}" for rule in gained] + [f"-{rule}" for rule in lost]))
+        flags.append(
+            "rules applied changed: " + ", ".join([f"+{rule}" for rule in gained] + [f"-{rule}" for rule in lost])
+        )
     return flags
 
 
@@ -167,9 +177,7 @@ def upstream_flags(old: Generated, new: Generated) -> List[str]:
     for i1, i2, j1, j2 in _changes(old_lines, new_lines):
         if _touched(i1, i2) & touched_old or _touched(j1, j2) & touched_new:
             where = functions.get(j1 + 1) or functions.get(j1) or "module level"
-            flags.append(
-                f"upstream {_span(i1, i2)} (new {_span(j1, j2)}, in `{where}`) changed code the port rewrites"
-            )
+            flags.append(f"upstream {_span(i1, i2)} (new {_span(j1, j2)}, in `{where}`) changed code the port rewrites")
     old_tree = ast.parse(old.source_text)
     old_calls = _watched_calls(old_tree, _functions_by_line(old_tree))
     for (function, call), lines in _watched_calls(new_tree, functions).items():
@@ -237,7 +245,9 @@ def _watched_calls(tree: ast.Module, functions: Dict[int, str]) -> Dict[Tuple[st
     return {key: sorted(lines) for key, lines in calls.items()}
 
 
-def markdown(reviews: Sequence[RecipeReview], title: str, contract: str, skipped: Sequence[Tuple[str, str]] = ()) -> str:
+def markdown(
+    reviews: Sequence[RecipeReview], title: str, contract: str, skipped: Sequence[Tuple[str, str]] = ()
+) -> str:
     """The reviews as markdown: the runtime contract the ports target, a table, then a
     section per recipe with its diff folded."""
     return snippets.render("review.md.j2", title=title, contract=contract, reviews=reviews, skipped=skipped)
@@ -245,4 +255,3 @@ def markdown(reviews: Sequence[RecipeReview], title: str, contract: str, skipped
 
 def unified(reviews: Sequence[RecipeReview]) -> str:
     return "".join(review.diff for review in reviews)
-

@@ -29,7 +29,9 @@ def resolve_recipe(recipe: str, recipes_dir: Path, settings: Settings) -> Path:
     try:
         sources = find_recipe(recipe)
     except FileNotFoundError as error:
-        raise JobError(f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name") from error
+        raise JobError(
+            f"{recipe}: no generated recipe in {recipes_dir} and no installed torchtune recipe of that name"
+        ) from error
     from porter.convert import convert, OutputFolderError  # the converter loads only when it is needed
 
     try:
@@ -58,7 +60,9 @@ def load_config(config: str, overrides: Sequence[str]) -> DictConfig:
     if not isinstance(loaded, DictConfig):
         raise JobError(f"{path}: a config must be a mapping at the top level")
     try:
-        return _merge_yaml_and_cli_args(Namespace(**OmegaConf.to_container(loaded)), [_added(loaded, o) for o in overrides])
+        return _merge_yaml_and_cli_args(
+            Namespace(**OmegaConf.to_container(loaded)), [_added(loaded, o) for o in overrides]
+        )
     except ValueError as error:
         raise JobError(f"override: {error}") from error
 

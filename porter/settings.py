@@ -98,7 +98,9 @@ class ProjectSettings:
             return base / value
 
         where = f"{path}: [tool.porter]"
-        runtime_module = check_runtime_module(table.get("runtime_module", DEFAULT_RUNTIME_MODULE), f"{where} runtime_module")
+        runtime_module = check_runtime_module(
+            table.get("runtime_module", DEFAULT_RUNTIME_MODULE), f"{where} runtime_module"
+        )
         try:
             contract = load_contract(table.get("contract", PORTER.name), base, f"{where} contract")
         except ContractError as error:

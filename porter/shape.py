@@ -50,7 +50,13 @@ LOG_METHODS = ("debug", "info", "warning", "error", "log_rank_zero")
 
 # The parts of a shape, in reading order; a rule's NEEDS names some of them.
 RECIPE, TRAIN, EPOCH_LOOP, EPOCH_COUNT, STEP_LOGGING, SAVES, SETUP_DATA = (
-    "recipe class", "train method", "epoch loop", "epoch count", "step logging", "save sites", "dataset setup"
+    "recipe class",
+    "train method",
+    "epoch loop",
+    "epoch count",
+    "step logging",
+    "save sites",
+    "dataset setup",
 )
 
 
@@ -190,15 +196,22 @@ class RecipeShape:
         classes = recipe_classes(self.module)
         if len(classes) != 1:
             names = ", ".join(c.name.value for c in classes) or "none"
-            raise _Missing(Problem(f"expected one {UPSTREAM_BASE} subclass, found {len(classes)} ({names})", classes[1] if classes else None))
+            raise _Missing(
+                Problem(
+                    f"expected one {UPSTREAM_BASE} subclass, found {len(classes)} ({names})",
+                    classes[1] if classes else None,
+                )
+            )
         (cls,) = classes
         for other in self.module.body:
             if isinstance(other, cst.ClassDef) and cls.name.value in base_names(other):
-                raise _Missing(Problem(
-                    f"class {other.name.value} subclasses the recipe class {cls.name.value}: porter would rename "
-                    "the methods it overrides; make it one class, or port the base recipe alone",
-                    other,
-                ))
+                raise _Missing(
+                    Problem(
+                        f"class {other.name.value} subclasses the recipe class {cls.name.value}: porter would rename "
+                        "the methods it overrides; make it one class, or port the base recipe alone",
+                        other,
+                    )
+                )
         self.cls = cls
         self.methods = {stmt.name.value: stmt for stmt in block_statements(cls) if isinstance(stmt, cst.FunctionDef)}
         # Attributes set in other base classes (mixins) are out of sight: unknown then.
@@ -245,22 +258,30 @@ class RecipeShape:
             if isinstance(stmt, cst.For) and isinstance(stmt.target, cst.Name) and m.matches(stmt.iter, _EPOCH_RANGE)
         ]
         if len(loops) != 1:
-            raise _Missing(Problem(
-                "expected one epoch loop `for <epoch> in range(self.epochs_run, self.total_epochs)` in "
-                f"`train` or the methods it calls, found {len(loops)}",
-                loops[1][1] if len(loops) > 1 else self.train,
-            ))
+            raise _Missing(
+                Problem(
+                    "expected one epoch loop `for <epoch> in range(self.epochs_run, self.total_epochs)` in "
+                    f"`train` or the methods it calls, found {len(loops)}",
+                    loops[1][1] if len(loops) > 1 else self.train,
+                )
+            )
         ((path, loop, ancestors),) = loops
         method = path[-1]
         nested = [ancestor for ancestor in ancestors if isinstance(ancestor, (cst.FunctionDef, cst.ClassDef))]
         if nested:
-            raise _Missing(Problem(
-                f"the epoch loop is in `{nested[-1].name.value}`, defined inside `{method.name.value}`: porter starts "
-                "its clocks in the method and resets them in the loop, which a nested function would only shadow; "
-                "make the nested function a method",
-                loop,
-            ))
-        (holder,) = [stmt for stmt in block_statements(method) if stmt is loop or any(s is loop for s, _ in iter_statements(stmt))]
+            raise _Missing(
+                Problem(
+                    f"the epoch loop is in `{nested[-1].name.value}`, defined inside `{method.name.value}`: porter starts "
+                    "its clocks in the method and resets them in the loop, which a nested function would only shadow; "
+                    "make the nested function a method",
+                    loop,
+                )
+            )
+        (holder,) = [
+            stmt
+            for stmt in block_statements(method)
+            if stmt is loop or any(s is loop for s, _ in iter_statements(stmt))
+        ]
         self.epoch = EpochLoop(
             method=method,
             loop=loop,
@@ -278,15 +299,26 @@ class RecipeShape:
         counts = [
             stmt
             for stmt in block_statements(self.epoch.loop)
-            if m.matches(stmt, m.SimpleStatementLine(body=[m.AugAssign(
-                target=m.Attribute(value=m.Name("self"), attr=m.Name(counter)), operator=m.AddAssign(), value=m.Integer("1")
-            )]))
+            if m.matches(
+                stmt,
+                m.SimpleStatementLine(
+                    body=[
+                        m.AugAssign(
+                            target=m.Attribute(value=m.Name("self"), attr=m.Name(counter)),
+                            operator=m.AddAssign(),
+                            value=m.Integer("1"),
+                        )
+                    ]
+                ),
+            )
         ]
         if len(counts) != 1:
-            raise _Missing(Problem(
-                f"expected one `{self.epoch.epochs_run} += 1` directly in the epoch loop, found {len(counts)}",
-                counts[1] if len(counts) > 1 else self.epoch.loop,
-            ))
+            raise _Missing(
+                Problem(
+                    f"expected one `{self.epoch.epochs_run} += 1` directly in the epoch loop, found {len(counts)}",
+                    counts[1] if len(counts) > 1 else self.epoch.loop,
+                )
+            )
         self.epoch_count = counts[0]
 
     @property
@@ -322,18 +354,22 @@ class RecipeShape:
             for stmt, inner in iter_statements(root, ancestors):
                 if isinstance(stmt, cst.If) and _logging_counter(stmt.test) is not None:
                     found.append((stmt, method, epoch_variable, inner))
-                elif called_name(stmt) == METRIC_LOGGER_CALL and not any(_logging_counter(a.test) for a in inner if isinstance(a, cst.If)):
+                elif called_name(stmt) == METRIC_LOGGER_CALL and not any(
+                    _logging_counter(a.test) for a in inner if isinstance(a, cst.If)
+                ):
                     unguarded.append((stmt, method, epoch_variable, inner))
         if not found and len(unguarded) == 1:
             self._read_unguarded_logging(*unguarded[0])
             return
         if len(found) != 1:
-            raise _Missing(Problem(
-                "expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one "
-                f"`{METRIC_LOGGER_CALL}(..., step=self.<counter>)` in the step loop, logging every step) in the epoch "
-                f"loop or the methods it calls, found {len(found)} blocks and {len(unguarded)} calls outside one",
-                found[1][0] if len(found) > 1 else self.epoch.loop,
-            ))
+            raise _Missing(
+                Problem(
+                    "expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one "
+                    f"`{METRIC_LOGGER_CALL}(..., step=self.<counter>)` in the step loop, logging every step) in the epoch "
+                    f"loop or the methods it calls, found {len(found)} blocks and {len(unguarded)} calls outside one",
+                    found[1][0] if len(found) > 1 else self.epoch.loop,
+                )
+            )
         ((block, method, epoch_variable, ancestors),) = found
         calls = [
             (stmt, name)
@@ -342,11 +378,13 @@ class RecipeShape:
             if name in (METRIC_LOGGER_CALL, RL_LOG_CALL)
         ]
         if len(calls) != 1:
-            raise _Missing(Problem(
-                f"expected one `{METRIC_LOGGER_CALL}(...)` or `{RL_LOG_CALL}(...)` call in the step-logging block, "
-                f"found {len(calls)}",
-                calls[1][0] if len(calls) > 1 else block,
-            ))
+            raise _Missing(
+                Problem(
+                    f"expected one `{METRIC_LOGGER_CALL}(...)` or `{RL_LOG_CALL}(...)` call in the step-logging block, "
+                    f"found {len(calls)}",
+                    calls[1][0] if len(calls) > 1 else block,
+                )
+            )
         ((log_call, name),) = calls
         loops = [a for a in ancestors if isinstance(a, (cst.For, cst.While)) and a is not self.epoch.loop]
         logging = StepLogging(
@@ -367,13 +405,22 @@ class RecipeShape:
     def _read_unguarded_logging(self, log_call, method, epoch_variable, ancestors) -> None:
         """A metric-logger call right in the step loop: every step logs, the loop is its block."""
         loops = [a for a in ancestors if isinstance(a, (cst.For, cst.While)) and a is not self.epoch.loop]
-        step = next((arg.value for arg in expression_of(log_call).args if arg.keyword is not None and arg.keyword.value == "step"), None)
+        step = next(
+            (
+                arg.value
+                for arg in expression_of(log_call).args
+                if arg.keyword is not None and arg.keyword.value == "step"
+            ),
+            None,
+        )
         if not loops or not m.matches(step, m.Attribute(value=m.Name("self"), attr=m.Name())):
-            raise _Missing(Problem(
-                f"`{METRIC_LOGGER_CALL}(...)` logs outside a step-logging block: porter reads such a call only in a "
-                "step loop, with `step=self.<counter>`",
-                log_call,
-            ))
+            raise _Missing(
+                Problem(
+                    f"`{METRIC_LOGGER_CALL}(...)` logs outside a step-logging block: porter reads such a call only in a "
+                    "step loop, with `step=self.<counter>`",
+                    log_call,
+                )
+            )
         logging = StepLogging(
             block=loops[-1],
             method=method,
@@ -416,7 +463,9 @@ class RecipeShape:
                 site = self._save_site(stmt, ancestors, method, loop_methods)
                 if site is None:
                     continue
-                site.place, site.epoch_variable = self._place(stmt, ancestors, method, in_epoch, in_step, epoch_variable)
+                site.place, site.epoch_variable = self._place(
+                    stmt, ancestors, method, in_epoch, in_step, epoch_variable
+                )
                 self.saves.append(site)
 
     def _path_to(self, method: cst.FunctionDef) -> List[cst.FunctionDef]:
@@ -518,7 +567,9 @@ class RecipeShape:
         self._need(RECIPE)
         names = [name for name in SETUP_DATA_METHODS if name in self.methods]
         if not names:
-            raise _Missing(Problem(f"class {self.cls.name.value} has no `_setup_data` (or `setup_data`) method", self.cls))
+            raise _Missing(
+                Problem(f"class {self.cls.name.value} has no `_setup_data` (or `setup_data`) method", self.cls)
+            )
         setup_data = self.methods[names[0]]
         several = len(self.index.statements_using_self(self.cls, [names[0]])) > 1
         body = list(block_statements(setup_data))
@@ -527,7 +578,9 @@ class RecipeShape:
             (branch,) = branches
             variable = _dataset_variable(branch)
             if variable is None:
-                raise _Missing(Problem("the ListConfig branch and its `else` assign no common dataset variable", branch))
+                raise _Missing(
+                    Problem("the ListConfig branch and its `else` assign no common dataset variable", branch)
+                )
             self.dataset = DatasetSetup(
                 setup_data,
                 "list-config",
@@ -549,14 +602,20 @@ class RecipeShape:
             singles = [s for s in body if _instantiated_config(s, params) is not None]
             if len(singles) == 1:
                 variable, cfg = _instantiated_config(singles[0], params)
-                self.dataset = DatasetSetup(setup_data, "single", singles[0], cfg, dataset_variable=variable, several_setups=several)
+                self.dataset = DatasetSetup(
+                    setup_data, "single", singles[0], cfg, dataset_variable=variable, several_setups=several
+                )
                 return
-        raise _Missing(Problem(
-            "expected, directly in `" + setup_data.name.value + "`, one `if isinstance(<dataset config>, ListConfig):`, or "
-            "one `ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a "
-            f"`datasets` and a `weights` dict (a mix), found {len(branches)} ListConfig branches",
-            branches[1] if len(branches) > 1 else setup_data,
-        ))
+        raise _Missing(
+            Problem(
+                "expected, directly in `"
+                + setup_data.name.value
+                + "`, one `if isinstance(<dataset config>, ListConfig):`, or "
+                "one `ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a "
+                f"`datasets` and a `weights` dict (a mix), found {len(branches)} ListConfig branches",
+                branches[1] if len(branches) > 1 else setup_data,
+            )
+        )
 
 
 def _walk_names(tree: ast.AST) -> Iterator[ast.Name]:
@@ -644,7 +703,9 @@ _LOGGING_TEST = m.Comparison(
 )
 _LIST_CONFIG_TEST = m.Call(func=m.Name("isinstance"), args=[m.Arg(value=m.Name()), m.Arg(value=m.Name("ListConfig"))])
 _STEP_TIME = m.BinaryOperation(
-    left=m.Call(func=m.Attribute(value=m.Name("time"), attr=m.Name("perf_counter"))), operator=m.Subtract(), right=m.Name()
+    left=m.Call(func=m.Attribute(value=m.Name("time"), attr=m.Name("perf_counter"))),
+    operator=m.Subtract(),
+    right=m.Name(),
 )
 _MEMORY_STATS = m.Call(func=m.Attribute(attr=m.Name("get_memory_stats")))
 
@@ -680,7 +741,9 @@ def _ancestors_in(method: cst.FunctionDef, target: cst.BaseStatement) -> Ancesto
     return ()
 
 
-def _parameter_receiving(index: SourceIndex, method: cst.FunctionDef, stmt: cst.CSTNode, variable: Optional[str]) -> Optional[str]:
+def _parameter_receiving(
+    index: SourceIndex, method: cst.FunctionDef, stmt: cst.CSTNode, variable: Optional[str]
+) -> Optional[str]:
     """The parameter of `method` that the call `self.<method>(...)` in `stmt` passes
     `variable` to, if it does."""
     if variable is None:
@@ -702,7 +765,9 @@ def _logged_stats(call: cst.Call) -> Optional[str]:
     stats = [
         arg.value
         for arg in call.args
-        if isinstance(arg.value, cst.Call) and isinstance(arg.value.func, cst.Name) and arg.value.func.value.endswith("Stats")
+        if isinstance(arg.value, cst.Call)
+        and isinstance(arg.value.func, cst.Name)
+        and arg.value.func.value.endswith("Stats")
     ]
     return node_code(stats[0]) if len(stats) == 1 else None
 
@@ -732,7 +797,9 @@ def _read_metrics(logging: StepLogging, block: cst.CSTNode) -> None:
                 if keys is not None:
                     keys = keys + [key.evaluated_value] if isinstance(key, cst.SimpleString) else None
             expr = expression_of(stmt)
-            if isinstance(expr, cst.Call) and m.matches(expr.func, m.Attribute(value=m.Name(name), attr=m.Name("update"))):
+            if isinstance(expr, cst.Call) and m.matches(
+                expr.func, m.Attribute(value=m.Name(name), attr=m.Name("update"))
+            ):
                 argument = expr.args[0].value if expr.args else None
                 if isinstance(argument, cst.Dict):
                     found = _literal_keys(argument, logging)
@@ -772,7 +839,9 @@ def _literal_keys(value: cst.Dict, logging: StepLogging) -> Optional[List[str]]:
     return keys
 
 
-def _other_work(helper: cst.FunctionDef, saves: List[cst.BaseStatement], rotation: Optional[cst.BaseStatement]) -> Optional[cst.BaseStatement]:
+def _other_work(
+    helper: cst.FunctionDef, saves: List[cst.BaseStatement], rotation: Optional[cst.BaseStatement]
+) -> Optional[cst.BaseStatement]:
     """A statement of `helper` that is neither a save, nor its timing and log lines, nor
     an `if` around them, nor its rotation of old checkpoints (which the runtime does with
     `porter.keep_last_n_checkpoints`): the work that makes it more than a save."""
@@ -808,7 +877,9 @@ def _deletes_checkpoints(stmt: cst.BaseStatement) -> bool:
 
 def kept_by_rotation(stmt: cst.For) -> Optional[int]:
     """K of a rotation over `...[:-K]`: how many checkpoints it kept, when it says."""
-    for part in m.findall(stmt.iter, m.Slice(lower=None, upper=m.UnaryOperation(operator=m.Minus(), expression=m.Integer()))):
+    for part in m.findall(
+        stmt.iter, m.Slice(lower=None, upper=m.UnaryOperation(operator=m.Minus(), expression=m.Integer()))
+    ):
         return int(part.upper.expression.value)
     return None
 
@@ -850,7 +921,9 @@ def _instantiated_config(stmt: cst.BaseStatement, params: Sequence[str]) -> Opti
     """(variable, config) for a statement `variable = config.instantiate(config, ...)` whose
     config is a parameter of `_setup_data`."""
     small = single_small_statement(stmt)
-    if not (isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name)):
+    if not (
+        isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name)
+    ):
         return None
     value = small.value
     if not (isinstance(value, cst.Call) and dotted_name(value.func) == "config.instantiate" and value.args):
@@ -877,4 +950,3 @@ def _dataset_mix(setup_data: cst.FunctionDef, params: Sequence[str]) -> Optional
         if set(filled) == {"datasets", "weights"}:
             return DatasetSetup(setup_data, "mix", stmt, iterated.value, mix=filled)
     return None
-

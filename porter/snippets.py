@@ -68,4 +68,3 @@ def _parsed(code: str) -> tuple:
 
     # libcst nodes are immutable: one parse serves every file that inserts this code.
     return tuple(cst.parse_module(code).body)
-

@@ -52,9 +52,7 @@ def installed_version() -> str:
         return UNKNOWN_VERSION
 
 
-def discover(
-    paths: Iterable[Path], installed: bool, version: Optional[str] = None
-) -> List[object]:
+def discover(paths: Iterable[Path], installed: bool, version: Optional[str] = None) -> List[object]:
     """SourceFile for each Python file named or under a folder named; MissingSource for
     paths that do not exist."""
     found: List[object] = []

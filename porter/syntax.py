@@ -53,9 +53,7 @@ def block_statements(node: cst.CSTNode) -> Sequence[cst.BaseStatement]:
     return block_statements(body) if body is not None else ()
 
 
-def iter_statements(
-    root: cst.CSTNode, ancestors: Ancestors = ()
-) -> Iterator[Tuple[cst.BaseStatement, Ancestors]]:
+def iter_statements(root: cst.CSTNode, ancestors: Ancestors = ()) -> Iterator[Tuple[cst.BaseStatement, Ancestors]]:
     """Every statement under `root`, depth first, with the compound nodes above it."""
     if isinstance(root, (cst.Module, cst.IndentedBlock)):
         for stmt in root.body:

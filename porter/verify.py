@@ -72,7 +72,11 @@ def ported_method(ported: ast.Module, shape, method) -> Optional[ast.FunctionDef
 def called_once(ported: ast.Module, shape, method, dotted: str) -> List[str]:
     """The problem, if the ported `method` does not call `dotted` exactly once."""
     node = ported_method(ported, shape, method)
-    calls = sum(1 for inner in ast.walk(node) if isinstance(inner, ast.Call) and dotted_name(inner.func) == dotted) if node else 0
+    calls = (
+        sum(1 for inner in ast.walk(node) if isinstance(inner, ast.Call) and dotted_name(inner.func) == dotted)
+        if node
+        else 0
+    )
     return [] if calls == 1 else [f"`{method.name.value}` calls {dotted} {calls} times"]
 
 
@@ -86,7 +90,9 @@ def dotted_name(node: ast.AST) -> Optional[str]:
     return None
 
 
-def contract_problems(inserted: Sequence[Tuple[cst.BaseStatement, cst.BaseStatement]], shape, contract) -> List[Tuple[cst.BaseStatement, str]]:
+def contract_problems(
+    inserted: Sequence[Tuple[cst.BaseStatement, cst.BaseStatement]], shape, contract
+) -> List[Tuple[cst.BaseStatement, str]]:
     """What the inserted code uses that the runtime contract does not provide, each
     with the source statement it went at: a `self.<name>` that neither the recipe nor
     the contract provides (a recipe with other base classes than FTRecipeInterface may
@@ -98,14 +104,29 @@ def contract_problems(inserted: Sequence[Tuple[cst.BaseStatement, cst.BaseStatem
         code = node_code(stmt).strip()
         for name in _self_reads(code):
             if shape.attributes is not None and name not in shape.attributes and not contract.provides(name):
-                problems.append((anchor, f"the inserted code reads `self.{name}`, which neither {shape.cls.name.value} sets nor the runtime contract `{contract.name}` provides"))
+                problems.append(
+                    (
+                        anchor,
+                        f"the inserted code reads `self.{name}`, which neither {shape.cls.name.value} sets nor the runtime contract `{contract.name}` provides",
+                    )
+                )
         for method, keywords in _logger_calls(code):
             if method not in accepted:
-                problems.append((anchor, f"the inserted code calls `self.job_logger.{method}`, which the runtime contract `{contract.name}` does not declare"))
+                problems.append(
+                    (
+                        anchor,
+                        f"the inserted code calls `self.job_logger.{method}`, which the runtime contract `{contract.name}` does not declare",
+                    )
+                )
                 continue
             for keyword in keywords:
                 if keyword not in accepted[method]:
-                    problems.append((anchor, f"the inserted `{method}` passes `{keyword}`, which the runtime contract `{contract.name}` does not accept"))
+                    problems.append(
+                        (
+                            anchor,
+                            f"the inserted `{method}` passes `{keyword}`, which the runtime contract `{contract.name}` does not accept",
+                        )
+                    )
     return list(dict.fromkeys(problems))
 
 
@@ -115,7 +136,9 @@ def _logger_calls(code: str) -> Tuple[Tuple[str, Tuple[str, ...]], ...]:
     return tuple(
         (node.func.attr, tuple(keyword.arg for keyword in node.keywords))
         for node in ast.walk(ast.parse(code))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and dotted_name(node.func.value) == "self.job_logger"
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and dotted_name(node.func.value) == "self.job_logger"
     )
 
 
@@ -125,5 +148,8 @@ def _self_reads(code: str) -> Tuple[str, ...]:
     return tuple(
         node.attr
         for node in ast.walk(ast.parse(code))
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self" and isinstance(node.ctx, ast.Load)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+        and isinstance(node.ctx, ast.Load)
     )

@@ -106,7 +106,9 @@ def can_resume(events: List[Event]) -> bool:
     """Whether an attempt of the job saved state it can resume from, and it is not done."""
     save = last_resumable_save(events)
     done = any(event.get("operation") == "job_completed" for event in events)
-    return save is not None and save["data"]["kind"] == "intermediate" and bool(save["data"].get("resumable")) and not done
+    return (
+        save is not None and save["data"]["kind"] == "intermediate" and bool(save["data"].get("resumable")) and not done
+    )
 
 
 def resume_config(cfg: DictConfig, paths: JobPaths, events: List[Event]) -> DictConfig:
@@ -134,7 +136,9 @@ def resume_config(cfg: DictConfig, paths: JobPaths, events: List[Event]) -> Dict
         weights = sorted(
             path.name
             for path in folder.iterdir()
-            if path.suffix in _WEIGHT_SUFFIXES and path.name != "recipe_state.pt" and not path.name.startswith("adapter")
+            if path.suffix in _WEIGHT_SUFFIXES
+            and path.name != "recipe_state.pt"
+            and not path.name.startswith("adapter")
         )
         if not weights:
             raise JobError(f"resume_from_checkpoint: no model weights in {folder}")

@@ -186,7 +186,10 @@ class SlurmEnvironment:
             return None
         try:
             done = subprocess.run(
-                ["squeue", "-h", "-j", environ["SLURM_JOB_ID"], "-o", "%T %L"], capture_output=True, text=True, timeout=5
+                ["squeue", "-h", "-j", environ["SLURM_JOB_ID"], "-o", "%T %L"],
+                capture_output=True,
+                text=True,
+                timeout=5,
             )
         except (OSError, subprocess.TimeoutExpired):
             return None

@@ -29,7 +29,9 @@ _ETA_WINDOW = 20
 
 
 class ProgressConsole:
-    def __init__(self, stream: TextIO, interactive: bool, job_folder: Optional[Path] = None, show_end: bool = True) -> None:
+    def __init__(
+        self, stream: TextIO, interactive: bool, job_folder: Optional[Path] = None, show_end: bool = True
+    ) -> None:
         self.stream = stream
         self.interactive = interactive
         self.job_folder = job_folder  # where weight files are, to sum their sizes
@@ -205,7 +207,9 @@ def output_to_log(log: Path, file_mode: int = 0o600) -> Iterator[TextIO]:
     python_streams = sys.stdout, sys.stderr
     # Under a test runner sys.stderr may be no file: the console keeps writing to it.
     real_stderr = _has_fd(sys.stderr, 2)
-    terminal = os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace") if real_stderr else sys.stderr
+    terminal = (
+        os.fdopen(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace") if real_stderr else sys.stderr
+    )
     try:
         for fd in (1, 2):
             os.dup2(target, fd)

@@ -146,7 +146,11 @@ PORTER = RuntimeContract(
 
 GUIDE = RuntimeContract(
     name="guide",
-    imports=(("Dataset", "torch.utils.data"), ("RecipeBase", PORTER_RUNTIME_MODULE), ("run_recipe", PORTER_RUNTIME_MODULE)),
+    imports=(
+        ("Dataset", "torch.utils.data"),
+        ("RecipeBase", PORTER_RUNTIME_MODULE),
+        ("run_recipe", PORTER_RUNTIME_MODULE),
+    ),
     log_step=(
         "gpu_rank",
         "step_num",
@@ -190,7 +194,9 @@ def load(spec: Union[str, Mapping[str, Any]], base: Path = Path("."), where: str
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ContractError(f"{where}: {spec!r} is neither `porter`, `guide` nor a contract file ({path} does not exist)")
+        raise ContractError(
+            f"{where}: {spec!r} is neither `porter`, `guide` nor a contract file ({path} does not exist)"
+        )
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ContractError(f"{path}: cannot read the contract: {error}".splitlines()[0])
     return from_table(table, str(path), name=str(spec))

@@ -25,10 +25,7 @@ def validate_id(field: str, value: object) -> str:
     if isinstance(value, str) and _ID.fullmatch(value) and value not in (".", ".."):
         return value
     shown = repr(value) if len(str(value)) <= 40 else f"{str(value)[:40]!r}... ({len(str(value))} characters)"
-    raise JobError(
-        f"{field} {shown} is not allowed: use 1 to 128 of A-Z a-z 0-9 . _ -, "
-        "and not '.' or '..'"
-    )
+    raise JobError(f"{field} {shown} is not allowed: use 1 to 128 of A-Z a-z 0-9 . _ -, and not '.' or '..'")
 
 
 def log_node(name: str) -> Optional[int]:

@@ -198,9 +198,7 @@ class JobLogger:
     def start_heartbeat(self, interval_s: float) -> None:
         if interval_s <= 0 or self._heartbeat is not None:
             return
-        self._heartbeat = threading.Thread(
-            target=self._beat, args=(interval_s,), name="porter-heartbeat", daemon=True
-        )
+        self._heartbeat = threading.Thread(target=self._beat, args=(interval_s,), name="porter-heartbeat", daemon=True)
         self._heartbeat.start()
 
     def _beat(self, interval_s: float) -> None:
@@ -250,7 +248,9 @@ class JobLogger:
             self.log(operation, {**(data or {}), "dropped_events": dropped, "sink_errors": errors}, durable=True)
         elif self.drops_file is not None and dropped:
             self.drops_file.parent.mkdir(parents=True, exist_ok=True)
-            self.drops_file.write_text(json.dumps({"create_ts": utc_now(), "dropped_events": dropped, "sink_errors": errors}))
+            self.drops_file.write_text(
+                json.dumps({"create_ts": utc_now(), "dropped_events": dropped, "sink_errors": errors})
+            )
         with self._lock:
             self._closed = True
         for sink in self._queued:

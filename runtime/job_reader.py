@@ -88,7 +88,9 @@ class OutputRootReader:
 
     def job_folders(self, user_id: Optional[str] = None) -> List[Tuple[str, str, str]]:
         """(user_id, job_id, folder) of each job that has an event log."""
-        return [(folder.rsplit("/", 2)[1], folder.rsplit("/", 1)[1], folder) for folder in self._logs_by_folder(user_id)]
+        return [
+            (folder.rsplit("/", 2)[1], folder.rsplit("/", 1)[1], folder) for folder in self._logs_by_folder(user_id)
+        ]
 
     def _logs_by_folder(self, user_id: Optional[str]) -> Dict[str, List[str]]:
         """Each job folder's event logs, node 0's first, from one listing of the root."""
@@ -294,7 +296,9 @@ def _component(section: Any) -> Optional[str]:
     return str(section["_component_"]) if isinstance(section, dict) and section.get("_component_") else None
 
 
-def follow_log(fs: Any, log: str, offset: int = 0, stop: Optional[threading.Event] = None, poll_s: float = 0.25) -> Iterator[Event]:
+def follow_log(
+    fs: Any, log: str, offset: int = 0, stop: Optional[threading.Event] = None, poll_s: float = 0.25
+) -> Iterator[Event]:
     """The events of `log` (node 0's) from byte `offset` on, as they are written, until
     the terminal event of the job's latest attempt, or until `stop` is set and nothing
     more was written."""

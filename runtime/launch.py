@@ -42,6 +42,7 @@ from runtime.secrets import keep_secrets_out_of_torchtune, secret_values
 from runtime.settings import RuntimeSettings
 from runtime.storage import job_folder
 
+
 @dataclass
 class Launch:
     recipe: Path
@@ -130,9 +131,9 @@ def _walk_with_guards(node: ast.AST, guards: frozenset):
     if isinstance(node, (ast.If, ast.IfExp, ast.While)):
         yield from _walk_with_guards(node.test, guards)
         inner = guards | _checked_keys(node.test)
-        for child in (node.body if isinstance(node.body, list) else [node.body]):
+        for child in node.body if isinstance(node.body, list) else [node.body]:
             yield from _walk_with_guards(child, inner)
-        for child in (node.orelse if isinstance(node.orelse, list) else [node.orelse]):
+        for child in node.orelse if isinstance(node.orelse, list) else [node.orelse]:
             yield from _walk_with_guards(child, guards)
         return
     if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
@@ -217,8 +218,14 @@ def supervise(launch: Launch) -> Outcome:
         mirror=mirror,
         report=settings.report,
     )
-    started = started_data(launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes, settings.heartbeat_s)
-    with private_files(file_mode, dir_mode, paths.root), _watched(launch, paths, settings, file_mode), _following_the_owner(node, paths, mirror):
+    started = started_data(
+        launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes, settings.heartbeat_s
+    )
+    with (
+        private_files(file_mode, dir_mode, paths.root),
+        _watched(launch, paths, settings, file_mode),
+        _following_the_owner(node, paths, mirror),
+    ):
         try:
             with lifecycle.running(started):
                 dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
@@ -298,7 +305,12 @@ def _watched(launch: Launch, paths: JobPaths, settings: RuntimeSettings, file_mo
         stop = threading.Event()
         # Where the log ends now, taken here, before this run can write its first event.
         offset = paths.events.stat().st_size if paths.events.exists() else 0
-        follower = threading.Thread(target=_feed, args=(paths, offset, console, [QueuedSink(s) for s in watchers], stop), name="porter-console", daemon=True)
+        follower = threading.Thread(
+            target=_feed,
+            args=(paths, offset, console, [QueuedSink(s) for s in watchers], stop),
+            name="porter-console",
+            daemon=True,
+        )
         follower.start()
         try:
             yield
@@ -311,7 +323,9 @@ def _watched(launch: Launch, paths: JobPaths, settings: RuntimeSettings, file_mo
 FOLLOW_CLOSE_TIMEOUT_S = 10.0
 
 
-def _feed(paths: JobPaths, offset: int, console: Optional[ProgressConsole], sinks: List[QueuedSink], stop: threading.Event) -> None:
+def _feed(
+    paths: JobPaths, offset: int, console: Optional[ProgressConsole], sinks: List[QueuedSink], stop: threading.Event
+) -> None:
     import fsspec
 
     try:

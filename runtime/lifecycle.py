@@ -218,7 +218,8 @@ class Lifecycle:
                 return _node_failure(node, f"node {node} never joined the job")
             if state == "running":
                 return _node_failure(
-                    node, f"node {node} was lost: its porter run stopped without saying how (killed, or its host went down)"
+                    node,
+                    f"node {node} was lost: its porter run stopped without saying how (killed, or its host went down)",
                 )
         killed = [states[n]["failure"] for n in range(1, self.node.nnodes) if states[n].get("killed")]
         return killed[0] if killed else None
@@ -248,7 +249,9 @@ class Lifecycle:
 
     # -- nodes ----------------------------------------------------------------------
 
-    def _say_how_the_node_stands(self, state: str, failure: Optional[Dict[str, Any]] = None, killed: bool = False) -> None:
+    def _say_how_the_node_stands(
+        self, state: str, failure: Optional[Dict[str, Any]] = None, killed: bool = False
+    ) -> None:
         write_node_state(self.paths, self.node.node_rank, state, failure, killed)
         if state == "running" and self.mirror is not None:
             self.mirror.push()  # the owner reads it from there; an unreachable root fails now
@@ -285,7 +288,13 @@ def write_node_state(
     from outside, the likely cause of its peers' errors)."""
     target = paths.nodes / f"node-{node_rank}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    record = {"node_rank": node_rank, "state": state, "host": socket.gethostname(), "pid": os.getpid(), "update_ts": utc_now()}
+    record = {
+        "node_rank": node_rank,
+        "state": state,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "update_ts": utc_now(),
+    }
     if failure:
         record.update(failure=failure, killed=killed)
     partial = target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.partial")

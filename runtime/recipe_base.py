@@ -209,7 +209,9 @@ class RecipeBase:
         final = passed.get("is_intermediate_checkpoint") is False or (
             isinstance(epoch, int) and isinstance(total, int) and epoch + 1 >= total
         )
-        return self._recorded(lambda: self._recipe_save(*args, **kwargs), epoch, getattr(self, "global_step", None), final)
+        return self._recorded(
+            lambda: self._recipe_save(*args, **kwargs), epoch, getattr(self, "global_step", None), final
+        )
 
     def _recorded(self, save: Callable[[], Any], epoch: Optional[int], step: Optional[int], final: bool) -> Any:
         """Run `save`, then record what it wrote as a `weights` event (rank 0)."""

@@ -69,7 +69,9 @@ def report_html(events: Sequence[Event], job_folder: Optional[Path] = None) -> s
     )
 
 
-def write_report(events: Sequence[Event], target: Path, job_folder: Optional[Path] = None, file_mode: int = 0o600) -> Path:
+def write_report(
+    events: Sequence[Event], target: Path, job_folder: Optional[Path] = None, file_mode: int = 0o600
+) -> Path:
     """`target` written whole or not at all."""
     html = report_html(events, job_folder)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -92,7 +94,11 @@ def charts(events: Sequence[Event]) -> List[Chart]:
         series = _per_rank(steps, field)
         if series:
             made.append(_line_chart(name, title, unit, series))
-    memory = {f"{field.rsplit('_', 1)[1]}, rank {rank}": points for field in _MEMORY_FIELDS for rank, points in _per_rank(steps, field).items()}
+    memory = {
+        f"{field.rsplit('_', 1)[1]}, rank {rank}": points
+        for field in _MEMORY_FIELDS
+        for rank, points in _per_rank(steps, field).items()
+    }
     if memory:
         made.append(_line_chart("memory", "Peak memory", "GiB", memory))
     if epochs:
@@ -134,7 +140,13 @@ def _line_chart(name: str, title: str, unit: str, series: Dict[Any, List[Tuple[i
     figure, axes = _figure()
     for label, points in series.items():
         steps, values = zip(*points)
-        (line,) = axes.plot(steps, values, marker="." if len(points) < 50 else None, linewidth=1.4, label=f"rank {label}" if isinstance(label, int) else str(label))
+        (line,) = axes.plot(
+            steps,
+            values,
+            marker="." if len(points) < 50 else None,
+            linewidth=1.4,
+            label=f"rank {label}" if isinstance(label, int) else str(label),
+        )
         line.set_gid(f"series-{name}-{len(axes.lines)}")
     axes.set_xlabel("step")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))

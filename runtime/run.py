@@ -63,7 +63,13 @@ def run_recipe(
         mirror=mirror,
         report=settings.report,
     )
-    started = started_data(recipe_class.__name__, world_size, dataset.source if dataset is not None else None, resuming, heartbeat_s=settings.heartbeat_s)
+    started = started_data(
+        recipe_class.__name__,
+        world_size,
+        dataset.source if dataset is not None else None,
+        resuming,
+        heartbeat_s=settings.heartbeat_s,
+    )
     with contextlib.ExitStack() as stack:
         if not settings.supervised:  # under `porter run`, the supervisor owns the folder's modes
             stack.enter_context(private_files(file_mode, dir_mode, paths.root))
@@ -74,7 +80,9 @@ def run_recipe(
         job = JobContext(
             paths=paths,
             logger=logger,
-            checkpoints=CheckpointPolicy(settings.save_every_n_epochs, settings.save_every_n_steps, settings.keep_last_n_checkpoints),
+            checkpoints=CheckpointPolicy(
+                settings.save_every_n_epochs, settings.save_every_n_steps, settings.keep_last_n_checkpoints
+            ),
             dataset_config=job_dataset_config(job_cfg) if dataset is not None else None,
             mirror=mirror,
         )
@@ -99,7 +107,14 @@ def workflow_name(recipe_class: type) -> str:
         return recipe_class.__name__
 
 
-def started_data(recipe: str, world_size: int, dataset: Optional[str], resuming: bool, nnodes: int = 1, heartbeat_s: Optional[float] = None) -> dict:
+def started_data(
+    recipe: str,
+    world_size: int,
+    dataset: Optional[str],
+    resuming: bool,
+    nnodes: int = 1,
+    heartbeat_s: Optional[float] = None,
+) -> dict:
     scheduled = scheduler_job()
     return {
         "recipe": recipe,
@@ -143,7 +158,9 @@ def _follows_log(spec: dict) -> bool:
     try:
         component = _get_component_from_path(spec["_component_"])
     except Exception as error:  # torchtune's InstantiationError, or what importing raised
-        raise JobError(f"porter.sinks: {spec['_component_']}: cannot be imported: {str(error).splitlines()[0]}") from error
+        raise JobError(
+            f"porter.sinks: {spec['_component_']}: cannot be imported: {str(error).splitlines()[0]}"
+        ) from error
     return bool(getattr(component, "follows_log", False))
 
 

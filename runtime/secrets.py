@@ -22,7 +22,17 @@ REDACTED = "***"
 # `client_secret`, `X-Amz-Signature`), or two of its words make `api key` or `private
 # key` (`api_key`, `apiKey`). Words, not substrings: `tokenizer` and `max_tokens` are
 # configuration, not secrets.
-_SECRET_WORDS = {"token", "secret", "password", "passwd", "authorization", "credential", "credentials", "signature", "apikey"}
+_SECRET_WORDS = {
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "authorization",
+    "credential",
+    "credentials",
+    "signature",
+    "apikey",
+}
 _SECRET_PAIRS = {("api", "key"), ("private", "key")}
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 # Shorter values would scrub ordinary words out of messages.
@@ -45,7 +55,9 @@ def redact(value: Any, under_headers: bool = False) -> Any:
         value = OmegaConf.to_container(value, resolve=True)
     if isinstance(value, dict):
         return {
-            key: REDACTED if (under_headers or is_secret_key(key)) and item is not None else redact(item, _is_headers(key))
+            key: REDACTED
+            if (under_headers or is_secret_key(key)) and item is not None
+            else redact(item, _is_headers(key))
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):
@@ -103,7 +115,10 @@ def redact_url(url: str) -> str:
     if parts.password is not None:
         netloc = f"{parts.username}:{REDACTED}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     query = urllib.parse.urlencode(
-        [(key, REDACTED if is_secret_key(key) else item) for key, item in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)],
+        [
+            (key, REDACTED if is_secret_key(key) else item)
+            for key, item in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ],
         safe="*",
     )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -98,7 +98,9 @@ class RuntimeSettings:
                 raise JobError(f"{SECTION}.sinks[{index}]: must be a mapping with a _component_")
         file_mode, dir_mode = self.modes
         if file_mode & 0o600 != 0o600 or dir_mode & 0o700 != 0o700:
-            raise JobError(f"{SECTION}.file_mode/dir_mode: the owner must keep reading and writing ({file_mode:04o}, {dir_mode:04o})")
+            raise JobError(
+                f"{SECTION}.file_mode/dir_mode: the owner must keep reading and writing ({file_mode:04o}, {dir_mode:04o})"
+            )
 
 
 def _mode(name: str, value: Any) -> int:
@@ -108,7 +110,7 @@ def _mode(name: str, value: Any) -> int:
     elif isinstance(value, str) and re.fullmatch(r"(0o|0)?[0-7]{3}", value.strip()):
         mode = int(value.strip().removeprefix("0o"), 8)
     else:
-        raise JobError(f"{SECTION}.{name}: must be a permission mode like \"0640\", got {value!r}")
+        raise JobError(f'{SECTION}.{name}: must be a permission mode like "0640", got {value!r}')
     if not 0 <= mode <= 0o777:
-        raise JobError(f"{SECTION}.{name}: must be a permission mode like \"0640\", got {value!r}")
+        raise JobError(f'{SECTION}.{name}: must be a permission mode like "0640", got {value!r}')
     return mode

@@ -253,4 +253,6 @@ class QueuedSink:
             try:
                 self.sink.close()
             except Exception as error:  # after the job's last event: said here, in one line
-                print(f"porter: warning: sink {self.name}: close failed: {type(error).__name__}: {error}", file=sys.stderr)
+                print(
+                    f"porter: warning: sink {self.name}: close failed: {type(error).__name__}: {error}", file=sys.stderr
+                )

@@ -66,9 +66,13 @@ class OutputRoot:
             fsspec.get_filesystem_class(protocol)
         except ValueError:
             known = ", ".join(sorted(p for p in fsspec.available_protocols() if len(p) < 8)[:12])
-            raise JobError(f"output_root {value}: unknown storage scheme {protocol}:// (fsspec knows {known}, ...)") from None
+            raise JobError(
+                f"output_root {value}: unknown storage scheme {protocol}:// (fsspec knows {known}, ...)"
+            ) from None
         except ImportError as error:
-            raise JobError(f"output_root {value}: {protocol}:// needs a package that is not installed: {error}") from None
+            raise JobError(
+                f"output_root {value}: {protocol}:// needs a package that is not installed: {error}"
+            ) from None
         return cls(value.rstrip("/"), protocol)
 
     @property
@@ -231,7 +235,9 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__
 
 
-def job_folder(output_root: str, staging_root: Optional[str], user_id: str, job_id: str) -> Tuple[JobPaths, Optional[JobMirror]]:
+def job_folder(
+    output_root: str, staging_root: Optional[str], user_id: str, job_id: str
+) -> Tuple[JobPaths, Optional[JobMirror]]:
     """The job's folder on this machine, and its mirror when the root is remote."""
     root = OutputRoot.parse(output_root)
     staging = Path(staging_root) if staging_root else default_staging_root()

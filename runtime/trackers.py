@@ -88,7 +88,11 @@ class TrackerSink(Sink):
     def __init__(self, metric_logger: Dict[str, Any]) -> None:
         if not isinstance(metric_logger, (dict, DictConfig)) or "_component_" not in metric_logger:
             raise ValueError("TrackerSink: metric_logger must be a config with a _component_")
-        self._spec = OmegaConf.create(OmegaConf.to_container(metric_logger, resolve=True) if isinstance(metric_logger, DictConfig) else dict(metric_logger))
+        self._spec = OmegaConf.create(
+            OmegaConf.to_container(metric_logger, resolve=True)
+            if isinstance(metric_logger, DictConfig)
+            else dict(metric_logger)
+        )
         self._logger: Optional[Any] = None
         self._last_step = 0
 
@@ -119,7 +123,9 @@ class TrackerSink(Sink):
                 "porter/peak_memory_alloc_gib": data.get("step_peak_memory_alloc"),
                 "porter/peak_memory_reserved_gib": data.get("step_peak_memory_reserved"),
             }
-            self._logger.log_dict({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=self._last_step)
+            self._logger.log_dict(
+                {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=self._last_step
+            )
         elif operation == "epoch" and data.get("gpu_rank") == 0:
             self._logger.log("porter/epoch_time_s", data["epoch_time_elapsed_s"], step=data["epoch_num"])
         elif operation == "job_started":

@@ -37,17 +37,21 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 # Distributed recipes run in two processes; the others in one.
 DISTRIBUTED = re.compile(r"distributed")
-SITECUSTOMIZE = '''import os
+SITECUSTOMIZE = """import os
 
 if os.environ.get("PORTER_CPU_FIXES") == "1":
     from runtime import cpu_compat
 
     cpu_compat.apply()
-'''
+"""
 
 
-def sh(command: List[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None, timeout: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([str(part) for part in command], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+def sh(
+    command: List[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None, timeout: float = 1800
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+    )
 
 
 def must(done: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
@@ -84,7 +88,7 @@ def build_environment(work: Path, source: Path, torch_spec: str, torchao_spec: O
         versions = must(sh([python, "-m", "pip", "index", "versions", "torchao"]), "listing torchao's versions").stdout
         found = re.search(r"Available versions: (.*)", versions)
         # --no-deps: an old torchao's own pins must not change the torch just installed
-        for version in (found.group(1).split(", ") if found else []):
+        for version in found.group(1).split(", ") if found else []:
             must(sh([*pip, "--no-deps", f"torchao=={version}"]), f"pip install torchao=={version}")
             if sh([python, "-c", "import torch, torchao, torchtune.training"]).returncode == 0:
                 break
@@ -128,7 +132,9 @@ def last_error(done: subprocess.CompletedProcess, log: Optional[Path] = None) ->
     lines = [
         line.strip().removeprefix("[rank0]: ").strip()
         for line in text.splitlines()
-        if re.search(r"(^|\s)(\w+(Error|Exception)(: |$)|error: )", line.strip()) and "ChildFailedError" not in line and "elastic" not in line
+        if re.search(r"(^|\s)(\w+(Error|Exception)(: |$)|error: )", line.strip())
+        and "ChildFailedError" not in line
+        and "elastic" not in line
     ]
     return lines[-1][:200] if lines else f"exit code {done.returncode}"
 
@@ -138,7 +144,14 @@ def check_recipe(python: Path, work: Path, recipe: str, steps: int, env: Dict[st
     config = work / "demo" / "configs" / f"{recipe}.yaml"
     overrides = ["epochs=1", f"max_steps_per_epoch={steps}"]
     distributed = bool(DISTRIBUTED.search(recipe))
-    tune = [python.parent / "tune", "run", *(["--nproc_per_node", "2"] if distributed else []), recipe, "--config", config]
+    tune = [
+        python.parent / "tune",
+        "run",
+        *(["--nproc_per_node", "2"] if distributed else []),
+        recipe,
+        "--config",
+        config,
+    ]
     upstream_dir = work / "upstream" / name
     job = work / "runs" / "check" / name
     for earlier in (upstream_dir, job):  # a run of an earlier check
@@ -146,9 +159,27 @@ def check_recipe(python: Path, work: Path, recipe: str, steps: int, env: Dict[st
     started = time.monotonic()
     theirs = sh([*tune, f"output_dir={upstream_dir}", *overrides], env=env, timeout=900)
     upstream_s = time.monotonic() - started
-    porter = [python, "-m", "porter", "run", recipe, "--config", config, "--job-id", name, "--user-id", "check",
-              "--output-root", work / "runs", "--recipes-dir", work / "generated", "--no-console",
-              *(["--nproc-per-node", "2"] if distributed else []), "porter.report=false", *overrides]
+    porter = [
+        python,
+        "-m",
+        "porter",
+        "run",
+        recipe,
+        "--config",
+        config,
+        "--job-id",
+        name,
+        "--user-id",
+        "check",
+        "--output-root",
+        work / "runs",
+        "--recipes-dir",
+        work / "generated",
+        "--no-console",
+        *(["--nproc-per-node", "2"] if distributed else []),
+        "porter.report=false",
+        *overrides,
+    ]
     started = time.monotonic()
     ours = sh(porter, env=env, cwd=work, timeout=900)
     porter_s = time.monotonic() - started
@@ -185,34 +216,63 @@ def table(results: List[Dict[str, object]], installed: Dict[str, str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--torchtune-src", type=Path, required=True, help="a torchtune source tree (its pyproject.toml at the top)")
+    parser.add_argument(
+        "--torchtune-src", type=Path, required=True, help="a torchtune source tree (its pyproject.toml at the top)"
+    )
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "torchtune-src")
     parser.add_argument("--torch", default="torch", help="pip requirement for torch (default: the newest)")
-    parser.add_argument("--torchao", default=None, help="pip requirement for torchao (default: the newest that imports)")
+    parser.add_argument(
+        "--torchao", default=None, help="pip requirement for torchao (default: the newest that imports)"
+    )
     parser.add_argument("--recipes", nargs="*", help="only these recipes")
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
     source = args.torchtune_src.resolve()
     if not (source / "pyproject.toml").is_file() or not (source / "torchtune").is_dir():
-        print(f"check_torchtune_main: {source}: not a torchtune source tree (no pyproject.toml and torchtune/)", file=sys.stderr)
+        print(
+            f"check_torchtune_main: {source}: not a torchtune source tree (no pyproject.toml and torchtune/)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     python = build_environment(work, source, args.torch, args.torchao)
     installed = versions(python)
     print(f"environment: {installed}", file=sys.stderr)
-    frozen = must(sh([python, "-m", "pip", "freeze", "--exclude", "torchtune", "--exclude", "porter"]), "pip freeze").stdout
+    frozen = must(
+        sh([python, "-m", "pip", "freeze", "--exclude", "torchtune", "--exclude", "porter"]), "pip freeze"
+    ).stdout
     (work / "constraints.txt").write_text(
         f"# Every package porter needs with torchtune main from source ({source.name}), at the versions\n"
-        f"# scripts/check_torchtune_main.py ran with: torch {installed['torch']}, torchao {installed['torchao']}.\n" + frozen
+        f"# scripts/check_torchtune_main.py ran with: torch {installed['torch']}, torchao {installed['torchao']}.\n"
+        + frozen
     )
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": "",
-           "PYTHONPATH": str(work / "cpufix"), "PORTER_CPU_FIXES": "1", "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
-    must(sh([python, "-m", "porter", "demo", "--prepare-only", "--dir", work / "demo"], env=env, cwd=work), "porter demo --prepare-only")
-    converted = sh([python, "-m", "porter", "convert", "--installed", "-o", work / "generated", "--no-cache"], env=env, cwd=work)
+    env = {
+        **os.environ,
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TIKTOKEN_CACHE_DIR": "",
+        "PYTHONPATH": str(work / "cpufix"),
+        "PORTER_CPU_FIXES": "1",
+        "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    must(
+        sh([python, "-m", "porter", "demo", "--prepare-only", "--dir", work / "demo"], env=env, cwd=work),
+        "porter demo --prepare-only",
+    )
+    converted = sh(
+        [python, "-m", "porter", "convert", "--installed", "-o", work / "generated", "--no-cache"], env=env, cwd=work
+    )
     print(converted.stderr.strip().splitlines()[-1] if converted.stderr.strip() else "", file=sys.stderr)
-    generated = {str(p.relative_to(work / "generated").with_suffix("")) for p in (work / "generated").rglob("*.py") if p.name != "__init__.py"}
-    configs = {str(p.relative_to(work / "demo" / "configs").with_suffix("")) for p in (work / "demo" / "configs").rglob("*.yaml")}
+    generated = {
+        str(p.relative_to(work / "generated").with_suffix(""))
+        for p in (work / "generated").rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    configs = {
+        str(p.relative_to(work / "demo" / "configs").with_suffix(""))
+        for p in (work / "demo" / "configs").rglob("*.yaml")
+    }
     recipes = sorted((set(args.recipes) if args.recipes else generated) & configs)
     results = []
     for recipe in recipes:

@@ -45,7 +45,11 @@ TARGET = Path(__file__).resolve().parents[1] / "constraints.txt"
 def pins() -> list:
     """`name==version` of every package porter[test] needs, as installed here."""
     found = closure("porter", ("test",))
-    return [f"{name}=={version}" for key, (name, version) in sorted(found.items()) if key != "porter" and key not in _TOOLING]
+    return [
+        f"{name}=={version}"
+        for key, (name, version) in sorted(found.items())
+        if key != "porter" and key not in _TOOLING
+    ]
 
 
 def main() -> None:

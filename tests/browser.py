@@ -75,7 +75,9 @@ class HeadlessChromium:
             time.sleep(0.1)
         raise RuntimeError("chromium did not open its DevTools port within 60 s")
 
-    def load(self, page: Path, screenshot: Optional[Path] = None, expression: str = "null", full_page: bool = True) -> Dict[str, Any]:
+    def load(
+        self, page: Path, screenshot: Optional[Path] = None, expression: str = "null", full_page: bool = True
+    ) -> Dict[str, Any]:
         """Load `page`; return the URLs it requested, `expression` evaluated in it
         (JSON), and save a PNG of the page (or of its first screen) to `screenshot`."""
         import urllib.request

@@ -64,14 +64,27 @@ def torchtune_wheel(version: str) -> Path:
     wheel = next(download.glob(f"torchtune-{version}-*.whl"), None)
     if wheel is None:
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(download), f"torchtune=={version}"],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                str(download),
+                f"torchtune=={version}",
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             import pytest
 
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            pytest.skip(f"torchtune {version}'s wheel is not cached and pip cannot download it (no registry here?): {last}")
+            pytest.skip(
+                f"torchtune {version}'s wheel is not cached and pip cannot download it (no registry here?): {last}"
+            )
         wheel = next(download.glob(f"torchtune-{version}-*.whl"))
     return wheel
 
@@ -109,7 +122,10 @@ def on_terminal(*args, env=None, cwd=REPO):
     controller, terminal = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "porter", *map(str, args)],
-        stdout=terminal, stderr=terminal, cwd=cwd, env={**os.environ, "TERM": "xterm", **(env or {})},
+        stdout=terminal,
+        stderr=terminal,
+        cwd=cwd,
+        env={**os.environ, "TERM": "xterm", **(env or {})},
     )
     os.close(terminal)
     output = b""
@@ -165,13 +181,28 @@ def events_of(path: Path) -> list:
 def job_runner(demo, generated, root: Path):
     """`porter run` of a generated recipe on the demo config; returns (process, events)."""
 
-    def run(recipe: str, *args: str, job_id: str = "job", user_id: str = "tester", config: Path = None, env: dict = None, timeout: float = 300):
+    def run(
+        recipe: str,
+        *args: str,
+        job_id: str = "job",
+        user_id: str = "tester",
+        config: Path = None,
+        env: dict = None,
+        timeout: float = 300,
+    ):
         done = run_porter(
-            "run", recipe,
-            "--config", config or demo.config(recipe),
-            "--job-id", job_id, "--user-id", user_id,
-            "--output-root", root,
-            "--recipes-dir", generated,
+            "run",
+            recipe,
+            "--config",
+            config or demo.config(recipe),
+            "--job-id",
+            job_id,
+            "--user-id",
+            user_id,
+            "--output-root",
+            root,
+            "--recipes-dir",
+            generated,
             "--no-console",
             *args,
             env={**JOB_ENV, **(env or {})},

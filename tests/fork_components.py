@@ -97,14 +97,16 @@ class JsonlLogger:
 
 def config(output_dir: Path):
     """The config every fixture trains with, as `tune run` would give it."""
-    return OmegaConf.create({
-        "output_dir": str(output_dir),
-        "model": {"_component_": "fork_components.TinyLM"},
-        "tokenizer": {"_component_": "fork_components.NoTokenizer"},
-        "dataset": {"_component_": "fork_components.TokenSequences"},
-        "checkpointer": {"_component_": "fork_components.TorchCheckpointer", "output_dir": "${output_dir}"},
-        "metric_logger": {"_component_": "fork_components.JsonlLogger", "log_dir": "${output_dir}/logs"},
-        "batch_size": 4,
-        "epochs": 2,
-        "log_every_n_steps": 1,
-    })
+    return OmegaConf.create(
+        {
+            "output_dir": str(output_dir),
+            "model": {"_component_": "fork_components.TinyLM"},
+            "tokenizer": {"_component_": "fork_components.NoTokenizer"},
+            "dataset": {"_component_": "fork_components.TokenSequences"},
+            "checkpointer": {"_component_": "fork_components.TorchCheckpointer", "output_dir": "${output_dir}"},
+            "metric_logger": {"_component_": "fork_components.JsonlLogger", "log_dir": "${output_dir}/logs"},
+            "batch_size": 4,
+            "epochs": 2,
+            "log_every_n_steps": 1,
+        }
+    )

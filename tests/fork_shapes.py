@@ -19,12 +19,12 @@ class ForkShape:
     expect: str  # in the reason (failed, skipped) or in a reviewer note (converted)
 
 
-HELPER_THAT_PRUNES = '''
+HELPER_THAT_PRUNES = """
 def save_intermediate(self, epoch: int) -> None:
     self.save_checkpoint(epoch=epoch)
     for old in sorted(self._output_dir.glob("epoch_*"))[:-2]:
         shutil.rmtree(old)
-'''
+"""
 
 HELPER_THAT_SAVES = '''
 def save_intermediate(self, epoch: int) -> None:
@@ -34,7 +34,7 @@ def save_intermediate(self, epoch: int) -> None:
 '''
 
 # No save method: the checkpointer saves every N steps and at each epoch's end.
-INLINE_SAVES = '''
+INLINE_SAVES = """
 def train(self) -> None:
     t0 = time.perf_counter()
     for curr_epoch in range(self.epochs_run, self.total_epochs):
@@ -53,7 +53,7 @@ def train(self) -> None:
             t0 = time.perf_counter()
         self.epochs_run += 1
         self._checkpointer.save_checkpoint({training.MODEL_KEY: self._model.state_dict()}, epoch=curr_epoch)
-'''
+"""
 
 STEP_LOOP_IN_A_HELPER = dict(
     train_method=(
@@ -74,7 +74,7 @@ STEP_LOOP_IN_A_HELPER = dict(
 # torchtune 0.1 (early 2024): `total_training_steps`, a logged dict literal, no step
 # clock, no ListConfig branch.
 OLDER_LOOP = dict(
-    train_method='''
+    train_method="""
 def train(self) -> None:
     for curr_epoch in range(self.epochs_run, self.total_epochs):
         for idx, batch in enumerate(self._dataloader):
@@ -87,16 +87,16 @@ def train(self) -> None:
             self.total_training_steps += 1
         self.epochs_run += 1
         self.save_checkpoint(epoch=curr_epoch)
-''',
-    setup_data='''
+""",
+    setup_data="""
 def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
     return DataLoader(ds, batch_size=batch_size)
-''',
+""",
 )
 
 # An epoch loop in a function nested in `train`, which only calls it.
-NESTED_EPOCH_LOOP = '''
+NESTED_EPOCH_LOOP = """
 def train(self) -> None:
     t0 = time.perf_counter()
 
@@ -113,7 +113,8 @@ def train(self) -> None:
             self.save_checkpoint(epoch=curr_epoch)
 
     run_loop()
-'''
+"""
+
 
 def setup_data(*lines: str, after: str = "") -> str:
     """A `_setup_data` whose config branch ends with `lines`, and `after` it."""
@@ -130,7 +131,7 @@ def setup_data(*lines: str, after: str = "") -> str:
 
 
 # Early 2024: every batch logs, with a dict literal and no block around the call.
-LOGS_EVERY_BATCH = '''
+LOGS_EVERY_BATCH = """
 def train(self) -> None:
     for curr_epoch in range(self.epochs_run, self.total_epochs):
         for idx, batch in enumerate(self._dataloader):
@@ -140,113 +141,160 @@ def train(self) -> None:
             self._metric_logger.log_dict({"loss": loss.item(), "lr": 1e-3}, step=self.global_step)
         self.epochs_run += 1
         self.save_checkpoint(epoch=curr_epoch)
-'''
+"""
 
-ALREADY_PORTED = '''\
+ALREADY_PORTED = """\
 from {module} import RecipeBase
 
 
 class TeamRecipe(RecipeBase):
     def _train(self) -> None:
         pass
-'''
+"""
 
-OTHER_INTERFACE = '''\
+OTHER_INTERFACE = """\
 from torchtune.recipe_interfaces import {base}
 
 
 class Other({base}):
     def run(self) -> None:
         pass
-'''
+"""
 
 FORK_SHAPES: Dict[str, ForkShape] = {
     "save_in_try_finally.py": ForkShape(
         recipe(train("try:\n    self.save_checkpoint(epoch=curr_epoch)\nfinally:\n    log.info('epoch done')")),
-        "converted", "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
+        "converted",
+        "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
     ),
     "save_in_else_branch.py": ForkShape(
         recipe(
             train("if self._skip_save:\n    log.info('no save')\nelse:\n    self.save_checkpoint(epoch=curr_epoch)"),
             init_extra="self._skip_save = False\n",
         ),
-        "converted", "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
+        "converted",
+        "the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place",
     ),
     "step_save_in_with_block.py": ForkShape(
-        recipe(train("").replace(
-            "            t0 = time.perf_counter()\n",
-            "            with self._timer('save'):\n                self.save_checkpoint(epoch=curr_epoch)\n            t0 = time.perf_counter()\n",
-        ), header=HEADER + "from contextlib import nullcontext\n", extra_methods="def _timer(self, what: str):\n    return nullcontext()\n"),
-        "converted", "the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place",
+        recipe(
+            train("").replace(
+                "            t0 = time.perf_counter()\n",
+                "            with self._timer('save'):\n                self.save_checkpoint(epoch=curr_epoch)\n            t0 = time.perf_counter()\n",
+            ),
+            header=HEADER + "from contextlib import nullcontext\n",
+            extra_methods="def _timer(self, what: str):\n    return nullcontext()\n",
+        ),
+        "converted",
+        "the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place",
     ),
     "final_save_alone_in_with_block.py": ForkShape(
-        recipe(train("").replace("        self.epochs_run += 1\n", "        self.epochs_run += 1\n    with self._timer('save'):\n        self.save_checkpoint(epoch=curr_epoch)\n")),
-        "failed", "P004 the final save is all that its `with` block holds",
+        recipe(
+            train("").replace(
+                "        self.epochs_run += 1\n",
+                "        self.epochs_run += 1\n    with self._timer('save'):\n        self.save_checkpoint(epoch=curr_epoch)\n",
+            )
+        ),
+        "failed",
+        "P004 the final save is all that its `with` block holds",
     ),
     "users_condition_around_save.py": ForkShape(
-        recipe(train("if curr_epoch >= self._warmup_epochs:\n    self.save_checkpoint(epoch=curr_epoch)"), init_extra="self._warmup_epochs = 1\n"),
-        "converted", "it stays under the recipe's own `if curr_epoch >= self._warmup_epochs:`",
+        recipe(
+            train("if curr_epoch >= self._warmup_epochs:\n    self.save_checkpoint(epoch=curr_epoch)"),
+            init_extra="self._warmup_epochs = 1\n",
+        ),
+        "converted",
+        "it stays under the recipe's own `if curr_epoch >= self._warmup_epochs:`",
     ),
     "helper_that_saves_and_prunes.py": ForkShape(
         recipe(
             train("self.save_intermediate(curr_epoch)"),
             extra_methods=HELPER_THAT_PRUNES,
             header=HEADER + "import shutil\nfrom pathlib import Path\n",
-            init_extra='self._output_dir = Path(cfg.output_dir)\n',
+            init_extra="self._output_dir = Path(cfg.output_dir)\n",
         ),
-        "converted", "which the runtime does when `porter.keep_last_n_checkpoints` is set (it kept 2)",
+        "converted",
+        "which the runtime does when `porter.keep_last_n_checkpoints` is set (it kept 2)",
     ),
     "helper_that_saves_and_cleans_up_more.py": ForkShape(
-        recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES + "    self._upload(epoch)\n"),
-        "failed", "P004 `self.save_intermediate(...)` saves a checkpoint",
+        recipe(
+            train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES + "    self._upload(epoch)\n"
+        ),
+        "failed",
+        "P004 `self.save_intermediate(...)` saves a checkpoint",
     ),
     "helper_that_only_saves.py": ForkShape(
         recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_SAVES),
-        "converted", "which saves in `save_intermediate`; that method stays, unused",
+        "converted",
+        "which saves in `save_intermediate`; that method stays, unused",
     ),
     "inline_step_and_epoch_saves.py": ForkShape(
         recipe(INLINE_SAVES, save_checkpoint=None, init_extra="self._save_every_n_steps = 3\n"),
-        "converted", "this save moved into a new `_save_checkpoint(epoch)`",
+        "converted",
+        "this save moved into a new `_save_checkpoint(epoch)`",
     ),
     "renamed_metric_keys.py": ForkShape(
         recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"train/loss": loss.item(), "train/lr": 1e-3}')),
-        "converted", "",
+        "converted",
+        "",
     ),
-    "renamed_step_timer.py": ForkShape(recipe(train().replace("t0", "t_step").replace("time_per_step", "elapsed")), "converted", ""),
+    "renamed_step_timer.py": ForkShape(
+        recipe(train().replace("t0", "t_step").replace("time_per_step", "elapsed")), "converted", ""
+    ),
     "step_loop_in_a_helper.py": ForkShape(recipe(**STEP_LOOP_IN_A_HELPER), "converted", ""),
-    "older_loop.py": ForkShape(recipe(**OLDER_LOOP, init_extra="self.total_training_steps = 0\n"), "converted", "the recipe has no step clock"),
+    "older_loop.py": ForkShape(
+        recipe(**OLDER_LOOP, init_extra="self.total_training_steps = 0\n"), "converted", "the recipe has no step clock"
+    ),
     "subclass_of_a_stock_recipe.py": ForkShape(
-        recipe(base="FullFinetuneRecipeDistributed", header=HEADER + "from recipes.full_finetune_distributed import FullFinetuneRecipeDistributed\n"),
-        "skipped", "subclass of FullFinetuneRecipeDistributed (from recipes.full_finetune_distributed): port that recipe",
+        recipe(
+            base="FullFinetuneRecipeDistributed",
+            header=HEADER + "from recipes.full_finetune_distributed import FullFinetuneRecipeDistributed\n",
+        ),
+        "skipped",
+        "subclass of FullFinetuneRecipeDistributed (from recipes.full_finetune_distributed): port that recipe",
     ),
     "subclass_in_the_same_file.py": ForkShape(
         recipe(after_class="class Child(ForkRecipe):\n    def train(self) -> None:\n        pass\n\n\n"),
-        "failed", "class Child subclasses the recipe class ForkRecipe",
+        "failed",
+        "class Child subclasses the recipe class ForkRecipe",
     ),
     "timed_training_in_recipe_main.py": ForkShape(
         recipe(train('log.info("epoch %d done", curr_epoch)\nself.save_checkpoint(epoch=curr_epoch)')).replace(
-            "    recipe.train()\n", "    start = time.time()\n    recipe.train()\n    log.info(f\"Training time {time.time() - start}\")\n"
+            "    recipe.train()\n",
+            '    start = time.time()\n    recipe.train()\n    log.info(f"Training time {time.time() - start}")\n',
         ),
-        "converted", "ran between `recipe.train()` and `recipe.cleanup()`; it now runs after `run_recipe(...)`",
+        "converted",
+        "ran between `recipe.train()` and `recipe.cleanup()`; it now runs after `run_recipe(...)`",
     ),
     "train_or_evaluate_in_recipe_main.py": ForkShape(
-        recipe().replace("    recipe.train()\n", "    if cfg.mode == \"train\":\n        recipe.train()\n    else:\n        recipe.evaluate()\n"),
-        "failed", "P002 `recipe.train()` is called under `if` in `recipe_main`",
+        recipe().replace(
+            "    recipe.train()\n",
+            '    if cfg.mode == "train":\n        recipe.train()\n    else:\n        recipe.evaluate()\n',
+        ),
+        "failed",
+        "P002 `recipe.train()` is called under `if` in `recipe_main`",
     ),
     "setup_with_extra_parameters.py": ForkShape(
-        recipe().replace("def setup(self, cfg: DictConfig) -> None:", "def setup(self, cfg: DictConfig, model=None, adapter=None) -> None:"),
-        "converted", "`setup` takes `model`, `adapter` beyond what the runtime passes (`_setup(cfg)`)",
+        recipe().replace(
+            "def setup(self, cfg: DictConfig) -> None:",
+            "def setup(self, cfg: DictConfig, model=None, adapter=None) -> None:",
+        ),
+        "converted",
+        "`setup` takes `model`, `adapter` beyond what the runtime passes (`_setup(cfg)`)",
     ),
     "dataset_wrapped_in_the_config_branch.py": ForkShape(
         recipe(setup_data=setup_data("ds = PreferenceWithReference(ds, self._ref_model)")),
-        "failed", "P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config builds",
+        "failed",
+        "P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config builds",
     ),
     "validation_set_from_the_edited_training_config.py": ForkShape(
         recipe(
-            setup_data=setup_data(after='cfg_dataset["data_files"] = self._val_files\nself._val = config.instantiate(cfg_dataset, self._tokenizer)'),
+            setup_data=setup_data(
+                after='cfg_dataset["data_files"] = self._val_files\nself._val = config.instantiate(cfg_dataset, self._tokenizer)'
+            ),
             init_extra='self._val_files = "validation.jsonl"\n',
         ),
-        "converted", "builds from `cfg_dataset`, the config node the job's dataset replaces",
+        "converted",
+        "builds from `cfg_dataset`, the config node the job's dataset replaces",
     ),
     "epoch_loop_in_a_nested_function.py": ForkShape(
         recipe(NESTED_EPOCH_LOOP), "failed", "P004, P005, P006 the epoch loop is in `run_loop`, defined inside `train`"
@@ -255,7 +303,8 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         recipe(setup_data=SETUP_DATA.replace("def _setup_data(", "def setup_data("))
         .replace("self._setup_data(", "self.setup_data(")
         .replace("self._log_every_n_steps", "self.log_every_n_steps"),
-        "converted", "",
+        "converted",
+        "",
     ),
     "logs_every_batch_inline.py": ForkShape(recipe(LOGS_EVERY_BATCH), "converted", "the recipe has no step clock"),
     "merged_metric_dict.py": ForkShape(
@@ -263,19 +312,27 @@ FORK_SHAPES: Dict[str, ForkShape] = {
             train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"loss": loss.item(), **self._lr_log()}'),
             extra_methods='def _lr_log(self) -> dict:\n    return {"lr": 1e-3}\n',
         ),
-        "converted", "merges another dict (`**...`) porter cannot read: the step event reads the learning rate as `log_dict.get(\"lr\")`",
+        "converted",
+        'merges another dict (`**...`) porter cannot read: the step event reads the learning rate as `log_dict.get("lr")`',
     ),
     "already_ported_by_the_team.py": ForkShape(
-        ALREADY_PORTED.format(module="runtime"), "skipped", "already ported (TeamRecipe inherits RecipeBase from runtime)"
+        ALREADY_PORTED.format(module="runtime"),
+        "skipped",
+        "already ported (TeamRecipe inherits RecipeBase from runtime)",
     ),
     "a_third_party_recipe_base.py": ForkShape(
         ALREADY_PORTED.format(module="somelib.trainers"),
-        "skipped", "not a training recipe: TeamRecipe inherits a RecipeBase from somelib.trainers, which is not the runtime's",
+        "skipped",
+        "not a training recipe: TeamRecipe inherits a RecipeBase from somelib.trainers, which is not the runtime's",
     ),
     "evaluation_recipe.py": ForkShape(
-        OTHER_INTERFACE.format(base="EvalRecipeInterface"), "skipped", "an evaluation recipe: Other subclasses EvalRecipeInterface"
+        OTHER_INTERFACE.format(base="EvalRecipeInterface"),
+        "skipped",
+        "an evaluation recipe: Other subclasses EvalRecipeInterface",
     ),
     "orchestration_recipe.py": ForkShape(
-        OTHER_INTERFACE.format(base="OrchestrationRecipeInterface"), "skipped", "an orchestration recipe (it starts and drives other processes)"
+        OTHER_INTERFACE.format(base="OrchestrationRecipeInterface"),
+        "skipped",
+        "an orchestration recipe (it starts and drives other processes)",
     ),
 }

@@ -9,7 +9,7 @@ import ast
 import textwrap
 from typing import Optional
 
-HEADER = '''\
+HEADER = """\
 import sys
 import time
 
@@ -20,43 +20,43 @@ from torchtune import config, training, utils
 from torchtune.recipe_interfaces import FTRecipeInterface
 
 log = utils.get_logger("DEBUG")
-'''
+"""
 
-INIT = '''\
+INIT = """\
 def __init__(self, cfg: DictConfig) -> None:
     self.epochs_run = 0
     self.total_epochs = cfg.epochs
     self.global_step = 0
     self._log_every_n_steps = cfg.get("log_every_n_steps", 1)
     self._steps_per_epoch = 4
-'''
+"""
 
-SETUP = '''\
+SETUP = """\
 def setup(self, cfg: DictConfig) -> None:
     self._checkpointer = config.instantiate(cfg.checkpointer)
     self._metric_logger = config.instantiate(cfg.metric_logger)
     self._model = config.instantiate(cfg.model)
     self._tokenizer = config.instantiate(cfg.tokenizer)
     self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)
-'''
+"""
 
-SETUP_DATA = '''\
+SETUP_DATA = """\
 def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     if isinstance(cfg_dataset, ListConfig):
         ds = config.instantiate(cfg_dataset[0], self._tokenizer)
     else:
         ds = config.instantiate(cfg_dataset, self._tokenizer)
     return DataLoader(ds, batch_size=batch_size)
-'''
+"""
 
-SAVE_CHECKPOINT = '''\
+SAVE_CHECKPOINT = """\
 def save_checkpoint(self, epoch: int) -> None:
     self._checkpointer.save_checkpoint({training.MODEL_KEY: self._model.state_dict()}, epoch=epoch)
-'''
+"""
 
 # The step loop every shape shares unless it replaces `train`: `{epoch_end}` is what
 # follows the epoch count.
-TRAIN = '''\
+TRAIN = """\
 def train(self) -> None:
     t0 = time.perf_counter()
     for curr_epoch in range(self.epochs_run, self.total_epochs):
@@ -71,14 +71,14 @@ def train(self) -> None:
             t0 = time.perf_counter()
         self.epochs_run += 1
 {epoch_end}
-'''
+"""
 
-CLEANUP = '''\
+CLEANUP = """\
 def cleanup(self) -> None:
     self._metric_logger.close()
-'''
+"""
 
-ENTRY = '''\
+ENTRY = """\
 @config.parse
 def recipe_main(cfg: DictConfig) -> None:
     recipe = ForkRecipe(cfg=cfg)
@@ -89,7 +89,7 @@ def recipe_main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.exit(recipe_main())
-'''
+"""
 
 
 def train(epoch_end: str = "self.save_checkpoint(epoch=curr_epoch)") -> str:

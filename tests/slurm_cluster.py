@@ -34,7 +34,13 @@ def _free_port() -> int:
 
 
 def install() -> None:
-    missing = sorted({package for tool, package in PACKAGES.items() if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()})
+    missing = sorted(
+        {
+            package
+            for tool, package in PACKAGES.items()
+            if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+        }
+    )
     if not missing:
         return
     if os.geteuid() != 0:
@@ -98,7 +104,7 @@ JobRequeue=1
 MinJobAge=600
 KillWait=10
 {nodes}
-PartitionName=debug Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 """
         )
         self._daemon(["slurmctld", "-D", "-i"])
@@ -118,8 +124,16 @@ PartitionName=debug Nodes={','.join(NODES)} Default=YES MaxTime=INFINITE State=U
         run_dir = Path("/run/munge")
         run_dir.mkdir(parents=True, exist_ok=True)
         shutil.chown(run_dir, "munge", "munge")
-        self._started.append(subprocess.Popen(["runuser", "-u", "munge", "--", "munged", "-F"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        self._until(lambda: subprocess.run(["sh", "-c", "munge -n | unmunge"], capture_output=True).returncode == 0, 20, "munged to answer")
+        self._started.append(
+            subprocess.Popen(
+                ["runuser", "-u", "munge", "--", "munged", "-F"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        self._until(
+            lambda: subprocess.run(["sh", "-c", "munge -n | unmunge"], capture_output=True).returncode == 0,
+            20,
+            "munged to answer",
+        )
 
     def _daemon(self, command: List[str]) -> None:
         log = (self.folder / f"{command[0]}-{command[-1]}.out").open("w")

@@ -71,7 +71,9 @@ def test_diff_prints_what_would_change_and_writes_nothing(sources, tmp_path):
 
 
 def test_a_failing_file_exits_2_and_the_others_are_converted(sources, tmp_path):
-    (sources / "broken.py").write_text((sources / "sft_recipe.py").read_text().replace("            self.epochs_run += 1\n", ""))
+    (sources / "broken.py").write_text(
+        (sources / "sft_recipe.py").read_text().replace("            self.epochs_run += 1\n", "")
+    )
     out = tmp_path / "out"
     done = run_porter("convert", sources, "-o", out)
     assert done.returncode == 2
@@ -153,7 +155,10 @@ def test_diff_of_an_installed_recipe_by_name():
 def test_diff_of_an_unknown_recipe_exits_2():
     done = run_porter("diff", "no_such_recipe")
     assert done.returncode == 2
-    assert done.stderr.strip() == "porter: error: no_such_recipe: no such recipe file, nor an installed torchtune recipe of that name"
+    assert (
+        done.stderr.strip()
+        == "porter: error: no_such_recipe: no such recipe file, nor an installed torchtune recipe of that name"
+    )
 
 
 def test_outputs_carry_the_generated_marker_that_codemod_tools_skip(sources, tmp_path):
@@ -168,7 +173,10 @@ def test_outputs_carry_the_generated_marker_that_codemod_tools_skip(sources, tmp
     # libcst's own codemod command leaves it alone: a rule run on it again changes nothing.
     done = subprocess.run(
         [sys.executable, "-m", "libcst.tool", "codemod", "main_block.MainBlock", str(generated)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert " - Skipped 1 files." in done.stderr and " - Transformed 0 files successfully." in done.stderr
@@ -182,7 +190,10 @@ def test_an_output_whose_source_is_gone_is_an_orphan_check_fails_and_prune_remov
     check = run_porter("convert", sources, "-o", out, "--check")
     assert check.returncode == 1
     (line,) = [line for line in check.stderr.splitlines() if line.startswith("orphan")]
-    assert line == f"orphan     {out / 'inline_save_recipe.py'}: generated from recipes/inline_save_recipe.py, which no source generates any more; --prune removes it"
+    assert (
+        line
+        == f"orphan     {out / 'inline_save_recipe.py'}: generated from recipes/inline_save_recipe.py, which no source generates any more; --prune removes it"
+    )
     assert check.stderr.strip().endswith("1 orphan")
     kept = run_porter("convert", sources, "-o", out)
     assert kept.returncode == 0 and (out / "inline_save_recipe.py").exists()  # reported, never removed unasked
@@ -263,17 +274,46 @@ def test_a_bug_in_porter_fails_that_file_only_and_says_so(tmp_path, monkeypatch)
     reports = {Path(r.source).name: r for r in convert(discover([folder], installed=False), tmp_path / "out")}
     assert reports["good.py"].status == "converted"
     assert reports["trips_a_bug.py"].status == "failed"
-    assert reports["trips_a_bug.py"].reason == "internal error: IndexError: list index out of range (a bug in porter: please report it with this file)"
+    assert (
+        reports["trips_a_bug.py"].reason
+        == "internal error: IndexError: list index out of range (a bug in porter: please report it with this file)"
+    )
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["run", "lora_finetune_single_device", "--config", "CONFIG", "--job-id", "j", "--user-id", "u", "--recipes-dir", "A_FILE/recipes"],
-         "porter: error: --recipes-dir: "),
-        (["run", "lora_finetune_single_device", "--config", "CONFIG", "--job-id", "j", "--user-id", "u", "--output-root", "ROOT",
-          "+porter.sinks=[{_component_: no_such_module.Sink}]"],
-         "porter: error: porter.sinks: no_such_module.Sink: cannot be imported: "),
+        (
+            [
+                "run",
+                "lora_finetune_single_device",
+                "--config",
+                "CONFIG",
+                "--job-id",
+                "j",
+                "--user-id",
+                "u",
+                "--recipes-dir",
+                "A_FILE/recipes",
+            ],
+            "porter: error: --recipes-dir: ",
+        ),
+        (
+            [
+                "run",
+                "lora_finetune_single_device",
+                "--config",
+                "CONFIG",
+                "--job-id",
+                "j",
+                "--user-id",
+                "u",
+                "--output-root",
+                "ROOT",
+                "+porter.sinks=[{_component_: no_such_module.Sink}]",
+            ],
+            "porter: error: porter.sinks: no_such_module.Sink: cannot be imported: ",
+        ),
         (["demo", "--dir", "A_FILE/demo"], "porter: error: A_FILE/demo: cannot hold the demo's assets: "),
         (["overlay", "lora_finetune_single_device", "--installed", "-o", "A_FILE"], "porter: error: "),
     ],
@@ -282,7 +322,11 @@ def test_a_bug_in_porter_fails_that_file_only_and_says_so(tmp_path, monkeypatch)
 def test_a_users_mistake_is_one_line_and_exit_2_never_a_traceback(arguments, message, tmp_path, demo):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
-    values = {"A_FILE": str(a_file), "CONFIG": str(demo.config("lora_finetune_single_device")), "ROOT": str(tmp_path / "runs")}
+    values = {
+        "A_FILE": str(a_file),
+        "CONFIG": str(demo.config("lora_finetune_single_device")),
+        "ROOT": str(tmp_path / "runs"),
+    }
 
     def filled(part: str) -> str:
         for key, value in values.items():

@@ -13,22 +13,52 @@ from runtime.job import JobError
 @pytest.mark.parametrize(
     "tokens",
     [
-        ["--nproc_per_node", "2", "--nnodes=2", "--node_rank", "1", "--rdzv_conf", "join_timeout=60", "--log_dir", "/tmp/l", "--tee", "3"],
-        ["--nproc-per-node=2", "--nnodes", "2", "--node-rank=1", "--rdzv-conf=join_timeout=60", "--log-dir", "/tmp/l", "-t", "3"],
+        [
+            "--nproc_per_node",
+            "2",
+            "--nnodes=2",
+            "--node_rank",
+            "1",
+            "--rdzv_conf",
+            "join_timeout=60",
+            "--log_dir",
+            "/tmp/l",
+            "--tee",
+            "3",
+        ],
+        [
+            "--nproc-per-node=2",
+            "--nnodes",
+            "2",
+            "--node-rank=1",
+            "--rdzv-conf=join_timeout=60",
+            "--log-dir",
+            "/tmp/l",
+            "-t",
+            "3",
+        ],
     ],
 )
 def test_torchrun_options_pass_through_in_either_spelling(tokens):
     options, overrides = TorchrunOptions.split(["epochs=1", *tokens, "batch_size=4"])
     assert overrides == ["epochs=1", "batch_size=4"]
     parsed = options.parsed()
-    assert (parsed.nproc_per_node, parsed.nnodes, parsed.node_rank, parsed.log_dir, parsed.tee) == ("2", "2", 1, "/tmp/l", "3")
+    assert (parsed.nproc_per_node, parsed.nnodes, parsed.node_rank, parsed.log_dir, parsed.tee) == (
+        "2",
+        "2",
+        1,
+        "/tmp/l",
+        "3",
+    )
     assert parsed.rdzv_conf == "join_timeout=60"  # the user's timeout, not porter's default
     assert parsed.standalone  # no endpoint given: one machine
     assert NodePlace.of(options, {}) == NodePlace(1, 2) and world_size(options) == 4
 
 
 def test_porter_bounds_the_rendezvous_unless_told_otherwise():
-    options, _ = TorchrunOptions.split(["--nnodes", "2", "--rdzv-endpoint", "head:29500", "--rdzv_conf", "read_timeout=30"])
+    options, _ = TorchrunOptions.split(
+        ["--nnodes", "2", "--rdzv-endpoint", "head:29500", "--rdzv_conf", "read_timeout=30"]
+    )
     parsed = options.parsed()
     assert parsed.rdzv_conf == f"read_timeout=30,join_timeout={RENDEZVOUS_TIMEOUT_S}" and not parsed.standalone
     assert options.rendezvous_timeout_s() == RENDEZVOUS_TIMEOUT_S <= 300
@@ -42,7 +72,10 @@ def test_porter_bounds_the_rendezvous_unless_told_otherwise():
         (["--standalone=yes"], "--standalone: takes no value"),
         (["--module"], "--module: porter run starts its own worker; drop --module"),
         (["--nnodes", "two"], "--nnodes: must be N or MIN:MAX, got 'two'"),
-        (["--nproc-per-node", "2", "--max-restarts", "x"], "torchrun options: argument --max-restarts/--max_restarts: invalid int value: 'x'"),
+        (
+            ["--nproc-per-node", "2", "--max-restarts", "x"],
+            "torchrun options: argument --max-restarts/--max_restarts: invalid int value: 'x'",
+        ),
     ],
 )
 def test_bad_torchrun_options_are_one_line(tokens, message):

@@ -16,8 +16,20 @@ from runtime.console import output_to_log, progress_line, ProgressConsole, weigh
 
 
 def step_event(n: int, total: int = 4) -> dict:
-    return {"operation": "step", "data": {"gpu_rank": 0, "step_num": n, "step_len": total, "step_loss": 2.0 - n / 10, "step_lr": 3e-4,
-                                          "step_time_elapsed_s": 2.0, "epoch_num": 1, "epoch_len": 1, "step_tokens_per_s": 1500.0}}
+    return {
+        "operation": "step",
+        "data": {
+            "gpu_rank": 0,
+            "step_num": n,
+            "step_len": total,
+            "step_loss": 2.0 - n / 10,
+            "step_lr": 3e-4,
+            "step_time_elapsed_s": 2.0,
+            "epoch_num": 1,
+            "epoch_len": 1,
+            "step_tokens_per_s": 1500.0,
+        },
+    }
 
 
 def test_progress_line_has_step_epoch_loss_lr_tokens_and_eta():
@@ -31,8 +43,12 @@ def test_on_a_terminal_the_progress_line_is_redrawn_in_place_and_milestones_stay
     console.show({"operation": "job_started", "data": {"recipe": "r", "world_size": 1, "nnodes": 1}})
     console.show(step_event(1))
     console.show(step_event(2))
-    console.show({"operation": "epoch", "data": {"gpu_rank": 0, "epoch_num": 1, "epoch_len": 1, "epoch_time_elapsed_s": 4.0}})
-    console.show({"operation": "epoch", "data": {"gpu_rank": 1, "epoch_num": 1, "epoch_len": 1, "epoch_time_elapsed_s": 4.0}})
+    console.show(
+        {"operation": "epoch", "data": {"gpu_rank": 0, "epoch_num": 1, "epoch_len": 1, "epoch_time_elapsed_s": 4.0}}
+    )
+    console.show(
+        {"operation": "epoch", "data": {"gpu_rank": 1, "epoch_num": 1, "epoch_len": 1, "epoch_time_elapsed_s": 4.0}}
+    )
     console.close()
     text = screen.getvalue()
     assert text.count("\n") == 3  # job_started, rank 0's epoch, and the progress line's end
@@ -45,7 +61,12 @@ def test_in_a_pipe_each_logging_step_is_a_line():
     console = ProgressConsole(stream, interactive=False)
     for n in (1, 2, 3):
         console.show(step_event(n))
-    console.show({"operation": "job_failed", "data": {"error_type": "RuntimeError", "message": "boom", "gpu_rank": 1, "node_rank": 0}})
+    console.show(
+        {
+            "operation": "job_failed",
+            "data": {"error_type": "RuntimeError", "message": "boom", "gpu_rank": 1, "node_rank": 0},
+        }
+    )
     assert "\r" not in stream.getvalue()
     assert stream.getvalue().splitlines() == [
         "porter: step 1/4 · epoch 1/1 · loss 1.9 · lr 3.0e-04 · 1.5k tok/s · ETA 0:06",
@@ -60,8 +81,16 @@ def test_weights_are_one_summarised_line(tmp_path):
     folder.mkdir(parents=True)
     for name, size in (("model.safetensors", 3000), ("adapter.pt", 1500)):
         (folder / name).write_bytes(b"x" * size)
-    data = {"kind": "intermediate", "epoch": 0, "step": 10, "files": ["checkpoints/epoch_0/model.safetensors", "checkpoints/epoch_0/adapter.pt"]}
-    assert weights_line(data, tmp_path) == "weights (intermediate, epoch 1, step 10): 2 files, 4.5 KB in checkpoints/epoch_0"
+    data = {
+        "kind": "intermediate",
+        "epoch": 0,
+        "step": 10,
+        "files": ["checkpoints/epoch_0/model.safetensors", "checkpoints/epoch_0/adapter.pt"],
+    }
+    assert (
+        weights_line(data, tmp_path)
+        == "weights (intermediate, epoch 1, step 10): 2 files, 4.5 KB in checkpoints/epoch_0"
+    )
 
 
 def test_output_to_log_takes_what_children_and_libraries_print(tmp_path):
@@ -69,7 +98,9 @@ def test_output_to_log_takes_what_children_and_libraries_print(tmp_path):
     with output_to_log(log) as terminal:
         print("from python")
         os.write(2, b"from fd 2\n")
-        subprocess.run([sys.executable, "-c", "import sys; print('from a child'); print('child err', file=sys.stderr)"], check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print('from a child'); print('child err', file=sys.stderr)"], check=True
+        )
         terminal.write("porter line\n")
     text = log.read_text()
     for line in ("from python", "from fd 2", "from a child", "child err"):
@@ -82,8 +113,21 @@ def test_output_to_log_takes_what_children_and_libraries_print(tmp_path):
 
 def _job_args(demo, generated, root, job_id):
     recipe = "lora_finetune_single_device"
-    return ["run", recipe, "--config", str(demo.config(recipe)), "--job-id", job_id, "--user-id", "tester",
-            "--output-root", str(root), "--recipes-dir", str(generated), "epochs=1"]
+    return [
+        "run",
+        recipe,
+        "--config",
+        str(demo.config(recipe)),
+        "--job-id",
+        job_id,
+        "--user-id",
+        "tester",
+        "--output-root",
+        str(root),
+        "--recipes-dir",
+        str(generated),
+        "epochs=1",
+    ]
 
 
 def test_a_job_on_a_terminal_shows_porters_progress_only(demo, generated, tmp_path):
@@ -117,7 +161,9 @@ def test_a_job_in_a_pipe_prints_a_line_per_logging_step(demo, generated, tmp_pat
 
 def test_verbose_lets_torchtunes_output_through(demo, generated, tmp_path):
     root = tmp_path / "runs"
-    done = run_porter(*_job_args(demo, generated, root, "loud"), "--verbose", "--no-console", "porter.report=false", env=JOB_ENV)
+    done = run_porter(
+        *_job_args(demo, generated, root, "loud"), "--verbose", "--no-console", "porter.report=false", env=JOB_ENV
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resolved config" in done.stderr
     assert not (root / "tester" / "loud" / "logs" / "output-node-0.log").exists()

@@ -21,25 +21,46 @@ def test_the_guides_contract_is_the_guides():
 
 def test_runtime_module_renames_only_porters_runtime_module():
     renamed = GUIDE.with_runtime_module("team.runtime")
-    assert dict(renamed.imports) == {"Dataset": "torch.utils.data", "RecipeBase": "team.runtime", "run_recipe": "team.runtime"}
-    assert dict(PORTER.with_runtime_module("team.runtime").imports) == dict.fromkeys(("Dataset", "RecipeBase", "run_recipe"), "team.runtime")
+    assert dict(renamed.imports) == {
+        "Dataset": "torch.utils.data",
+        "RecipeBase": "team.runtime",
+        "run_recipe": "team.runtime",
+    }
+    assert dict(PORTER.with_runtime_module("team.runtime").imports) == dict.fromkeys(
+        ("Dataset", "RecipeBase", "run_recipe"), "team.runtime"
+    )
 
 
 def test_a_contract_file_round_trips_and_a_table_starts_from_the_guide(tmp_path):
     path = tmp_path / "team.toml"
     path.write_text(PORTER.toml())
     assert load(str(path)).table() == PORTER.table()
-    team = load({"imports": {"RecipeBase": "team.recipes.recipe_base", "run_recipe": "team.utils"}}, where="pyproject.toml")
-    assert dict(team.imports) == {"Dataset": "torch.utils.data", "RecipeBase": "team.recipes.recipe_base", "run_recipe": "team.utils"}
+    team = load(
+        {"imports": {"RecipeBase": "team.recipes.recipe_base", "run_recipe": "team.utils"}}, where="pyproject.toml"
+    )
+    assert dict(team.imports) == {
+        "Dataset": "torch.utils.data",
+        "RecipeBase": "team.recipes.recipe_base",
+        "run_recipe": "team.utils",
+    }
     assert team.log_step == GUIDE.log_step and team.save_hook is None
 
 
 @pytest.mark.parametrize(
     "table, message",
     [
-        ({"log_step": ["gpu_rank", "step_flops"]}, "c.toml: log_step: porter has no value for `step_flops` (it can pass gpu_rank, "),
-        ({"imports": {"Trainer": "x"}}, "c.toml: imports.Trainer: generated code imports only Dataset, RecipeBase, run_recipe"),
-        ({"imports": {"RecipeBase": "not a module"}}, "c.toml: imports.RecipeBase: 'not a module' is not a module path"),
+        (
+            {"log_step": ["gpu_rank", "step_flops"]},
+            "c.toml: log_step: porter has no value for `step_flops` (it can pass gpu_rank, ",
+        ),
+        (
+            {"imports": {"Trainer": "x"}},
+            "c.toml: imports.Trainer: generated code imports only Dataset, RecipeBase, run_recipe",
+        ),
+        (
+            {"imports": {"RecipeBase": "not a module"}},
+            "c.toml: imports.RecipeBase: 'not a module' is not a module path",
+        ),
         ({"save_hook": 3}, "c.toml: save_hook: expected a method name, or false for none, got 3"),
         ({"base": "mine"}, "c.toml: base: expected one of porter, guide, got 'mine'"),
         ({"hooks": []}, "c.toml: hooks: unknown key (known: base, imports, "),
@@ -52,10 +73,12 @@ def test_a_bad_contract_is_one_line_naming_the_key(table, message):
 
 
 def test_convert_with_a_missing_contract_exits_2_with_one_line(tmp_path):
-    done = run_porter("convert", "tests/fixtures/recipes/sft_recipe.py", "-o", tmp_path / "out", "--contract", "nosuch.toml")
+    done = run_porter(
+        "convert", "tests/fixtures/recipes/sft_recipe.py", "-o", tmp_path / "out", "--contract", "nosuch.toml"
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"porter: error: --contract: 'nosuch.toml' is neither `porter`, `guide` nor a contract file (nosuch.toml does not exist)"
+        "porter: error: --contract: 'nosuch.toml' is neither `porter`, `guide` nor a contract file (nosuch.toml does not exist)"
     ]
     assert not (tmp_path / "out").exists()
 
@@ -84,7 +107,11 @@ def test_check_reads_a_teams_runtime_and_says_where_it_differs_from_the_guide(tm
     done = run_porter("contract", "check", *STRICT_RUNTIME, "-o", target, env={"PYTHONPATH": "tests"})
     assert done.returncode == 0, done.stderr
     contract = load(str(target))
-    assert dict(contract.imports) == {"Dataset": "torch.utils.data", "RecipeBase": STRICT_RUNTIME[0], "run_recipe": STRICT_RUNTIME[1]}
+    assert dict(contract.imports) == {
+        "Dataset": "torch.utils.data",
+        "RecipeBase": STRICT_RUNTIME[0],
+        "run_recipe": STRICT_RUNTIME[1],
+    }
     assert contract.log_step == GUIDE.log_step and contract.log_epoch == GUIDE.log_epoch
     assert contract.attributes == GUIDE.attributes and contract.save_hook is None
     # Its public wrappers return `self._<method>(*args, **kwargs)`: the recipe's own calls may go through them.

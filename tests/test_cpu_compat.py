@@ -67,7 +67,10 @@ def test_on_this_torchtune_memory_stats_and_cleanup_work_on_cpu():
 
     cpu_compat.apply()
     stats = torchtune.training.get_memory_stats(torch.device("cpu"))
-    assert set(stats) == {"peak_memory_active", "peak_memory_alloc", "peak_memory_reserved"} and stats["peak_memory_active"] > 0
+    assert (
+        set(stats) == {"peak_memory_active", "peak_memory_alloc", "peak_memory_reserved"}
+        and stats["peak_memory_active"] > 0
+    )
     torchtune.training.cleanup_before_training()  # upstream raises on a CPU build
 
 
@@ -75,7 +78,11 @@ def test_on_this_torchtune_a_lora_merge_leaves_the_live_weights_alone():
     from torchtune.modules import peft
 
     cpu_compat.apply()
-    live = {"layer.q_proj.weight": torch.zeros(4, 4), "layer.q_proj.lora_a.weight": torch.ones(2, 4), "layer.q_proj.lora_b.weight": torch.ones(4, 2)}
+    live = {
+        "layer.q_proj.weight": torch.zeros(4, 4),
+        "layer.q_proj.lora_a.weight": torch.ones(2, 4),
+        "layer.q_proj.lora_b.weight": torch.ones(4, 2),
+    }
     passed = dict(live)  # what a recipe passes: a new dict of the model's own tensors
     merged = peft.get_merged_lora_ckpt(passed, rank=2, alpha=2)
     assert torch.count_nonzero(live["layer.q_proj.weight"]) == 0  # the model is untouched

@@ -30,12 +30,26 @@ def test_every_operation_the_logger_writes_validates_against_the_schema(tmp_path
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())  # the committed contract
     path = tmp_path / "events.jsonl"
     log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=path)
-    log.log("job_started", {"recipe": "r", "world_size": 2, "dataset": "s3://b/k", "resumed": False, "porter_version": "0.1"})
-    log.log("system_specs", {
-        "hostname": "h", "platform": "p", "python": "3", "cpu_model": "c", "cpu_count_logical": 2,
-        "cpu_count_physical": None, "memory_total_bytes": 1, "memory_available_bytes": 1,
-        "gpus": [{"index": 0, "name": "g", "memory_bytes": 1}], "cuda": None, "versions": {"torch": "2"},
-    })
+    log.log(
+        "job_started",
+        {"recipe": "r", "world_size": 2, "dataset": "s3://b/k", "resumed": False, "porter_version": "0.1"},
+    )
+    log.log(
+        "system_specs",
+        {
+            "hostname": "h",
+            "platform": "p",
+            "python": "3",
+            "cpu_model": "c",
+            "cpu_count_logical": 2,
+            "cpu_count_physical": None,
+            "memory_total_bytes": 1,
+            "memory_available_bytes": 1,
+            "gpus": [{"index": 0, "name": "g", "memory_bytes": 1}],
+            "cuda": None,
+            "versions": {"torch": "2"},
+        },
+    )
     log.log("job_config", {"config": {"lr": 1e-3, "nested": {"a": [1, 2]}}})
     log.log_step(**{name: 1 for name in events.STEP_FIELDS} | {"step_peak_memory_active": None})
     log.log_epoch(**{name: 1 for name in events.EPOCH_FIELDS})
@@ -52,8 +66,14 @@ def test_every_operation_the_logger_writes_validates_against_the_schema(tmp_path
 def test_a_renamed_or_missing_field_fails_the_schema():
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())  # the committed contract
     event = {
-        "event_id": events.new_event_id(), "seq": 1, "schema_version": events.SCHEMA_VERSION, "job_id": "j",
-        "user_id": "u", "create_ts": "t", "workflow": "w", "operation": "epoch",
+        "event_id": events.new_event_id(),
+        "seq": 1,
+        "schema_version": events.SCHEMA_VERSION,
+        "job_id": "j",
+        "user_id": "u",
+        "create_ts": "t",
+        "workflow": "w",
+        "operation": "epoch",
         "data": {"gpu_rank": 0, "epoch": 1, "epoch_len": 1, "epoch_time_elapsed_s": 1.0},
     }
     try:
@@ -67,6 +87,8 @@ def test_event_ids_are_uuid7_unique_and_increasing():
     ids = [events.new_event_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
-    assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i) for i in ids[:100])
+    assert all(
+        re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", i) for i in ids[:100]
+    )
     millis = int(ids[-1].replace("-", "")[:12], 16)
     assert abs(millis / 1000 - time.time()) < 60

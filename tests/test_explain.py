@@ -28,7 +28,9 @@ def test_a_recipe_is_explained_part_by_part_with_the_ports_notes():
 def test_a_refused_fork_says_what_porter_found_and_what_it_did_not():
     lines = explain(FORK_SHAPES["epoch_loop_in_a_nested_function.py"].source)
     assert lines[0] == "outcome: failed (sft+no-load-checkpoint)"
-    assert [line for line in lines if line.startswith("epoch loop: not found: line 42: the epoch loop is in `run_loop`")]
+    assert [
+        line for line in lines if line.startswith("epoch loop: not found: line 42: the epoch loop is in `run_loop`")
+    ]
     assert "epoch count: not read (it needs the epoch loop)" in lines
     assert lines[-2].startswith("refused: line 42: P004, P005, P006 the epoch loop is in `run_loop`")
 

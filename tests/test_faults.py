@@ -20,10 +20,30 @@ LONG = ("epochs=200",)  # long enough to be stopped halfway
 
 def start(demo, generated, root: Path, recipe: str, job_id: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "porter", "run", recipe, "--config", str(demo.config(recipe)),
-         "--job-id", job_id, "--user-id", "u", "--output-root", str(root), "--recipes-dir", str(generated),
-         "--no-console", *args],
-        cwd=REPO, env={**os.environ, **JOB_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "porter",
+            "run",
+            recipe,
+            "--config",
+            str(demo.config(recipe)),
+            "--job-id",
+            job_id,
+            "--user-id",
+            "u",
+            "--output-root",
+            str(root),
+            "--recipes-dir",
+            str(generated),
+            "--no-console",
+            *args,
+        ],
+        cwd=REPO,
+        env={**os.environ, **JOB_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -54,7 +74,9 @@ def descendants(pid: int) -> list:
     ],
     ids=["sigterm", "sigint", "sigterm-2-processes"],
 )
-def test_a_signal_cancels_the_job_keeping_every_event_and_the_last_checkpoint(recipe, args, sig, demo, generated, tmp_path):
+def test_a_signal_cancels_the_job_keeping_every_event_and_the_last_checkpoint(
+    recipe, args, sig, demo, generated, tmp_path
+):
     job = tmp_path / "u" / "j"
     process = start(demo, generated, tmp_path, recipe, "j", *args, *LONG)
     before = wait_for(job / "events.jsonl", "weights")  # an intermediate checkpoint is saved
@@ -77,8 +99,17 @@ def test_a_signal_cancels_the_job_keeping_every_event_and_the_last_checkpoint(re
 def test_one_rank_dying_fails_the_job_quickly_with_its_error(how, demo, generated, tmp_path):
     started = time.monotonic()
     process = start(
-        demo, generated, tmp_path, "full_finetune_distributed", "j", "--nproc-per-node", "2",
-        "loss._component_=faults.FailingLoss", "loss.fail_on_rank=1", "loss.fail_at_call=5", f"loss.how={how}",
+        demo,
+        generated,
+        tmp_path,
+        "full_finetune_distributed",
+        "j",
+        "--nproc-per-node",
+        "2",
+        "loss._component_=faults.FailingLoss",
+        "loss.fail_on_rank=1",
+        "loss.fail_at_call=5",
+        f"loss.how={how}",
         *LONG,
     )
     _, stderr = process.communicate(timeout=180)
@@ -97,7 +128,9 @@ def test_one_rank_dying_fails_the_job_quickly_with_its_error(how, demo, generate
 
 
 def test_a_sink_that_is_down_fails_nothing_and_its_drops_are_counted(demo, generated, tmp_path):
-    process = start(demo, generated, tmp_path, "lora_finetune_single_device", "j", "--webhook", "http://127.0.0.1:1/events")
+    process = start(
+        demo, generated, tmp_path, "lora_finetune_single_device", "j", "--webhook", "http://127.0.0.1:1/events"
+    )
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 0, stderr[-2000:]
     events = events_of(tmp_path / "u" / "j" / "events.jsonl")
@@ -139,24 +172,56 @@ def run(demo, generated, root: Path, recipe: str, config: Path, *args: str):
 
 def start_with_config(demo, generated, root, recipe, config, *args):
     return subprocess.Popen(
-        [sys.executable, "-m", "porter", "run", recipe, "--config", str(config), "--job-id", "j",
-         "--user-id", "u", "--output-root", str(root), "--recipes-dir", str(generated), "--no-console", *args],
-        cwd=REPO, env={**os.environ, **JOB_ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "porter",
+            "run",
+            recipe,
+            "--config",
+            str(config),
+            "--job-id",
+            "j",
+            "--user-id",
+            "u",
+            "--output-root",
+            str(root),
+            "--recipes-dir",
+            str(generated),
+            "--no-console",
+            *args,
+        ],
+        cwd=REPO,
+        env={**os.environ, **JOB_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 @pytest.mark.parametrize(
     "recipe, config_of, message",
     [
-        ("lora_finetune_single_device", "lora_dpo_single_device",
-         "config: its loss DPOLoss is for preference (DPO) recipes, not fine-tuning ones like lora_finetune_single_device"),
-        ("lora_dpo_single_device", "lora_finetune_single_device",
-         "config: its loss CEWithChunkedOutputLoss is for fine-tuning recipes, not preference (DPO) ones like lora_dpo_single_device"),
-        ("full_finetune_single_device", "ppo_full_finetune_single_device",
-         "config: missing epochs, max_steps_per_epoch, model, which full_finetune_single_device reads"),
+        (
+            "lora_finetune_single_device",
+            "lora_dpo_single_device",
+            "config: its loss DPOLoss is for preference (DPO) recipes, not fine-tuning ones like lora_finetune_single_device",
+        ),
+        (
+            "lora_dpo_single_device",
+            "lora_finetune_single_device",
+            "config: its loss CEWithChunkedOutputLoss is for fine-tuning recipes, not preference (DPO) ones like lora_dpo_single_device",
+        ),
+        (
+            "full_finetune_single_device",
+            "ppo_full_finetune_single_device",
+            "config: missing epochs, max_steps_per_epoch, model, which full_finetune_single_device reads",
+        ),
     ],
 )
-def test_a_config_for_another_recipe_is_refused_before_any_model_is_built(recipe, config_of, message, demo, generated, tmp_path):
+def test_a_config_for_another_recipe_is_refused_before_any_model_is_built(
+    recipe, config_of, message, demo, generated, tmp_path
+):
     code, stderr = run(demo, generated, tmp_path, recipe, demo.config(config_of))
     assert code == 2
     assert f"porter: job_failed: JobError: {message}" in stderr
@@ -180,19 +245,51 @@ def test_a_config_missing_a_key_names_it(demo, generated, tmp_path):
     "args, message",
     [
         (["no_such_recipe", "--config", "x.yaml"], "porter: error: no_such_recipe: no generated recipe in"),
-        (["lora_finetune_single_device", "--config", "no/such/config.yaml"], "porter: error: no/such/config.yaml: no such config file, nor an installed torchtune config of that name"),
-        (["lora_finetune_single_device", "--config", "{config}", "epochs"], "porter: error: override: Command-line overrides must be in the form of key=value, got epochs"),
-        (["lora_finetune_single_device", "--config", "{config}", "--nproc_per_node", "2", "--no-such-flag"], "porter: error: --no-such-flag: not an option of porter run or of torchrun"),
-        (["lora_finetune_single_device", "--config", "{config}", "--nnodes", "2"], "porter: error: --nnodes 2: which node is this? give --node-rank"),
-        (["lora_finetune_single_device", "--config", "{config}", "+epochs=3"], "porter: error: override +epochs=3: epochs is already in the config; override it without '+'"),
+        (
+            ["lora_finetune_single_device", "--config", "no/such/config.yaml"],
+            "porter: error: no/such/config.yaml: no such config file, nor an installed torchtune config of that name",
+        ),
+        (
+            ["lora_finetune_single_device", "--config", "{config}", "epochs"],
+            "porter: error: override: Command-line overrides must be in the form of key=value, got epochs",
+        ),
+        (
+            ["lora_finetune_single_device", "--config", "{config}", "--nproc_per_node", "2", "--no-such-flag"],
+            "porter: error: --no-such-flag: not an option of porter run or of torchrun",
+        ),
+        (
+            ["lora_finetune_single_device", "--config", "{config}", "--nnodes", "2"],
+            "porter: error: --nnodes 2: which node is this? give --node-rank",
+        ),
+        (
+            ["lora_finetune_single_device", "--config", "{config}", "+epochs=3"],
+            "porter: error: override +epochs=3: epochs is already in the config; override it without '+'",
+        ),
     ],
 )
 def test_an_unknown_recipe_or_config_is_refused_before_a_job_exists(args, message, demo, generated, tmp_path):
     args = [a.replace("{config}", str(demo.config("lora_finetune_single_device"))) for a in args]
     done = subprocess.run(
-        [sys.executable, "-m", "porter", "run", *args, "--job-id", "j", "--user-id", "u",
-         "--output-root", str(tmp_path), "--recipes-dir", str(generated)],
-        cwd=REPO, env={**os.environ, **JOB_ENV}, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "porter",
+            "run",
+            *args,
+            "--job-id",
+            "j",
+            "--user-id",
+            "u",
+            "--output-root",
+            str(tmp_path),
+            "--recipes-dir",
+            str(generated),
+        ],
+        cwd=REPO,
+        env={**os.environ, **JOB_ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert message in done.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,9 @@ from runtime.contract import GUIDE, PORTER
 pytestmark = pytest.mark.slow
 
 PORTED = sorted(name for name, shape in FORK_SHAPES.items() if shape.status == "converted")
-TEAM_RUNTIME = GUIDE.with_imports({"RecipeBase": "guide_runtime.recipes.recipe_base", "run_recipe": "guide_runtime.utils"})
+TEAM_RUNTIME = GUIDE.with_imports(
+    {"RecipeBase": "guide_runtime.recipes.recipe_base", "run_recipe": "guide_runtime.utils"}
+)
 # What a port for porter's runtime may log differently, each announced by a note the
 # fork-shape test checks: the helper that saved, and said so, is no longer called.
 PORTER_CONTRACT_DROPS = {"helper_that_only_saves.py": ["saving epoch 0", "saving epoch 1"]}

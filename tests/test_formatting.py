@@ -27,7 +27,9 @@ def ufmt_problems(name: str, text: str) -> list:
 def test_every_generated_recipe_of_the_installed_torchtune_passes_ufmt(generated):
     files = sorted(generated.rglob("*.py"))
     assert len([f for f in files if f.name != "__init__.py"]) == 15
-    problems = [problem for path in files for problem in ufmt_problems(str(path.relative_to(generated)), path.read_text())]
+    problems = [
+        problem for path in files for problem in ufmt_problems(str(path.relative_to(generated)), path.read_text())
+    ]
     assert problems == []
 
 

@@ -67,11 +67,17 @@ class Runs:
             log.parent.mkdir(parents=True, exist_ok=True)
             done = subprocess.run(
                 [
-                    sys.executable, "-m", "guide_runtime.launch",
-                    str((recipes or self.team_recipes) / f"{recipe}.py"), str(self.demo.config(recipe)),
-                    f"output_dir={out}", *SINGLE_DEVICE[recipe][0],
+                    sys.executable,
+                    "-m",
+                    "guide_runtime.launch",
+                    str((recipes or self.team_recipes) / f"{recipe}.py"),
+                    str(self.demo.config(recipe)),
+                    f"output_dir={out}",
+                    *SINGLE_DEVICE[recipe][0],
                 ],
-                capture_output=True, text=True, timeout=300,
+                capture_output=True,
+                text=True,
+                timeout=300,
                 env={**os.environ, **JOB_ENV, "GUIDE_RUNTIME_EVENTS": str(log)},
             )
             records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -81,7 +87,10 @@ class Runs:
 
     def upstream(self, recipe: str):
         out = self.root / "upstream" / recipe
-        return self.once(("upstream", recipe), lambda: (upstream_losses(recipe, self.demo.config(recipe), out, *SINGLE_DEVICE[recipe][0]), out))
+        return self.once(
+            ("upstream", recipe),
+            lambda: (upstream_losses(recipe, self.demo.config(recipe), out, *SINGLE_DEVICE[recipe][0]), out),
+        )
 
     def porter_runtime(self, recipe: str):
         return self.once(("porter", recipe), lambda: self.porter(recipe, *SINGLE_DEVICE[recipe][0], job_id=recipe))
@@ -98,7 +107,11 @@ def team_losses(records) -> dict:
 
 def checkpoint_files(folder: Path) -> set:
     """What a run saved: every file under its output folder but the metric logs."""
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] != "logs"}
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).parts[0] != "logs"
+    }
 
 
 @pytest.mark.parametrize("recipe", sorted(SINGLE_DEVICE))
@@ -136,7 +149,9 @@ def test_a_contract_read_off_the_teams_runtime_sends_the_recipes_calls_through_i
     from conftest import run_porter
 
     target = tmp_path / "team.toml"
-    done = run_porter("contract", "check", *TEAM_IMPORTS.values(), "-o", target, env={"PYTHONPATH": str(Path(__file__).parent)})
+    done = run_porter(
+        "contract", "check", *TEAM_IMPORTS.values(), "-o", target, env={"PYTHONPATH": str(Path(__file__).parent)}
+    )
     assert done.returncode == 0, done.stderr
     recipes = generate(load(str(target)), tmp_path / "forwarding")
     done, records, _ = runs.team("full_finetune_single_device", recipes, name="forwarding")

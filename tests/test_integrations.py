@@ -46,8 +46,10 @@ def test_the_pre_commit_hook_fails_a_commit_with_stale_generated_recipes(tmp_pat
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
     }
 
     def git(*args):
@@ -56,7 +58,11 @@ def test_the_pre_commit_hook_fails_a_commit_with_stale_generated_recipes(tmp_pat
     def hook():
         return subprocess.run(
             [sys.executable, "-m", "pre_commit", "try-repo", str(REPO), "porter-check", "--all-files"],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
 
     git("init", "-q")
@@ -82,12 +88,18 @@ def test_each_rule_runs_as_a_libcst_codemod(tmp_path):
     recipe.write_text(original)
     done = subprocess.run(
         [sys.executable, "-m", "libcst.tool", "codemod", "main_block.MainBlock", str(recipe)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "Transformed 1 files successfully" in done.stderr
     # The block goes, and `sys`, which only the block used.
-    assert recipe.read_text() == original[: original.index('\n\n\nif __name__ == "__main__":')].replace("import sys\n", "") + "\n"
+    assert (
+        recipe.read_text()
+        == original[: original.index('\n\n\nif __name__ == "__main__":')].replace("import sys\n", "") + "\n"
+    )
     listed = subprocess.run([sys.executable, "-m", "libcst.tool", "list"], cwd=REPO, capture_output=True, text=True)
     for rule in RULES:
         assert f".{rule.__name__} - {rule.DESCRIPTION}" in listed.stdout
@@ -97,8 +109,20 @@ def test_a_rule_run_as_a_codemod_takes_the_runtime_module(tmp_path):
     recipe = tmp_path / "recipe.py"
     recipe.write_text((FIXTURES / "recipes" / "sft_recipe.py").read_text())
     done = subprocess.run(
-        [sys.executable, "-m", "libcst.tool", "codemod", "recipe_main.RecipeMain", "--runtime-module", "my.rt", str(recipe)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "libcst.tool",
+            "codemod",
+            "recipe_main.RecipeMain",
+            "--runtime-module",
+            "my.rt",
+            str(recipe),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "from my.rt import Dataset, run_recipe\n" in recipe.read_text()
@@ -122,7 +146,9 @@ def test_a_terminal_gets_colour_and_progress(tmp_path):
 
 
 def test_no_color_turns_colour_off_on_a_terminal(tmp_path):
-    code, output = on_terminal("convert", FIXTURES / "recipes", "-o", tmp_path / "out", env={"NO_COLOR": "1"}, cwd=tmp_path)
+    code, output = on_terminal(
+        "convert", FIXTURES / "recipes", "-o", tmp_path / "out", env={"NO_COLOR": "1"}, cwd=tmp_path
+    )
     assert code == 0
     assert "\x1b[3" not in output and "converted" in output
 
@@ -141,6 +167,10 @@ def test_piped_output_has_no_colour_and_no_progress(args, tmp_path):
     # The command ran and said what it does: what is absent below is absent from real output.
     assert "Traceback" not in done.stderr
     said = done.stdout + done.stderr
-    assert ("no/such/file" in said and done.returncode == 2) if "no/such/file" in args else (done.returncode == 0 and "sft_recipe.py" in said)
+    assert (
+        ("no/such/file" in said and done.returncode == 2)
+        if "no/such/file" in args
+        else (done.returncode == 0 and "sft_recipe.py" in said)
+    )
     assert "\x1b[" not in done.stdout + done.stderr
     assert "converting" not in done.stderr and "reading" not in done.stderr

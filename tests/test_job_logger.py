@@ -38,13 +38,30 @@ def test_events_have_the_envelope_ids_and_utc_timestamps(tmp_path):
     assert [e["operation"] for e in events] == ["job_started", "step", "epoch", "job_completed"]
     for seq, event in enumerate(events, 1):
         assert list(event) == [
-            "event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "node_rank", "gpu_rank", "operation", "data"]
+            "event_id",
+            "seq",
+            "schema_version",
+            "job_id",
+            "user_id",
+            "create_ts",
+            "workflow",
+            "node_rank",
+            "gpu_rank",
+            "operation",
+            "data",
+        ]
         assert (event["seq"], event["schema_version"], event["node_rank"], event["gpu_rank"]) == (seq, 1, 0, 0)
         assert (event["job_id"], event["user_id"], event["workflow"]) == ("j", "u", "wf")
         assert datetime.datetime.fromisoformat(event["create_ts"]).utcoffset() == datetime.timedelta(0)
     assert events[1]["data"] == STEP
     assert events[-1]["data"] == {
-        "dropped_events": {}, "error_type": None, "message": None, "gpu_rank": None, "node_rank": None, "traceback_file": None, "sink_errors": {},
+        "dropped_events": {},
+        "error_type": None,
+        "message": None,
+        "gpu_rank": None,
+        "node_rank": None,
+        "traceback_file": None,
+        "sink_errors": {},
     }
     ids = [e["event_id"] for e in events]
     assert len(set(ids)) == 4 and ids == sorted(ids)  # unique, and sortable by time
@@ -97,7 +114,11 @@ def test_steps_and_epochs_already_logged_are_not_logged_again(tmp_path):
     again.log_epoch(**EPOCH | {"gpu_rank": 2})
     again.close()
     assert [(e["operation"], e["data"]["gpu_rank"], e["data"].get("step_num")) for e in read_events(path)] == [
-        ("step", 1, 1), ("epoch", 1, None), ("step", 1, 2), ("epoch", 2, None)]
+        ("step", 1, 1),
+        ("epoch", 1, None),
+        ("step", 1, 2),
+        ("epoch", 2, None),
+    ]
 
 
 def test_threads_logging_at_once_write_whole_lines(tmp_path):
@@ -116,7 +137,9 @@ def test_threads_logging_at_once_write_whole_lines(tmp_path):
     log.close("job_completed", {})
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in lines]  # every line whole
-    counted = [(e["data"]["config"]["thread"], e["data"]["config"]["index"]) for e in events if e["operation"] == "job_config"]
+    counted = [
+        (e["data"]["config"]["thread"], e["data"]["config"]["index"]) for e in events if e["operation"] == "job_config"
+    ]
     assert sorted(counted) == [(t, i) for t in range(8) for i in range(300)]
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, len(events) + 1))  # one sequence per process, in file order
@@ -142,7 +165,8 @@ def test_processes_appending_to_one_log_never_tear_or_lose_lines(tmp_path):
         assert process.exitcode == 0
     events = [json.loads(line) for line in path.read_text().splitlines()]
     assert sorted((e["data"]["config"]["rank"], e["data"]["config"]["index"]) for e in events) == [
-        (r, i) for r in range(4) for i in range(1000)]
+        (r, i) for r in range(4) for i in range(1000)
+    ]
     assert len({e["event_id"] for e in events}) == 4000
 
 

@@ -17,17 +17,49 @@ from runtime.events import STEP_FIELDS
 from runtime.job_logger import JobLogger
 from runtime.job_reader import follow_log, OutputRootReader
 
-STARTED = {"recipe": "lora_finetune_single_device", "world_size": 2, "dataset": None, "resumed": False, "porter_version": "0", "nnodes": 2, "heartbeat_s": 30.0}
-CONFIG = {"config": {"model": {"_component_": "torchtune.models.llama3_2.lora_llama3_2"}, "epochs": 2, "optimizer": {"_component_": "torch.optim.AdamW", "lr": 0.0003}}}
+STARTED = {
+    "recipe": "lora_finetune_single_device",
+    "world_size": 2,
+    "dataset": None,
+    "resumed": False,
+    "porter_version": "0",
+    "nnodes": 2,
+    "heartbeat_s": 30.0,
+}
+CONFIG = {
+    "config": {
+        "model": {"_component_": "torchtune.models.llama3_2.lora_llama3_2"},
+        "epochs": 2,
+        "optimizer": {"_component_": "torch.optim.AdamW", "lr": 0.0003},
+    }
+}
 
 
 def step(n: int, loss: float, total: int = 8) -> dict:
-    return {**{name: None for name in STEP_FIELDS}, "gpu_rank": 0, "step_num": n, "step_len": total, "step_loss": loss, "step_lr": 1e-3,
-            "step_time_elapsed_s": 0.5, "epoch_num": 1 + (n - 1) * 2 // total, "epoch_len": 2, "step_tokens_per_s": 1000.0}
+    return {
+        **{name: None for name in STEP_FIELDS},
+        "gpu_rank": 0,
+        "step_num": n,
+        "step_len": total,
+        "step_loss": loss,
+        "step_lr": 1e-3,
+        "step_time_elapsed_s": 0.5,
+        "epoch_num": 1 + (n - 1) * 2 // total,
+        "epoch_len": 2,
+        "step_tokens_per_s": 1000.0,
+    }
 
 
-def write_job(root, user: str, job: str, steps: int, end=None, node_rank: int = 0, started=STARTED, padding: int = 0) -> JobLogger:
-    log = JobLogger(job_id=job, user_id=user, workflow=started["recipe"], events_path=root / user / job / ("events.jsonl" if node_rank == 0 else f"events-node-{node_rank}.jsonl"), node_rank=node_rank)
+def write_job(
+    root, user: str, job: str, steps: int, end=None, node_rank: int = 0, started=STARTED, padding: int = 0
+) -> JobLogger:
+    log = JobLogger(
+        job_id=job,
+        user_id=user,
+        workflow=started["recipe"],
+        events_path=root / user / job / ("events.jsonl" if node_rank == 0 else f"events-node-{node_rank}.jsonl"),
+        node_rank=node_rank,
+    )
     if node_rank == 0:
         log.log("job_started", started)
         log.log("job_config", CONFIG)
@@ -35,7 +67,16 @@ def write_job(root, user: str, job: str, steps: int, end=None, node_rank: int = 
         log.log_step(**step(n, 3.0 - n * 0.1))
         if n == 4:
             log.log_epoch(gpu_rank=0, epoch_num=1, epoch_len=2, epoch_time_elapsed_s=2.0)
-            log.log("weights", {"kind": "intermediate", "files": ["checkpoints/epoch_0/model.safetensors"], "epoch": 0, "step": 4, "resumable": True})
+            log.log(
+                "weights",
+                {
+                    "kind": "intermediate",
+                    "files": ["checkpoints/epoch_0/model.safetensors"],
+                    "epoch": 0,
+                    "step": 4,
+                    "resumable": True,
+                },
+            )
         if n == 8:
             log.log_epoch(gpu_rank=0, epoch_num=2, epoch_len=2, epoch_time_elapsed_s=2.0)
     for _ in range(padding):  # a long stretch of heartbeats after the last step
@@ -49,8 +90,38 @@ def write_job(root, user: str, job: str, steps: int, end=None, node_rank: int = 
 def root(tmp_path):
     root = tmp_path / "runs"
     write_job(root, "alice", "done", 8, ("job_completed", {}))
-    write_job(root, "alice", "broke", 3, ("job_failed", {"error_type": "RuntimeError", "message": "CUDA error: boom", "gpu_rank": 1, "node_rank": 1, "traceback_file": "errors/rank-1-42.json"}))
-    write_job(root, "bob", "stopped", 2, ("job_cancelled", {"error_type": "JobCancelled", "message": "received signal SIGTERM", "gpu_rank": None, "node_rank": 0, "traceback_file": None}))
+    write_job(
+        root,
+        "alice",
+        "broke",
+        3,
+        (
+            "job_failed",
+            {
+                "error_type": "RuntimeError",
+                "message": "CUDA error: boom",
+                "gpu_rank": 1,
+                "node_rank": 1,
+                "traceback_file": "errors/rank-1-42.json",
+            },
+        ),
+    )
+    write_job(
+        root,
+        "bob",
+        "stopped",
+        2,
+        (
+            "job_cancelled",
+            {
+                "error_type": "JobCancelled",
+                "message": "received signal SIGTERM",
+                "gpu_rank": None,
+                "node_rank": 0,
+                "traceback_file": None,
+            },
+        ),
+    )
     write_job(root, "bob", "live", 5, padding=400).close()  # closed without a terminal event: it still runs
     write_job(root, "bob", "live", 0, node_rank=1).close()
     return root
@@ -58,9 +129,21 @@ def root(tmp_path):
 
 def test_each_job_has_its_status_progress_loss_and_size(root):
     summaries = {s.job_id: s for s in OutputRootReader(str(root)).summaries(now=time.time())}
-    assert {job: s.status for job, s in summaries.items()} == {"done": "completed", "broke": "failed", "stopped": "cancelled", "live": "running"}
+    assert {job: s.status for job, s in summaries.items()} == {
+        "done": "completed",
+        "broke": "failed",
+        "stopped": "cancelled",
+        "live": "running",
+    }
     done = summaries["done"]
-    assert (done.user_id, done.recipe, done.step, done.step_len, done.epoch, done.epoch_len) == ("alice", "lora_finetune_single_device", 8, 8, 2, 2)
+    assert (done.user_id, done.recipe, done.step, done.step_len, done.epoch, done.epoch_len) == (
+        "alice",
+        "lora_finetune_single_device",
+        8,
+        8,
+        2,
+        2,
+    )
     assert done.loss == pytest.approx(2.2) and (done.nnodes, done.world_size) == (2, 2)
     assert summaries["broke"].error == "RuntimeError: CUDA error: boom"
     # 400 heartbeats after its last step are more than a tail's read: the reader looks further back.
@@ -71,7 +154,13 @@ def test_a_job_silent_for_three_heartbeats_is_stale_and_its_other_nodes_count(ro
     later = time.time() + 3 * 30 + 5
     assert {s.job_id: s.status for s in OutputRootReader(str(root)).summaries(now=later)}["live"] == "stale"
     # node 1 beating keeps the job alive though node 0's log is quiet
-    beating = JobLogger(job_id="live", user_id="bob", workflow="w", events_path=root / "bob" / "live" / "events-node-1.jsonl", node_rank=1)
+    beating = JobLogger(
+        job_id="live",
+        user_id="bob",
+        workflow="w",
+        events_path=root / "bob" / "live" / "events-node-1.jsonl",
+        node_rank=1,
+    )
     beating.log("heartbeat", {"gpu_rank": 2, "pid": 1, "uptime_s": 1.0, "rss_bytes": 1})
     beating.close()
     statuses = {s.job_id: s.status for s in OutputRootReader(str(root)).summaries(now=time.time() + 60)}
@@ -91,10 +180,27 @@ def test_porter_jobs_prints_a_table_or_json_filtered_by_user_and_status(root):
     table = runner.invoke(main, ["jobs", "--output-root", str(root)])
     assert table.exit_code == 0, table.output
     header, *rows = table.output.splitlines()
-    assert header.split() == ["USER", "JOB", "RECIPE", "STATUS", "STEP", "EPOCH", "LOSS", "STARTED", "DURATION", "NODES", "WORLD", "SCHEDULER"]
-    assert len(rows) == 4 and any(row.split()[:6] == ["alice", "done", "lora_finetune_single_device", "completed", "8/8", "2/2"] for row in rows)
+    assert header.split() == [
+        "USER",
+        "JOB",
+        "RECIPE",
+        "STATUS",
+        "STEP",
+        "EPOCH",
+        "LOSS",
+        "STARTED",
+        "DURATION",
+        "NODES",
+        "WORLD",
+        "SCHEDULER",
+    ]
+    assert len(rows) == 4 and any(
+        row.split()[:6] == ["alice", "done", "lora_finetune_single_device", "completed", "8/8", "2/2"] for row in rows
+    )
     failed = runner.invoke(main, ["jobs", "--output-root", str(root), "--status", "failed", "--format", "json"])
-    assert [(row["job_id"], row["error"]) for row in json.loads(failed.output)] == [("broke", "RuntimeError: CUDA error: boom")]
+    assert [(row["job_id"], row["error"]) for row in json.loads(failed.output)] == [
+        ("broke", "RuntimeError: CUDA error: boom")
+    ]
     bobs = runner.invoke(main, ["jobs", "--output-root", str(root), "--user", "bob", "--format", "json"])
     assert sorted(row["job_id"] for row in json.loads(bobs.output)) == ["live", "stopped"]
 
@@ -108,7 +214,9 @@ def test_porter_jobs_reads_a_remote_root(tmp_path):
     memory.put(str(local / "u"), "/porter-jobs-test/u", recursive=True)
     try:
         done = CliRunner().invoke(main, ["jobs", "--output-root", "memory://porter-jobs-test", "--format", "json"])
-        assert [(row["job_id"], row["status"], row["step"]) for row in json.loads(done.output)] == [("j", "completed", 3)]
+        assert [(row["job_id"], row["status"], row["step"]) for row in json.loads(done.output)] == [
+            ("j", "completed", 3)
+        ]
         shown = CliRunner().invoke(main, ["show", "j", "--output-root", "memory://porter-jobs-test"])
         assert shown.exit_code == 0 and "folder     memory:///porter-jobs-test/u/j" in shown.output
     finally:
@@ -147,10 +255,25 @@ def test_unknown_and_ambiguous_jobs_are_one_line_with_exit_2(root, tmp_path):
     missing = runner.invoke(main, ["show", "nope", "--output-root", str(root)])
     assert (missing.exit_code, missing.output.strip()) == (2, f"porter: error: no job nope under {root}")
     both = runner.invoke(main, ["show", "done", "--output-root", str(root)])
-    assert (both.exit_code, both.output.strip()) == (2, "porter: error: job done exists for several users (alice, bob): name one with --user")
+    assert (both.exit_code, both.output.strip()) == (
+        2,
+        "porter: error: job done exists for several users (alice, bob): name one with --user",
+    )
     bad = runner.invoke(main, ["report", "../x", "--output-root", str(root)])
     assert bad.exit_code == 2 and bad.output.startswith("porter: error: job_id '../x' is not allowed")
-    unwritable = runner.invoke(main, ["report", "done", "--user", "alice", "--output-root", str(root), "-o", str(tmp_path / "no" / "such" / "r.html")])
+    unwritable = runner.invoke(
+        main,
+        [
+            "report",
+            "done",
+            "--user",
+            "alice",
+            "--output-root",
+            str(root),
+            "-o",
+            str(tmp_path / "no" / "such" / "r.html"),
+        ],
+    )
     assert unwritable.exit_code == 2 and unwritable.output.startswith(f"porter: error: {tmp_path}/no/such/r.html")
     assert not (tmp_path / "no").exists()
 

@@ -41,17 +41,42 @@ class Cluster:
         log = open(self.root.parent / f"{self.job_id}-node{node}.log", "w")
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "porter", "run", RECIPE,
-                "--config", str(self.demo.config(RECIPE)),
-                "--job-id", self.job_id, "--user-id", "tester",
-                "--output-root", str(self.root), "--recipes-dir", str(self.generated), "--no-console",
+                sys.executable,
+                "-m",
+                "porter",
+                "run",
+                RECIPE,
+                "--config",
+                str(self.demo.config(RECIPE)),
+                "--job-id",
+                self.job_id,
+                "--user-id",
+                "tester",
+                "--output-root",
+                str(self.root),
+                "--recipes-dir",
+                str(self.generated),
+                "--no-console",
                 # torchrun's options, in both spellings
-                "--nnodes", str(self.nodes), "--node_rank", str(node), "--nproc-per-node=1",
-                "--rdzv_backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{self.port}", "--rdzv-id", self.job_id,
-                "--rdzv_conf", f"join_timeout={join_timeout_s}",
+                "--nnodes",
+                str(self.nodes),
+                "--node_rank",
+                str(node),
+                "--nproc-per-node=1",
+                "--rdzv_backend",
+                "c10d",
+                "--rdzv-endpoint",
+                f"127.0.0.1:{self.port}",
+                "--rdzv-id",
+                self.job_id,
+                "--rdzv_conf",
+                f"join_timeout={join_timeout_s}",
                 *overrides,
             ],
-            cwd=REPO, env={**os.environ, **JOB_ENV}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, **JOB_ENV},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # a process group per node: killing one is losing a host
         )
         self.processes[node] = process
@@ -171,7 +196,9 @@ def test_sigterm_to_node_0_cancels_the_whole_job_which_then_resumes_on_both_node
     os.kill(job.processes[0].pid, signal.SIGTERM)  # a scheduler's preemption
     assert job.wait(0, timeout=120) == 128 + signal.SIGTERM, job.output(0)[-3000:]
     assert job.wait(1, timeout=120) != 0  # the other node stops too, by itself
-    terminal = [e["operation"] for e in job.events() if e["operation"] in ("job_completed", "job_failed", "job_cancelled")]
+    terminal = [
+        e["operation"] for e in job.events() if e["operation"] in ("job_completed", "job_failed", "job_cancelled")
+    ]
     assert terminal == ["job_cancelled"]
 
     for node in (0, 1):
@@ -218,12 +245,22 @@ def test_the_readme_pytorchjob_renders_to_one_porter_run_per_node():
     manifest = yaml.safe_load(readme_example("pytorchjob"))
     assert (manifest["apiVersion"], manifest["kind"]) == ("kubeflow.org/v1", "PyTorchJob")
     replicas = manifest["spec"]["pytorchReplicaSpecs"]
-    pods = [(kind, spec["template"]) for kind in ("Master", "Worker") for spec in [replicas[kind]] for _ in range(spec["replicas"])]
+    pods = [
+        (kind, spec["template"])
+        for kind in ("Master", "Worker")
+        for spec in [replicas[kind]]
+        for _ in range(spec["replicas"])
+    ]
     assert len(pods) == 2
     for rank, (kind, template) in enumerate(pods):
         (container,) = template["spec"]["containers"]
         # The variables the training operator sets in each pod, as Kubernetes expands them.
-        environ = {"WORLD_SIZE": str(len(pods)), "RANK": str(rank), "MASTER_ADDR": "porter-j9-master-0", "MASTER_PORT": "23456"}
+        environ = {
+            "WORLD_SIZE": str(len(pods)),
+            "RANK": str(rank),
+            "MASTER_ADDR": "porter-j9-master-0",
+            "MASTER_PORT": "23456",
+        }
         argv = [re.sub(r"\$\((\w+)\)", lambda m: environ[m.group(1)], str(part)) for part in container["command"]]
         params, torchrun, node, overrides = parsed_porter_run(argv, {})
         assert (node.node_rank, node.nnodes) == (rank, 2) and node.owner == (kind == "Master")
@@ -240,14 +277,24 @@ def test_the_readme_slurm_script_parses_and_gives_each_node_its_rank(tmp_path):
     command = script.split("srun ", 1)[1]  # what srun starts on each node
     for node_id in range(nodes):
         environ = {
-            "SLURM_NNODES": str(nodes), "SLURM_JOB_ID": "77", "SLURM_NODEID": str(node_id), "head_addr": "gpu-01",
-            "RECIPE": "full_finetune_distributed", "CONFIG": "/shared/full.yaml", "JOB_ID": "j10", "USER_ID": "alice",
-            "OUTPUT_ROOT": "/shared/runs", "OVERRIDES": "epochs=1 batch_size=2",
+            "SLURM_NNODES": str(nodes),
+            "SLURM_JOB_ID": "77",
+            "SLURM_NODEID": str(node_id),
+            "head_addr": "gpu-01",
+            "RECIPE": "full_finetune_distributed",
+            "CONFIG": "/shared/full.yaml",
+            "JOB_ID": "j10",
+            "USER_ID": "alice",
+            "OUTPUT_ROOT": "/shared/runs",
+            "OVERRIDES": "epochs=1 batch_size=2",
         }
         # bash renders the command as it would on the node: variables, quotes, line breaks.
         rendered = subprocess.run(
-            ["bash", "-c", "printf '%s\\0' " + command], env={"PATH": os.environ["PATH"], **environ},
-            capture_output=True, text=True, check=True,
+            ["bash", "-c", "printf '%s\\0' " + command],
+            env={"PATH": os.environ["PATH"], **environ},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         params, torchrun, node, overrides = parsed_porter_run(rendered.split("\0")[:-1], environ)
         assert (node.node_rank, node.nnodes) == (node_id, nodes)

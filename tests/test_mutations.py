@@ -20,16 +20,28 @@ from porter.syntax import iter_statements
 
 MUTANTS = Counter()  # by result status; conftest prints it at the end of the run
 SOURCES = [
-    *(installed_recipes() / name for name in (
-        "full_finetune_single_device.py",
-        "lora_finetune_distributed.py",
-        "ppo_full_finetune_single_device.py",
-        "dev/lora_finetune_distributed_multi_dataset.py",
-    )),
+    *(
+        installed_recipes() / name
+        for name in (
+            "full_finetune_single_device.py",
+            "lora_finetune_distributed.py",
+            "ppo_full_finetune_single_device.py",
+            "dev/lora_finetune_distributed_multi_dataset.py",
+        )
+    ),
     *(FIXTURES / "recipes" / name for name in ("main_recipe.py", "inline_save_recipe.py")),
 ]
 PARSED = {path: cst.parse_module(path.read_text()) for path in SOURCES}
-METHOD_NAMES = ["__init__", "setup", "train", "save_checkpoint", "load_checkpoint", "cleanup", "_setup_data", "validate"]
+METHOD_NAMES = [
+    "__init__",
+    "setup",
+    "train",
+    "save_checkpoint",
+    "load_checkpoint",
+    "cleanup",
+    "_setup_data",
+    "validate",
+]
 
 
 def mutate(module: cst.Module, data) -> cst.Module:
@@ -108,18 +120,28 @@ def test_mutated_recipes_are_ported_or_refused_never_crash(data):
 
 def ported_shape_problems(tree: ast.Module) -> list:
     """What any port looks like, checked apart from porter's own checks."""
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and any(ast.unparse(b) == "RecipeBase" for b in n.bases)]
+    classes = [
+        n for n in tree.body if isinstance(n, ast.ClassDef) and any(ast.unparse(b) == "RecipeBase" for b in n.bases)
+    ]
     if len(classes) != 1:
         return [f"{len(classes)} RecipeBase subclasses"]
     methods = {n.name for n in classes[0].body if isinstance(n, ast.FunctionDef)}
-    problems = [f"public `{name}` left" for name in ("__init__", "setup", "train", "save_checkpoint", "cleanup") if name in methods]
+    problems = [
+        f"public `{name}` left"
+        for name in ("__init__", "setup", "train", "save_checkpoint", "cleanup")
+        if name in methods
+    ]
     if any(isinstance(n, ast.If) and "__main__" in ast.unparse(n.test) for n in tree.body):
         problems.append("`__main__` block left")
     (main,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "recipe_main"]
     if [a.arg for a in main.args.args] != ["job_id", "user_id", "cfg", "dataset"]:
         problems.append("recipe_main signature")
     for event in ("log_step", "log_epoch"):
-        calls = [n for n in ast.walk(classes[0]) if isinstance(n, ast.Call) and ast.unparse(n.func) == f"self.job_logger.{event}"]
+        calls = [
+            n
+            for n in ast.walk(classes[0])
+            if isinstance(n, ast.Call) and ast.unparse(n.func) == f"self.job_logger.{event}"
+        ]
         if len(calls) != 1:
             problems.append(f"{len(calls)} {event} calls")
     return problems

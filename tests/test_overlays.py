@@ -122,7 +122,9 @@ def test_overlay_round_trip_apply_conflict_resolve(project):
     plain = porter(project, "convert", "--no-overlays")
     assert plain.returncode == 0, plain.stderr
     assert "upstream's new words" in generated.read_text()
-    replace_in(generated, '"""The loop, upstream\'s new words."""', '"""The loop, upstream\'s new words (our tuning)."""')
+    replace_in(
+        generated, '"""The loop, upstream\'s new words."""', '"""The loop, upstream\'s new words (our tuning)."""'
+    )
     assert porter(project, "overlay", "sft_recipe").returncode == 0
     again = porter(project, "convert")
     assert again.returncode == 0 and "0 converted, 1 unchanged" in again.stderr

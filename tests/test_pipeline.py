@@ -76,11 +76,16 @@ def test_a_missing_anchor_is_one_problem_naming_every_rule_that_needs_it():
     source = recipe(train().replace("range(self.epochs_run, self.total_epochs)", "range(3)"))
     reason = failure(source)
     assert reason.count("expected one epoch loop") == 1
-    assert re.fullmatch(r"line \d+: P004, P005, P006 expected one epoch loop `for <epoch> in range\(self.epochs_run, self.total_epochs\)` in `train` or the methods it calls, found 0", reason)
+    assert re.fullmatch(
+        r"line \d+: P004, P005, P006 expected one epoch loop `for <epoch> in range\(self.epochs_run, self.total_epochs\)` in `train` or the methods it calls, found 0",
+        reason,
+    )
 
 
 def test_every_problem_is_listed_each_with_its_line():
-    source = recipe(train().replace("        self.epochs_run += 1\n", "")).replace("if isinstance(cfg_dataset, ListConfig):", "if cfg_dataset is None:")
+    source = recipe(train().replace("        self.epochs_run += 1\n", "")).replace(
+        "if isinstance(cfg_dataset, ListConfig):", "if cfg_dataset is None:"
+    )
     problems = failure(source).split("; ")
     assert [re.sub(r"^line \d+: ", "", p).split(" ")[0] for p in problems] == ["P008", "P004,"]
     assert all(re.match(r"line \d+: P00", p) for p in problems)
@@ -115,18 +120,62 @@ COUNT = "            self.epochs_run += 1\n"
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda s: s + "\n\nclass Other(FTRecipeInterface):\n    pass\n", "P001, P002, P004, P005, P006, P008 expected one FTRecipeInterface subclass, found 2 (TinyRecipe, Other)"),
-        (lambda s: s.replace("    def train(self)", "    def fit(self)"), "P004, P005, P006 class TinyRecipe has no `train` method"),
-        (lambda s: s.replace("range(self.epochs_run, self.total_epochs)", "range(3)"), "P004, P005, P006 expected one epoch loop"),
-        (lambda s: s.replace(COUNT, ""), "P004, P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 0"),
-        (lambda s: s.replace(COUNT, COUNT + COUNT), "P004, P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 2"),
-        (lambda s: s.replace("self.global_step % self._log_every_n_steps == 0", "self.global_step > 0").replace(LOG_CALL, LOG_CALL + LOG_CALL), "P006 expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one `self._metric_logger.log_dict(..., step=self.<counter>)` in the step loop, logging every step) in the epoch loop or the methods it calls, found 0 blocks and 2 calls outside one"),
-        (lambda s: s.replace("                running_loss = 0\n", "                if self.global_step % self._log_every_n_steps == 0:\n                    pass\n                running_loss = 0\n"), "P006 expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one `self._metric_logger.log_dict(..., step=self.<counter>)` in the step loop, logging every step) in the epoch loop or the methods it calls, found 2 blocks and 0 calls outside one"),
-        (lambda s: s.replace(LOG_CALL, "                    pass\n"), "P006 expected one `self._metric_logger.log_dict(...)` or `self.log_metrics(...)` call in the step-logging block, found 0"),
-        (lambda s: s.replace(LOG_CALL, LOG_CALL + LOG_CALL), "P006 expected one `self._metric_logger.log_dict(...)` or `self.log_metrics(...)` call in the step-logging block, found 2"),
-        (lambda s: s.replace("if isinstance(cfg_dataset, ListConfig):", "if cfg_dataset is None:"), "P008 expected, directly in `_setup_data`, one `if isinstance(<dataset config>, ListConfig):`"),
-        (lambda s: s.replace("        return DataLoader(", "        if isinstance(cfg_dataset, ListConfig):\n            pass\n        return DataLoader("), "P008 expected, directly in `_setup_data`, one `if isinstance(<dataset config>, ListConfig):`, or one `ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a `datasets` and a `weights` dict (a mix), found 2 ListConfig branches"),
-        (lambda s: s.replace("    recipe.train()\n", ""), "P002 expected one `recipe.train(...)` call in `recipe_main`, found 0"),
+        (
+            lambda s: s + "\n\nclass Other(FTRecipeInterface):\n    pass\n",
+            "P001, P002, P004, P005, P006, P008 expected one FTRecipeInterface subclass, found 2 (TinyRecipe, Other)",
+        ),
+        (
+            lambda s: s.replace("    def train(self)", "    def fit(self)"),
+            "P004, P005, P006 class TinyRecipe has no `train` method",
+        ),
+        (
+            lambda s: s.replace("range(self.epochs_run, self.total_epochs)", "range(3)"),
+            "P004, P005, P006 expected one epoch loop",
+        ),
+        (
+            lambda s: s.replace(COUNT, ""),
+            "P004, P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 0",
+        ),
+        (
+            lambda s: s.replace(COUNT, COUNT + COUNT),
+            "P004, P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 2",
+        ),
+        (
+            lambda s: s.replace("self.global_step % self._log_every_n_steps == 0", "self.global_step > 0").replace(
+                LOG_CALL, LOG_CALL + LOG_CALL
+            ),
+            "P006 expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one `self._metric_logger.log_dict(..., step=self.<counter>)` in the step loop, logging every step) in the epoch loop or the methods it calls, found 0 blocks and 2 calls outside one",
+        ),
+        (
+            lambda s: s.replace(
+                "                running_loss = 0\n",
+                "                if self.global_step % self._log_every_n_steps == 0:\n                    pass\n                running_loss = 0\n",
+            ),
+            "P006 expected one step-logging block `if self.global_step % self._log_every_n_steps == 0:` (or one `self._metric_logger.log_dict(..., step=self.<counter>)` in the step loop, logging every step) in the epoch loop or the methods it calls, found 2 blocks and 0 calls outside one",
+        ),
+        (
+            lambda s: s.replace(LOG_CALL, "                    pass\n"),
+            "P006 expected one `self._metric_logger.log_dict(...)` or `self.log_metrics(...)` call in the step-logging block, found 0",
+        ),
+        (
+            lambda s: s.replace(LOG_CALL, LOG_CALL + LOG_CALL),
+            "P006 expected one `self._metric_logger.log_dict(...)` or `self.log_metrics(...)` call in the step-logging block, found 2",
+        ),
+        (
+            lambda s: s.replace("if isinstance(cfg_dataset, ListConfig):", "if cfg_dataset is None:"),
+            "P008 expected, directly in `_setup_data`, one `if isinstance(<dataset config>, ListConfig):`",
+        ),
+        (
+            lambda s: s.replace(
+                "        return DataLoader(",
+                "        if isinstance(cfg_dataset, ListConfig):\n            pass\n        return DataLoader(",
+            ),
+            "P008 expected, directly in `_setup_data`, one `if isinstance(<dataset config>, ListConfig):`, or one `ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a `datasets` and a `weights` dict (a mix), found 2 ListConfig branches",
+        ),
+        (
+            lambda s: s.replace("    recipe.train()\n", ""),
+            "P002 expected one `recipe.train(...)` call in `recipe_main`, found 0",
+        ),
         (lambda s: s + '\nif __name__ == "__main__":\n    pass\n', "P003 found more than one `__main__` block"),
     ],
     ids=lambda value: value if isinstance(value, str) else "",

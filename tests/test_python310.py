@@ -16,10 +16,12 @@ import pytest
 from conftest import CACHE, FIXTURES, REPO
 
 
-
 def _find_python310():
     """A Python 3.10 that runs: a pyenv shim on PATH may exist yet refuse to start."""
-    candidates = [shutil.which("python3.10"), *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10")))]
+    candidates = [
+        shutil.which("python3.10"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python3.10"))),
+    ]
     for candidate in filter(None, candidates):
         try:
             version = subprocess.run([candidate, "--version"], capture_output=True, text=True, timeout=30)
@@ -53,14 +55,19 @@ def python310():
         partial.rename(venv)
     # porter itself from this checkout (editable, so it tests the code as it is now),
     # without its heavy runtime dependencies.
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(REPO)], check=True, timeout=600)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(REPO)], check=True, timeout=600
+    )
     return python
 
 
 def porter310(python, *args, cwd):
     return subprocess.run(
         [str(python), "-m", "porter", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PORTER_CACHE_DIR": str(cwd / "cache")},
     )
 
@@ -72,7 +79,9 @@ def test_the_converter_runs_on_python_3_10_and_writes_what_3_11_writes(python310
     old = porter310(python310, "convert", cwd=project)
     assert old.returncode == 0, old.stderr
     assert "Python 3.10" in subprocess.run([str(python310), "--version"], capture_output=True, text=True).stdout
-    new = subprocess.run([sys.executable, "-m", "porter", "convert", "-o", "out311"], cwd=project, capture_output=True, text=True)
+    new = subprocess.run(
+        [sys.executable, "-m", "porter", "convert", "-o", "out311"], cwd=project, capture_output=True, text=True
+    )
     assert new.returncode == 0, new.stderr
     names = sorted(p.name for p in (project / "out").iterdir())
     assert names == sorted(p.name for p in (project / "out311").iterdir()) and len(names) == 6

@@ -39,7 +39,9 @@ class S3:
     def filesystem(self):
         import s3fs
 
-        return s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=self.env["FSSPEC_S3_ENDPOINT_URL"], skip_instance_cache=True)
+        return s3fs.S3FileSystem(
+            key="testing", secret="testing", endpoint_url=self.env["FSSPEC_S3_ENDPOINT_URL"], skip_instance_cache=True
+        )
 
     def stop(self) -> None:
         self.server.stop()
@@ -63,11 +65,26 @@ def remote_runs(s3, demo, generated, tmp_path_factory):
     """`porter run` with an S3 output root and a staging folder of the test's."""
     staging = tmp_path_factory.mktemp("staging")
 
-    def run(job_id: str, *args: str, server: S3 = s3, recipe: str = "full_finetune_single_device", timeout: float = 300):
+    def run(
+        job_id: str, *args: str, server: S3 = s3, recipe: str = "full_finetune_single_device", timeout: float = 300
+    ):
         done = run_porter(
-            "run", recipe, "--config", demo.config(recipe), "--job-id", job_id, "--user-id", "tester",
-            "--output-root", "s3://runs/jobs", "--recipes-dir", generated, "--no-console", *args,
-            env={**JOB_ENV, **server.env, "PORTER_STAGING_DIR": str(staging)}, timeout=timeout,
+            "run",
+            recipe,
+            "--config",
+            demo.config(recipe),
+            "--job-id",
+            job_id,
+            "--user-id",
+            "tester",
+            "--output-root",
+            "s3://runs/jobs",
+            "--recipes-dir",
+            generated,
+            "--no-console",
+            *args,
+            env={**JOB_ENV, **server.env, "PORTER_STAGING_DIR": str(staging)},
+            timeout=timeout,
         )
         return done
 
@@ -149,7 +166,10 @@ def test_an_unreachable_bucket_mid_job_fails_it_and_keeps_every_file_locally(dem
     "root, message",
     [
         ("foo://bucket/runs", "porter: error: output_root foo://bucket/runs: unknown storage scheme foo://"),
-        ("gs://bucket/runs", "porter: error: output_root gs://bucket/runs: gs:// needs a package that is not installed: "),
+        (
+            "gs://bucket/runs",
+            "porter: error: output_root gs://bucket/runs: gs:// needs a package that is not installed: ",
+        ),
     ],
 )
 def test_an_unknown_scheme_or_a_missing_backend_is_one_line_and_exit_2(root, message, demo, generated, tmp_path):
@@ -162,8 +182,18 @@ def test_an_unknown_scheme_or_a_missing_backend_is_one_line_and_exit_2(root, mes
         else:
             pytest.skip("gcsfs is installed here")
     done = run_porter(
-        "run", "lora_finetune_single_device", "--config", demo.config("lora_finetune_single_device"),
-        "--job-id", "j", "--user-id", "u", "--output-root", root, "--recipes-dir", generated,
+        "run",
+        "lora_finetune_single_device",
+        "--config",
+        demo.config("lora_finetune_single_device"),
+        "--job-id",
+        "j",
+        "--user-id",
+        "u",
+        "--output-root",
+        root,
+        "--recipes-dir",
+        generated,
         env={"PORTER_STAGING_DIR": str(tmp_path / "staging")},
     )
     assert done.returncode == 2

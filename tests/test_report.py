@@ -84,15 +84,52 @@ def test_the_report_renders_in_a_browser_without_the_network(finished_job, chrom
 def test_a_failed_jobs_report_names_the_error_and_plots_every_rank(tmp_path):
     paths = JobPaths(tmp_path / "u" / "j")
     for node in (0, 1):
-        log = JobLogger(job_id="j", user_id="u", workflow="full_finetune_distributed", events_path=paths.events_of(node), node_rank=node, rank=node)
+        log = JobLogger(
+            job_id="j",
+            user_id="u",
+            workflow="full_finetune_distributed",
+            events_path=paths.events_of(node),
+            node_rank=node,
+            rank=node,
+        )
         if node == 0:
-            log.log("job_started", {"recipe": "full_finetune_distributed", "world_size": 2, "dataset": None, "resumed": False, "porter_version": "0", "nnodes": 2})
+            log.log(
+                "job_started",
+                {
+                    "recipe": "full_finetune_distributed",
+                    "world_size": 2,
+                    "dataset": None,
+                    "resumed": False,
+                    "porter_version": "0",
+                    "nnodes": 2,
+                },
+            )
             for n in (1, 2, 3):
-                log.log_step(gpu_rank=0, step_num=n, step_len=6, step_loss=3.0 - n / 10, step_lr=1e-4, step_peak_memory_active=1.5, step_peak_memory_alloc=1.2,
-                             step_peak_memory_reserved=2.0, step_time_elapsed_s=0.3, epoch_num=1, epoch_len=2)
+                log.log_step(
+                    gpu_rank=0,
+                    step_num=n,
+                    step_len=6,
+                    step_loss=3.0 - n / 10,
+                    step_lr=1e-4,
+                    step_peak_memory_active=1.5,
+                    step_peak_memory_alloc=1.2,
+                    step_peak_memory_reserved=2.0,
+                    step_time_elapsed_s=0.3,
+                    epoch_num=1,
+                    epoch_len=2,
+                )
         log.log_epoch(gpu_rank=node, epoch_num=1, epoch_len=2, epoch_time_elapsed_s=5.0 + node)
         if node == 0:
-            log.close("job_failed", {"error_type": "NodeLost", "message": "node 1 was lost", "gpu_rank": None, "node_rank": 1, "traceback_file": None})
+            log.close(
+                "job_failed",
+                {
+                    "error_type": "NodeLost",
+                    "message": "node 1 was lost",
+                    "gpu_rank": None,
+                    "node_rank": 1,
+                    "traceback_file": None,
+                },
+            )
         else:
             log.close()
     html = report_html(read_job_events(paths))
@@ -106,7 +143,16 @@ def test_a_failed_jobs_report_names_the_error_and_plots_every_rank(tmp_path):
 def test_the_report_escapes_what_the_job_logged(tmp_path):
     paths = JobPaths(tmp_path / "u" / "j")
     log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
-    log.log("job_started", {"recipe": "w", "world_size": 1, "dataset": "<script>alert(1)</script>", "resumed": False, "porter_version": "0"})
+    log.log(
+        "job_started",
+        {
+            "recipe": "w",
+            "world_size": 1,
+            "dataset": "<script>alert(1)</script>",
+            "resumed": False,
+            "porter_version": "0",
+        },
+    )
     log.close("job_failed", {"error_type": "ValueError", "message": "<img src=x onerror=alert(1)>"})
     html = report_html(read_job_events(paths))
     assert "<script>alert" not in html and "<img src=x" not in html
@@ -125,7 +171,13 @@ def test_porter_jobs_and_show_on_a_real_job(finished_job):
     listed = CliRunner().invoke(main, ["jobs", "--output-root", str(root), "--format", "json"])
     (row,) = json.loads(listed.output)
     steps = [e["data"] for e in events if e["operation"] == "step"]
-    assert (row["job_id"], row["status"], row["step"], row["epoch"], row["loss"]) == ("reported", "completed", steps[-1]["step_num"], 2, steps[-1]["step_loss"])
+    assert (row["job_id"], row["status"], row["step"], row["epoch"], row["loss"]) == (
+        "reported",
+        "completed",
+        steps[-1]["step_num"],
+        2,
+        steps[-1]["step_loss"],
+    )
     shown = CliRunner().invoke(main, ["show", "reported", "--output-root", str(root)])
     assert shown.exit_code == 0, shown.output
     assert "model      torchtune.models.llama3_2.lora_llama3_2" in shown.output

@@ -21,8 +21,14 @@ def test_markdown_review_has_rules_counts_follow_ups_and_a_folded_diff():
     text = done.stdout
     assert "| `main_recipe.py` | converted | +45 −36 | 0 | 4 |" in text
     assert "Rules applied: P001 recipe-class, P002 recipe-main" in text
-    assert "- [ ] P004 line 100: the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place" in text
-    assert "- [ ] P004 line 115: the final save after the loop (`self.save_checkpoint(...)`), with its timing and log lines, goes" in text
+    assert (
+        "- [ ] P004 line 100: the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place"
+        in text
+    )
+    assert (
+        "- [ ] P004 line 115: the final save after the loop (`self.save_checkpoint(...)`), with its timing and log lines, goes"
+        in text
+    )
     assert "- [ ] P008 line 51: `_setup_data` also builds another set (validation)" in text
     assert "<details><summary>diff: +45 −36</summary>\n\n```diff\n--- upstream/recipes/main_recipe.py\n" in text
     assert text.rstrip().endswith("```\n\n</details>")
@@ -72,7 +78,10 @@ def upgrade(tmp_path):
         # the anchor the step event is inserted after
         ("log_dict(log_dict, step=self.global_step)", "log_dict(log_dict, step=self.global_step + 1)"),
         # a new save, which the runtime may need to own
-        ("    def cleanup(self) -> None:\n", "    def cleanup(self) -> None:\n        self._checkpointer.save_checkpoint({}, epoch=-1)\n"),
+        (
+            "    def cleanup(self) -> None:\n",
+            "    def cleanup(self) -> None:\n        self._checkpointer.save_checkpoint({}, epoch=-1)\n",
+        ),
     ]:
         assert before in text
         text = text.replace(before, after)
@@ -117,7 +126,9 @@ def test_upgrade_from_the_0_5_0_wheel_to_the_installed_torchtune(tmp_path):
     # 0.6.1's full_finetune_distributed saves through a checkpoint client
     section = text[text.index("### `full_finetune_distributed.py`") :]
     section = section[: section.index("<details>")]
-    assert "new checkpoint or logging call `CheckpointClient(...)` in `FullFinetuneRecipeDistributed.__init__`" in section
+    assert (
+        "new checkpoint or logging call `CheckpointClient(...)` in `FullFinetuneRecipeDistributed.__init__`" in section
+    )
     assert "in `FullFinetuneRecipeDistributed.train`) changed code the port rewrites" in section
     assert "| `dev/grpo_full_finetune_distributed.py` | converted |" in text
     assert "- new upstream recipe: review its whole port" in text
@@ -142,7 +153,6 @@ def test_a_file_that_is_no_wheel_exits_2(tmp_path):
     done = run_porter("diff", "--between", "fake.whl", "installed", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == "porter: error: fake.whl: cannot read the wheel: File is not a zip file"
-
 
 
 def test_upgrade_review_applies_the_team_overlay_to_both_sides(upgrade, tmp_path):

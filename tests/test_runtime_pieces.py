@@ -21,8 +21,18 @@ def test_good_ids(good):
 
 @pytest.mark.parametrize(
     "bad, shown",
-    [(".", "'.'"), ("..", "'..'"), ("a/b", "'a/b'"), ("../x", "'../x'"), ("", "''"), ("tab\t", "'tab\\t'"),
-     ("nul\x00", "'nul\\x00'"), ("x" * 129, "(129 characters)"), ("ümlaut", "'ümlaut'"), (7, "7")],
+    [
+        (".", "'.'"),
+        ("..", "'..'"),
+        ("a/b", "'a/b'"),
+        ("../x", "'../x'"),
+        ("", "''"),
+        ("tab\t", "'tab\\t'"),
+        ("nul\x00", "'nul\\x00'"),
+        ("x" * 129, "(129 characters)"),
+        ("ümlaut", "'ümlaut'"),
+        (7, "7"),
+    ],
 )
 def test_bad_ids_are_refused_naming_the_field(bad, shown):
     with pytest.raises(JobError) as error:
@@ -48,7 +58,10 @@ def test_job_folder_is_root_user_job(tmp_path):
         ({"webhook": {"uri": "x"}}, "porter.webhook: must be a mapping with a url"),
         ({"sinks": [{"topic": "x"}]}, "porter.sinks[0]: must be a mapping with a _component_"),
         ({"file_mode": "rw-r-----"}, "porter.file_mode: must be a permission mode like \"0640\", got 'rw-r-----'"),
-        ({"dir_mode": 640}, "porter.dir_mode: must be a permission mode like \"0640\", got 640"),  # decimal 640: write "0640"
+        (
+            {"dir_mode": 640},
+            'porter.dir_mode: must be a permission mode like "0640", got 640',
+        ),  # decimal 640: write "0640"
         ({"file_mode": "0440"}, "porter.file_mode/dir_mode: the owner must keep reading and writing (0440, 0700)"),
     ],
 )
@@ -104,14 +117,29 @@ def test_resume_points_a_full_checkpointer_at_the_last_weights(tmp_path):
     paths = JobPaths(tmp_path)
     folder = paths.checkpoints / "epoch_0"
     folder.mkdir(parents=True)
-    for name in ("recipe_state.pt", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "config.json"):
+    for name in (
+        "recipe_state.pt",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "config.json",
+    ):
         (folder / name).write_text("")
     resumed = resume_config(OmegaConf.create({"checkpointer": {}}), paths, [weights_event("intermediate", 0)])
     assert list(resumed.checkpointer.checkpoint_files) == [
-        "epoch_0/model-00001-of-00002.safetensors", "epoch_0/model-00002-of-00002.safetensors"]
+        "epoch_0/model-00001-of-00002.safetensors",
+        "epoch_0/model-00002-of-00002.safetensors",
+    ]
 
 
-DCP_SAVE = {"operation": "weights", "data": {"kind": "intermediate", "epoch": 0, "step": 8, "files": ["checkpoints/epoch_0/__0_0.distcp", "checkpoints/epoch_0/.metadata"]}}
+DCP_SAVE = {
+    "operation": "weights",
+    "data": {
+        "kind": "intermediate",
+        "epoch": 0,
+        "step": 8,
+        "files": ["checkpoints/epoch_0/__0_0.distcp", "checkpoints/epoch_0/.metadata"],
+    },
+}
 
 
 @pytest.mark.parametrize(
@@ -120,7 +148,10 @@ DCP_SAVE = {"operation": "weights", "data": {"kind": "intermediate", "epoch": 0,
         ([], "has no saved checkpoint to resume from"),
         ([weights_event("final", 1)], "already finished"),
         # torchtune main's step saves (full_tensors=False): refused in one line
-        ([weights_event("intermediate", 0), DCP_SAVE], r"the last save of job .* \(step 8\) is a distributed checkpoint \(torch.distributed.checkpoint"),
+        (
+            [weights_event("intermediate", 0), DCP_SAVE],
+            r"the last save of job .* \(step 8\) is a distributed checkpoint \(torch.distributed.checkpoint",
+        ),
     ],
 )
 def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path, events, message):
@@ -197,7 +228,11 @@ def test_saves_follow_the_policy_and_the_signature(tmp_path):
     job.logger.close()
     weights = [e["data"] for e in read_events(job.paths.events) if e["operation"] == "weights"]
     assert [(w["kind"], w["step"], w["resumable"]) for w in weights] == [
-        ("intermediate", 3, True), ("intermediate", 4, True), ("intermediate", 6, True), ("final", 6, False)]
+        ("intermediate", 3, True),
+        ("intermediate", 4, True),
+        ("intermediate", 6, True),
+        ("final", 6, False),
+    ]
     assert weights[1]["files"] == ["checkpoints/epoch_1/model.safetensors", "checkpoints/epoch_1/recipe_state.pt"]
     assert (job.paths.checkpoints / "epoch_1" / "recipe_state.pt").read_text() == "state"
 
@@ -235,7 +270,12 @@ class Loader(RecipeBase):
 @pytest.mark.parametrize(
     "records, batch_size, epochs, message",
     [
-        (3, 4, 1, "the dataset makes no optimizer step in an epoch: 3 records, batch size 4 per process, drop_last=True"),
+        (
+            3,
+            4,
+            1,
+            "the dataset makes no optimizer step in an epoch: 3 records, batch size 4 per process, drop_last=True",
+        ),
         (8, 4, 0, "the run finished with zero optimizer steps: 8 records, batch size 4 per process, drop_last=True"),
     ],
 )
@@ -285,7 +325,9 @@ def test_a_torchao_extension_that_did_not_load_is_named_in_one_line(monkeypatch)
     problem = torchao_extension_problem()
     assert problem is not None and "\n" not in problem
     assert problem.startswith("torchao ") and "C++ extension did not load under torch" in problem
-    assert "undefined symbol" in problem and problem.endswith("its custom kernels (low-bit and quantized ops) are unavailable")
+    assert "undefined symbol" in problem and problem.endswith(
+        "its custom kernels (low-bit and quantized ops) are unavailable"
+    )
 
 
 def test_torchao_is_a_problem_exactly_when_its_extension_is_not_loaded():

@@ -10,10 +10,16 @@ CONFIG = OmegaConf.create(
     {
         "metric_logger": {"_component_": "x.WandBLogger", "api_key": "wandb-key-123", "project": "p"},
         "extra": {"hf_token": "hf_abcdef", "HF_TOKEN_FILE": None},
-        "porter": {"webhook": {"url": "https://h/e", "headers": {"Authorization": "Bearer tok-987654", "X-Team": "ml-7"}}},
+        "porter": {
+            "webhook": {"url": "https://h/e", "headers": {"Authorization": "Bearer tok-987654", "X-Team": "ml-7"}}
+        },
         "db": {"Password": "hunter22", "user": "me"},
         "lr": 1e-3,
-        "tokenizer": {"_component_": "torchtune.models.llama3.llama3_tokenizer", "path": "/models/tokenizer.model", "max_seq_len": 512},
+        "tokenizer": {
+            "_component_": "torchtune.models.llama3.llama3_tokenizer",
+            "path": "/models/tokenizer.model",
+            "max_seq_len": 512,
+        },
         "generation": {"max_tokens": 128, "apiKey": "camel-key-42", "HF_TOKEN": "upper-token-77"},
         "servers": [{"client_secret": "shh-secret", "name": "a"}],
     }

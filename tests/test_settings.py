@@ -85,11 +85,26 @@ def test_overlays_come_from_the_settings_folder(project):
 @pytest.mark.parametrize(
     "table, message",
     [
-        ('sourc = ["recipes"]', "pyproject.toml: [tool.porter] sourc: unknown setting (known: contract, output, overlays, runtime_module, skip_rules, source)"),
-        ('skip_rules = ["P999"]', "pyproject.toml: [tool.porter] skip_rules: 'P999' is not a rule id (P001, P002, P003, P004, P005, P006, P008)"),
-        ('skip_rules = ["P009"]', "pyproject.toml: [tool.porter] skip_rules: 'P009' is not a rule id any more: P009 imports is no rule any more: each rule adds the imports it needs"),
-        ('skip_rules = ["P001"]', "pyproject.toml: [tool.porter] skip_rules: P001: P002 recipe-main needs P001 recipe-class: run_recipe builds RecipeBase subclasses only; skip "),
-        ('runtime_module = "a-b"', "pyproject.toml: [tool.porter] runtime_module: 'a-b' is not a module path like my_platform.runtime"),
+        (
+            'sourc = ["recipes"]',
+            "pyproject.toml: [tool.porter] sourc: unknown setting (known: contract, output, overlays, runtime_module, skip_rules, source)",
+        ),
+        (
+            'skip_rules = ["P999"]',
+            "pyproject.toml: [tool.porter] skip_rules: 'P999' is not a rule id (P001, P002, P003, P004, P005, P006, P008)",
+        ),
+        (
+            'skip_rules = ["P009"]',
+            "pyproject.toml: [tool.porter] skip_rules: 'P009' is not a rule id any more: P009 imports is no rule any more: each rule adds the imports it needs",
+        ),
+        (
+            'skip_rules = ["P001"]',
+            "pyproject.toml: [tool.porter] skip_rules: P001: P002 recipe-main needs P001 recipe-class: run_recipe builds RecipeBase subclasses only; skip ",
+        ),
+        (
+            'runtime_module = "a-b"',
+            "pyproject.toml: [tool.porter] runtime_module: 'a-b' is not a module path like my_platform.runtime",
+        ),
         ("source = 3", "pyproject.toml: [tool.porter] source: expected a list of strings"),
         ("output = 3", "pyproject.toml: [tool.porter] output: expected a folder path"),
         ("source = [", "pyproject.toml: cannot read settings: "),
@@ -108,7 +123,10 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(table, message, command, 
     "flag, message",
     [
         (["--skip-rule", "P999"], "--skip-rule: 'P999' is not a rule id"),
-        (["--skip-rule", "P003"], "--skip-rule: P003: P002 recipe-main needs P003 main-block: the `__main__` block would call recipe_main without the job's arguments"),
+        (
+            ["--skip-rule", "P003"],
+            "--skip-rule: P003: P002 recipe-main needs P003 main-block: the `__main__` block would call recipe_main without the job's arguments",
+        ),
         (["--runtime-module", "not a module"], "--runtime-module: 'not a module' is not a module path"),
     ],
 )

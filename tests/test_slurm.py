@@ -44,10 +44,17 @@ class Jobs:
         self.cluster, self.script, self.root, self.demo = cluster, script, root, demo
         root.mkdir(parents=True, exist_ok=True)
 
-    def submit(self, job_id: str, *sbatch_options: str, overrides: str = "", recipe: str = "full_finetune_distributed") -> str:
+    def submit(
+        self, job_id: str, *sbatch_options: str, overrides: str = "", recipe: str = "full_finetune_distributed"
+    ) -> str:
         exports = {
-            "RECIPE": recipe, "CONFIG": str(self.demo.config(recipe)), "JOB_ID": job_id, "USER_ID": "slurm-user",
-            "OUTPUT_ROOT": str(self.root), "OVERRIDES": overrides, **JOB_ENV,
+            "RECIPE": recipe,
+            "CONFIG": str(self.demo.config(recipe)),
+            "JOB_ID": job_id,
+            "USER_ID": "slurm-user",
+            "OUTPUT_ROOT": str(self.root),
+            "OVERRIDES": overrides,
+            **JOB_ENV,
         }
         os.environ.update(exports)  # sbatch --export=ALL takes the submitter's environment
         self.cluster.env.update(exports)
@@ -82,7 +89,9 @@ def operations(events):
 
 def test_the_readme_script_runs_a_two_node_job_to_its_end(jobs):
     slurm_id = jobs.submit("two-nodes")
-    assert jobs.cluster.wait_job(slurm_id, ENDED, timeout=240) == "COMPLETED", (jobs.root / f"slurm-{slurm_id}.out").read_text()[-3000:]
+    assert jobs.cluster.wait_job(slurm_id, ENDED, timeout=240) == "COMPLETED", (
+        jobs.root / f"slurm-{slurm_id}.out"
+    ).read_text()[-3000:]
     events = jobs.events("two-nodes")
     ops = operations(events)
     assert ops.count("job_started") == 1 and ops.count("job_completed") == 1 and ops[-1] == "job_completed"
@@ -99,7 +108,9 @@ def test_the_readme_script_runs_a_two_node_job_to_its_end(jobs):
 
 def test_four_jobs_submitted_at_once_queue_and_all_complete(jobs):
     # One whole node each, as a GPU job takes it: the two nodes run two at a time.
-    ids = {f"queued-{n}": jobs.submit(f"queued-{n}", "--nodes=1", "--exclusive", overrides="epochs=1") for n in range(4)}
+    ids = {
+        f"queued-{n}": jobs.submit(f"queued-{n}", "--nodes=1", "--exclusive", overrides="epochs=1") for n in range(4)
+    }
     for job_id, slurm_id in ids.items():
         assert jobs.cluster.wait_job(slurm_id, ENDED, timeout=300) == "COMPLETED", job_id
     spans = []
@@ -128,7 +139,10 @@ def test_scancel_cancels_the_job_on_every_node_with_nothing_half_written(jobs):
     assert operations(events).count("job_cancelled") == 1 and operations(events)[-1] == "job_cancelled"
     folder = jobs.root / "slurm-user" / "cancelled"
     assert not [p for p in folder.rglob("*") if p.name.endswith((".partial", ".tmp"))]
-    states = {json.loads(p.read_text())["node_rank"]: json.loads(p.read_text())["state"] for p in (folder / "nodes").glob("node-*.json")}
+    states = {
+        json.loads(p.read_text())["node_rank"]: json.loads(p.read_text())["state"]
+        for p in (folder / "nodes").glob("node-*.json")
+    }
     assert set(states) == {0, 1} and "running" not in states.values()
 
 
@@ -154,7 +168,11 @@ def test_a_requeued_job_resumes_by_itself_and_logs_each_step_once(jobs):
 
 
 def test_a_job_at_its_time_limit_ends_cancelled_saying_so_and_a_resubmission_continues_it(jobs):
-    slurm_id = jobs.submit("time-limited", "--signal=TERM@90", overrides="epochs=3 metric_logger._component_=faults.SlowLogger metric_logger.delay_s=1.5")
+    slurm_id = jobs.submit(
+        "time-limited",
+        "--signal=TERM@90",
+        overrides="epochs=3 metric_logger._component_=faults.SlowLogger metric_logger.delay_s=1.5",
+    )
     jobs.wait_for("time-limited", "weights", timeout=180)  # epoch 1 is saved
     # The limit comes within the signal's 90 s: Slurm warns at its next check.
     elapsed = jobs.cluster.run("squeue", "-h", "-j", slurm_id, "-o", "%M").strip()
@@ -207,7 +225,11 @@ def test_a_node_lost_mid_job_fails_it_naming_the_node_and_leaves_no_process(jobs
     os.killpg(os.getpgid(state["pid"]), signal.SIGKILL)  # node 1's task, as its host going down would
     jobs.cluster.wait_job(slurm_id, ENDED, timeout=180)
     (failed,) = [e["data"] for e in jobs.events("lost-node") if e["operation"] == "job_failed"]
-    assert failed["error_type"] == "NodeLost" and failed["node_rank"] == 1 and failed["message"].startswith("node 1 was lost")
+    assert (
+        failed["error_type"] == "NodeLost"
+        and failed["node_rank"] == 1
+        and failed["message"].startswith("node 1 was lost")
+    )
     assert jobs.cluster.run("squeue", "-h").strip() == ""
     deadline = time.monotonic() + 30
     while python_processes_of(jobs.root) and time.monotonic() < deadline:

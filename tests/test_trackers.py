@@ -20,14 +20,39 @@ def event(operation: str, data: dict) -> dict:
 
 def job_events(end: str = "job_completed", end_data: dict = None) -> list:
     steps = [
-        event("step", {**{name: None for name in STEP_FIELDS}, "gpu_rank": 0, "step_num": n, "step_len": 3, "step_loss": 3.0 - n / 10,
-                       "step_lr": 1e-3, "step_time_elapsed_s": 0.2, "epoch_num": 1, "epoch_len": 1, "step_tokens_per_s": 900.0})
+        event(
+            "step",
+            {
+                **{name: None for name in STEP_FIELDS},
+                "gpu_rank": 0,
+                "step_num": n,
+                "step_len": 3,
+                "step_loss": 3.0 - n / 10,
+                "step_lr": 1e-3,
+                "step_time_elapsed_s": 0.2,
+                "epoch_num": 1,
+                "epoch_len": 1,
+                "step_tokens_per_s": 900.0,
+            },
+        )
         for n in (1, 2, 3)
     ]
-    return [event("job_started", {"recipe": "lora_finetune_single_device"}), *steps,
-            event("epoch", {"gpu_rank": 0, "epoch_num": 1, "epoch_len": 1, "epoch_time_elapsed_s": 2.0}),
-            event("weights", {"kind": "final", "files": ["checkpoints/epoch_0/model.safetensors"], "epoch": 0, "step": 3, "resumable": False}),
-            event(end, {"dropped_events": {}, **(end_data or {})})]
+    return [
+        event("job_started", {"recipe": "lora_finetune_single_device"}),
+        *steps,
+        event("epoch", {"gpu_rank": 0, "epoch_num": 1, "epoch_len": 1, "epoch_time_elapsed_s": 2.0}),
+        event(
+            "weights",
+            {
+                "kind": "final",
+                "files": ["checkpoints/epoch_0/model.safetensors"],
+                "epoch": 0,
+                "step": 3,
+                "resumable": False,
+            },
+        ),
+        event(end, {"dropped_events": {}, **(end_data or {})}),
+    ]
 
 
 def tensorboard_run(folder):
@@ -35,8 +60,16 @@ def tensorboard_run(folder):
 
     run = EventAccumulator(str(folder), size_guidance={"tensors": 0})
     run.Reload()
-    texts = {tag.rsplit("/text_summary", 1)[0]: run.Tensors(tag)[-1].tensor_proto.string_val[0].decode() for tag in run.Tags()["tensors"] if tag.endswith("/text_summary")}
-    scalars = {tag: [(e.step, round(float(e.tensor_proto.float_val[0]), 6)) for e in run.Tensors(tag)] for tag in run.Tags()["tensors"] if not tag.endswith("/text_summary")}
+    texts = {
+        tag.rsplit("/text_summary", 1)[0]: run.Tensors(tag)[-1].tensor_proto.string_val[0].decode()
+        for tag in run.Tags()["tensors"]
+        if tag.endswith("/text_summary")
+    }
+    scalars = {
+        tag: [(e.step, round(float(e.tensor_proto.float_val[0]), 6)) for e in run.Tensors(tag)]
+        for tag in run.Tags()["tensors"]
+        if not tag.endswith("/text_summary")
+    }
     return texts, scalars
 
 
@@ -44,7 +77,11 @@ def tensorboard_run(folder):
     "component, given, expected",
     [
         ("WandBLogger", {"project": "p"}, {"project": "p", "name": "alice/j1", "tags": ["job_id:j1", "user_id:alice"]}),
-        ("WandBLogger", {"name": "mine", "tags": ["team"]}, {"name": "mine", "tags": ["team", "job_id:j1", "user_id:alice"]}),
+        (
+            "WandBLogger",
+            {"name": "mine", "tags": ["team"]},
+            {"name": "mine", "tags": ["team", "job_id:j1", "user_id:alice"]},
+        ),
         ("CometLogger", {}, {"experiment_name": "alice/j1", "tags": ["job_id:j1", "user_id:alice"]}),
         ("MLFlowLogger", {"run_name": None}, {"run_name": "alice/j1"}),
         ("DiskLogger", {"log_dir": "x"}, {"log_dir": "x"}),
@@ -53,7 +90,10 @@ def tensorboard_run(folder):
 def test_the_recipes_tracker_run_is_named_and_tagged_after_the_job(component, given, expected):
     section = OmegaConf.create({"_component_": f"torchtune.training.metric_logging.{component}", **given})
     name_runs(section, "j1", "alice")
-    assert OmegaConf.to_container(section) == {"_component_": f"torchtune.training.metric_logging.{component}", **expected}
+    assert OmegaConf.to_container(section) == {
+        "_component_": f"torchtune.training.metric_logging.{component}",
+        **expected,
+    }
 
 
 def test_tracker_sink_writes_tensorboard_scalars_and_the_jobs_notes(tmp_path):
@@ -61,8 +101,14 @@ def test_tracker_sink_writes_tensorboard_scalars_and_the_jobs_notes(tmp_path):
     sink.emit(job_events("job_failed", {"error_type": "RuntimeError", "message": "boom"}))
     sink.close()
     texts, scalars = tensorboard_run(tmp_path / "tb")
-    assert texts == {"porter/job_id": "j1", "porter/user_id": "alice", "porter/recipe": "lora_finetune_single_device",
-                     "porter/status": "failed", "porter/last_weights": "checkpoints/epoch_0/model.safetensors", "porter/error": "RuntimeError: boom"}
+    assert texts == {
+        "porter/job_id": "j1",
+        "porter/user_id": "alice",
+        "porter/recipe": "lora_finetune_single_device",
+        "porter/status": "failed",
+        "porter/last_weights": "checkpoints/epoch_0/model.safetensors",
+        "porter/error": "RuntimeError: boom",
+    }
     assert scalars["porter/loss"] == [(1, 2.9), (2, 2.8), (3, 2.7)]
     assert scalars["porter/tokens_per_s"] == [(1, 900.0), (2, 900.0), (3, 900.0)]
     assert scalars["porter/epoch_time_s"] == [(1, 2.0)] and scalars["porter/job_failed"] == [(3, 1.0)]
@@ -74,16 +120,28 @@ def test_tracker_sink_makes_one_mlflow_run_per_job_in_a_file_store(tmp_path, mon
     from mlflow.tracking import MlflowClient
 
     uri = (tmp_path / "mlruns").as_uri()
-    sink = TrackerSink({"_component_": "torchtune.training.metric_logging.MLFlowLogger", "tracking_uri": uri, "experiment_name": "fine-tunes"})
+    sink = TrackerSink(
+        {
+            "_component_": "torchtune.training.metric_logging.MLFlowLogger",
+            "tracking_uri": uri,
+            "experiment_name": "fine-tunes",
+        }
+    )
     sink.emit(job_events())
     sink.close()
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("fine-tunes").experiment_id])
     assert (run.info.run_name, run.info.status) == ("alice/j1", "FINISHED")
     assert {k: v for k, v in run.data.tags.items() if k.startswith("porter.")} == {
-        "porter.job_id": "j1", "porter.user_id": "alice", "porter.recipe": "lora_finetune_single_device", "porter.status": "completed",
-        "porter.last_weights": "checkpoints/epoch_0/model.safetensors"}
-    assert [m.value for m in client.get_metric_history(run.info.run_id, "porter/loss")] == pytest.approx([2.9, 2.8, 2.7])
+        "porter.job_id": "j1",
+        "porter.user_id": "alice",
+        "porter.recipe": "lora_finetune_single_device",
+        "porter.status": "completed",
+        "porter.last_weights": "checkpoints/epoch_0/model.safetensors",
+    }
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "porter/loss")] == pytest.approx(
+        [2.9, 2.8, 2.7]
+    )
 
 
 def test_tracker_sink_needs_a_metric_logger_config():
@@ -95,8 +153,14 @@ def test_under_porter_run_both_the_recipes_run_and_the_sinks_carry_the_job(demo,
     config = OmegaConf.load(demo.config("lora_finetune_single_device"))
     config.epochs = 1
     config.metric_logger = {"_component_": TENSORBOARD, "log_dir": "ignored: porter puts it in the job folder"}
-    config.porter = {"sinks": [{"_component_": "runtime.trackers.TrackerSink",
-                                "metric_logger": {"_component_": TENSORBOARD, "log_dir": str(tmp_path / "tb"), "organize_logs": False}}]}
+    config.porter = {
+        "sinks": [
+            {
+                "_component_": "runtime.trackers.TrackerSink",
+                "metric_logger": {"_component_": TENSORBOARD, "log_dir": str(tmp_path / "tb"), "organize_logs": False},
+            }
+        ]
+    }
     path = tmp_path / "config.yaml"
     OmegaConf.save(config, path)
     runs = job_runner(demo, generated, tmp_path / "runs")

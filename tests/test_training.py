@@ -19,7 +19,19 @@ from conftest import JOB_ENV, job_runner, REPO
 
 pytestmark = pytest.mark.slow
 
-EVENT_KEYS = {"event_id", "seq", "schema_version", "job_id", "user_id", "create_ts", "workflow", "node_rank", "gpu_rank", "operation", "data"}
+EVENT_KEYS = {
+    "event_id",
+    "seq",
+    "schema_version",
+    "job_id",
+    "user_id",
+    "create_ts",
+    "workflow",
+    "node_rank",
+    "gpu_rank",
+    "operation",
+    "data",
+}
 STEPS = 20  # 2 epochs x max_steps_per_epoch 10, logging every step
 
 
@@ -126,12 +138,17 @@ def test_final_weights_load_back_into_the_model(which, request, demo, runs, tmp_
     from safetensors.torch import load_file
 
     base = load_file(str(demo.model / "model.safetensors"))
-    assert not torch.equal(base["model.layers.0.self_attn.q_proj.weight"], load_file(str(job / shards[0]))["model.layers.0.self_attn.q_proj.weight"])
+    assert not torch.equal(
+        base["model.layers.0.self_attn.q_proj.weight"],
+        load_file(str(job / shards[0]))["model.layers.0.self_attn.q_proj.weight"],
+    )
 
 
 def test_loss_parity_with_upstream_full_finetune(full_run, demo, tmp_path):
     done, events = full_run
-    theirs = upstream_losses("full_finetune_single_device", demo.config("full_finetune_single_device"), tmp_path / "upstream")
+    theirs = upstream_losses(
+        "full_finetune_single_device", demo.config("full_finetune_single_device"), tmp_path / "upstream"
+    )
     assert_same_losses(losses(events), theirs)
 
 
@@ -148,7 +165,9 @@ def adapter_only_lora_run(runs):
 def test_loss_parity_with_upstream_lora(adapter_only_lora_run, demo, tmp_path):
     done, events = adapter_only_lora_run
     assert done.returncode == 0, done.stderr[-3000:]
-    theirs = upstream_losses("lora_finetune_single_device", demo.config("lora_finetune_single_device"), tmp_path / "upstream", ADAPTER_ONLY)
+    theirs = upstream_losses(
+        "lora_finetune_single_device", demo.config("lora_finetune_single_device"), tmp_path / "upstream", ADAPTER_ONLY
+    )
     assert_same_losses(losses(events), theirs)
 
 
@@ -172,7 +191,11 @@ def test_distributed_recipe_on_two_processes(recipe, runs):
     assert steps(events, rank=1) == []
     epochs = Counter((e["data"]["gpu_rank"], e["data"]["epoch_num"]) for e in events if e["operation"] == "epoch")
     assert epochs == Counter({(0, 1): 1, (1, 1): 1, (0, 2): 1, (1, 2): 1})
-    keys = [(e["operation"], e["data"].get("gpu_rank"), e["data"].get("step_num"), e["data"].get("epoch_num")) for e in events if e["operation"] in ("step", "epoch")]
+    keys = [
+        (e["operation"], e["data"].get("gpu_rank"), e["data"].get("step_num"), e["data"].get("epoch_num"))
+        for e in events
+        if e["operation"] in ("step", "epoch")
+    ]
     assert len(keys) == len(set(keys))
     assert [e["data"]["kind"] for e in events if e["operation"] == "weights"] == ["intermediate", "final", "all"]
 
@@ -192,7 +215,10 @@ def test_exception_at_step_k_fails_the_job_with_every_earlier_event(runs):
     assert [e["data"]["epoch_num"] for e in events if e["operation"] == "epoch"] == [1]
     report = json.loads((runs.root / "tester" / "fault" / failed["traceback_file"]).read_text())
     assert "StepFault: injected fault at step 13" in report["traceback"]
-    assert f"porter: job_failed: StepFault: injected fault at step 13 (traceback: {runs.root}/tester/fault/errors/" in done.stderr
+    assert (
+        f"porter: job_failed: StepFault: injected fault at step 13 (traceback: {runs.root}/tester/fault/errors/"
+        in done.stderr
+    )
 
 
 def test_resume_continues_with_the_uninterrupted_losses(runs, full_run):
@@ -253,14 +279,19 @@ def test_job_dataset_replaces_the_configs(runs, demo):
 @pytest.mark.parametrize(
     "line, message",
     [
-        ('{"messages": [{"role": "user", "content": "hi"}]}', "data.jsonl:2: field 'messages' has no assistant message"),
+        (
+            '{"messages": [{"role": "user", "content": "hi"}]}',
+            "data.jsonl:2: field 'messages' has no assistant message",
+        ),
         ('{"messages": "hello"}', "data.jsonl:2: field 'messages' must be a non-empty list, got str"),
         ("{not json", "data.jsonl:2: malformed JSON"),
     ],
 )
 def test_bad_dataset_fails_before_training_with_its_line(runs, tmp_path, line, message):
     data = tmp_path / "data.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n' + line + "\n")
+    data.write_text(
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n' + line + "\n"
+    )
     done, events = runs("lora_finetune_single_device", "--dataset", str(data), job_id=f"bad-data-{abs(hash(line))}")
     assert done.returncode == 2
     assert message in done.stderr
@@ -277,7 +308,13 @@ def test_bad_ids_are_refused_before_anything_is_written(runs, job_id):
 
 
 def test_job_dataset_honours_packed(runs, demo):
-    done, events = runs("lora_finetune_single_device", "--dataset", str(demo.data / "chat.jsonl"), "dataset.packed=True", job_id="packed")
+    done, events = runs(
+        "lora_finetune_single_device",
+        "--dataset",
+        str(demo.data / "chat.jsonl"),
+        "dataset.packed=True",
+        job_id="packed",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     config = next(e for e in events if e["operation"] == "job_config")["data"]["config"]
     assert config["dataset"]["packed"] is True
@@ -376,8 +413,12 @@ def test_each_family_trains_on_its_kind_of_job_dataset(recipe, data, kind, runs,
 
 def test_a_dataset_mix_recipe_trains_on_the_job_dataset_alone(runs, demo):
     done, events = runs(
-        "dev/lora_finetune_distributed_multi_dataset", "--nproc-per-node", "2",
-        "--dataset", str(demo.data / "chat.jsonl"), job_id="mix-data",
+        "dev/lora_finetune_distributed_multi_dataset",
+        "--nproc-per-node",
+        "2",
+        "--dataset",
+        str(demo.data / "chat.jsonl"),
+        job_id="mix-data",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     config = next(e for e in events if e["operation"] == "job_config")["data"]["config"]
@@ -388,9 +429,21 @@ def test_a_dataset_mix_recipe_trains_on_the_job_dataset_alone(runs, demo):
 @pytest.mark.parametrize(
     "recipe, data, message",
     [
-        ("lora_dpo_single_device", "chat.jsonl", "a chat dataset, but lora_dpo_single_device trains on preference (prompt, chosen, rejected) data"),
-        ("lora_finetune_single_device", "preference.jsonl", "a preference dataset, but lora_finetune_single_device trains on chat (messages) or instruct (instruction, input, output) data"),
-        ("ppo_full_finetune_single_device", "instruct.json", "an instruct dataset, but ppo_full_finetune_single_device trains on prompt (prompt) data"),
+        (
+            "lora_dpo_single_device",
+            "chat.jsonl",
+            "a chat dataset, but lora_dpo_single_device trains on preference (prompt, chosen, rejected) data",
+        ),
+        (
+            "lora_finetune_single_device",
+            "preference.jsonl",
+            "a preference dataset, but lora_finetune_single_device trains on chat (messages) or instruct (instruction, input, output) data",
+        ),
+        (
+            "ppo_full_finetune_single_device",
+            "instruct.json",
+            "an instruct dataset, but ppo_full_finetune_single_device trains on prompt (prompt) data",
+        ),
     ],
 )
 def test_a_dataset_of_the_wrong_kind_is_refused_before_training(recipe, data, message, runs, demo):
@@ -407,7 +460,10 @@ def test_grpo_fails_to_import_exactly_as_upstream_does_on_0_6_1(generated):
     from runtime.launch import load_recipe_module
 
     errors = []
-    for path in (installed_recipes() / "dev" / "grpo_full_finetune_distributed.py", generated / "dev" / "grpo_full_finetune_distributed.py"):
+    for path in (
+        installed_recipes() / "dev" / "grpo_full_finetune_distributed.py",
+        generated / "dev" / "grpo_full_finetune_distributed.py",
+    ):
         with pytest.raises(ModuleNotFoundError) as error:
             load_recipe_module(path)
         errors.append(str(error.value))
@@ -449,7 +505,9 @@ class Collector(__import__("http.server").server.BaseHTTPRequestHandler):
     bodies: list = []
 
     def do_POST(self):
-        Collector.bodies.append(self.rfile.read(int(self.headers["Content-Length"])) + repr(dict(self.headers)).encode())
+        Collector.bodies.append(
+            self.rfile.read(int(self.headers["Content-Length"])) + repr(dict(self.headers)).encode()
+        )
         self.send_response(204)
         self.end_headers()
 
@@ -489,7 +547,11 @@ def test_a_jobs_secrets_leak_nowhere_it_writes_or_sends(secret_run, runs):
     job = runs.root / "tester" / "secrets"
     written = {path: path.read_bytes() for path in job.rglob("*") if path.is_file()}
     assert any(path.name == "torchtune_config.yaml" for path in written) and job / "config.yaml" in written
-    places = {**{str(path): data for path, data in written.items()}, "stdout": done.stdout.encode(), "stderr": done.stderr.encode()}
+    places = {
+        **{str(path): data for path, data in written.items()},
+        "stdout": done.stdout.encode(),
+        "stderr": done.stderr.encode(),
+    }
     places.update({f"webhook body {n}": body.split(b"{'Host'")[0] for n, body in enumerate(Collector.bodies)})
     assert len(Collector.bodies) >= 1
     for name, secret in SECRETS.items():
@@ -520,12 +582,21 @@ def test_a_dataset_that_makes_no_optimizer_step_fails_the_job_with_the_numbers(r
     assert operations(events)[-1] == "job_failed"
     failed = events[-1]["data"]
     assert failed["error_type"] == "DatasetError"
-    assert failed["message"] == "the dataset makes no optimizer step in an epoch: 2 records, batch size 4 per process, drop_last=True"
+    assert (
+        failed["message"]
+        == "the dataset makes no optimizer step in an epoch: 2 records, batch size 4 per process, drop_last=True"
+    )
     assert "step" not in operations(events)
 
 
 def test_keep_last_n_checkpoints_deletes_old_epochs_and_says_so(runs):
-    done, events = runs("full_finetune_single_device", "epochs=3", "max_steps_per_epoch=2", "porter.keep_last_n_checkpoints=1", job_id="rotated")
+    done, events = runs(
+        "full_finetune_single_device",
+        "epochs=3",
+        "max_steps_per_epoch=2",
+        "porter.keep_last_n_checkpoints=1",
+        job_id="rotated",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     weights = [(e["data"]["kind"], e["data"]["files"]) for e in events if e["operation"] == "weights"]
     assert [kind for kind, _ in weights] == ["intermediate", "intermediate", "removed", "final", "all"]
@@ -537,8 +608,18 @@ def test_keep_last_n_checkpoints_deletes_old_epochs_and_says_so(runs):
 
 def test_an_explicit_flag_wins_over_the_configs_porter_section(runs, demo, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text(demo.config("full_finetune_single_device").read_text() + "porter:\n  save_every_n_epochs: 3\n  heartbeat_s: 7\n")
-    done, events = runs("full_finetune_single_device", "--save-every-n-epochs", "2", "epochs=1", "max_steps_per_epoch=1", config=config, job_id="flag-wins")
+    config.write_text(
+        demo.config("full_finetune_single_device").read_text() + "porter:\n  save_every_n_epochs: 3\n  heartbeat_s: 7\n"
+    )
+    done, events = runs(
+        "full_finetune_single_device",
+        "--save-every-n-epochs",
+        "2",
+        "epochs=1",
+        "max_steps_per_epoch=1",
+        config=config,
+        job_id="flag-wins",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     porter = next(e for e in events if e["operation"] == "job_config")["data"]["config"]["porter"]
     assert (porter["save_every_n_epochs"], porter["heartbeat_s"]) == (2, 7)

@@ -16,6 +16,7 @@ from runtime.contract import GUIDE, PORTER
 from porter.sources import discover
 from upstream_checks import check_port
 
+
 def training_recipes(root: Path):
     """Files with a module-level FTRecipeInterface subclass, found with the stdlib ast."""
     found = []

@@ -70,9 +70,7 @@ def calls_to(body: List[ast.stmt], dotted: str):
     return [
         (stmt, block, parents)
         for stmt, block, parents in walk_statements(body)
-        if isinstance(stmt, ast.Expr)
-        and isinstance(stmt.value, ast.Call)
-        and ast.unparse(stmt.value.func) == dotted
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and ast.unparse(stmt.value.func) == dotted
     ]
 
 
@@ -106,7 +104,8 @@ def epoch_loop(train: ast.FunctionDef) -> ast.For:
     (loop,) = [
         stmt
         for stmt, _, _ in walk_statements(train.body)
-        if isinstance(stmt, ast.For) and ast.unparse(stmt.iter).startswith(("range(self.epochs_run", "range(self._epochs_run"))
+        if isinstance(stmt, ast.For)
+        and ast.unparse(stmt.iter).startswith(("range(self.epochs_run", "range(self._epochs_run"))
     ]
     return loop
 
@@ -125,7 +124,9 @@ def check_port(upstream: str, generated: str, contract=None) -> None:
     tree = ast.parse(generated)
     source_tree = ast.parse(upstream)
     source_cls = recipe_class(source_tree, "FTRecipeInterface")
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and any(ast.unparse(b) == "RecipeBase" for b in n.bases)]
+    classes = [
+        n for n in tree.body if isinstance(n, ast.ClassDef) and any(ast.unparse(b) == "RecipeBase" for b in n.bases)
+    ]
     assert len(classes) == 1, "one class with base RecipeBase"
     cls = classes[0]
     assert cls.name == source_cls.name
@@ -137,9 +138,13 @@ def check_port(upstream: str, generated: str, contract=None) -> None:
     if contract.save_hook is not None:
         assert "_save_checkpoint" in ported, "a port for a runtime that saves never leaves the weights unsaved"
     else:
-        assert ("_save_checkpoint" in ported) == ("save_checkpoint" in methods(source_cls)), "the recipe's saves are its own"
+        assert ("_save_checkpoint" in ported) == ("save_checkpoint" in methods(source_cls)), (
+            "the recipe's saves are its own"
+        )
     # The contract's names, from where the contract imports them.
-    imported = {(node.module, alias.name) for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    imported = {
+        (node.module, alias.name) for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
     assert {(module, name) for name, module in contract.imports} <= imported
 
     # No @config.parse, no __main__ block; recipe_main has the job signature and hands
@@ -149,7 +154,11 @@ def check_port(upstream: str, generated: str, contract=None) -> None:
     (main,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "recipe_main"]
     assert not main.decorator_list
     assert [(a.arg, ast.unparse(a.annotation)) for a in main.args.args] == [
-        ("job_id", "str"), ("user_id", "str"), ("cfg", "DictConfig"), ("dataset", "Dataset")]
+        ("job_id", "str"),
+        ("user_id", "str"),
+        ("cfg", "DictConfig"),
+        ("dataset", "Dataset"),
+    ]
     assert ast.unparse(main.returns) == "None"
     runs = [n for n in ast.walk(main) if isinstance(n, ast.Call) and ast.unparse(n.func) == "run_recipe"]
     assert len(runs) == 1
@@ -168,7 +177,9 @@ def check_port(upstream: str, generated: str, contract=None) -> None:
     else:
         # Every save stays, as it was, calling the renamed method.
         upstream_train = methods(source_cls)["train"]
-        upstream_saves = [text for text in map(_simple_statement, walk_statements(upstream_train.body)) if "save_checkpoint(" in text]
+        upstream_saves = [
+            text for text in map(_simple_statement, walk_statements(upstream_train.body)) if "save_checkpoint(" in text
+        ]
         assert saves == [text.replace("self.save_checkpoint(", "self._save_checkpoint(") for text in upstream_saves]
 
     if is_rl(train):
@@ -196,7 +207,9 @@ def check_port(upstream: str, generated: str, contract=None) -> None:
         upstream_block = [ast.unparse(s) for s in epoch_loop(methods(source_cls)["train"]).body]
         after = upstream_block[upstream_block.index(f"{counter} += 1") + 1 :]
         between = texts[count + 1 : position]
-        assert between == [text.replace("self.save_checkpoint(", "self._save_checkpoint(") for text in after[: len(between)]]
+        assert between == [
+            text.replace("self.save_checkpoint(", "self._save_checkpoint(") for text in after[: len(between)]
+        ]
     assert ast.unparse(block[position + 1]) == "t_epoch_start = time.perf_counter()"
     assert keywords(stmt.value) == {k: v.format(total=total) for k, v in EPOCH_EVENT.items() if k in contract.log_epoch}
 
@@ -223,7 +236,11 @@ def check_sft_events(train: ast.FunctionDef, loop: ast.For, total: str, contract
     body = [ast.unparse(s) for s in train.body]
     (step,) = calls_to(train.body, "self.job_logger.log_step")
     stmt, block, parents = step
-    logging_block = next(p for p in reversed(parents) if isinstance(p, ast.If) and "% self._log_every_n_steps == 0" in ast.unparse(p.test))
+    logging_block = next(
+        p
+        for p in reversed(parents)
+        if isinstance(p, ast.If) and "% self._log_every_n_steps == 0" in ast.unparse(p.test)
+    )
     counter = ast.unparse(logging_block.test).split(" % self._log_every_n_steps")[0].split()[-1]
     expected = {k: v.format(total=total) for k, v in SFT_STEP_EVENT.items() if k in contract.log_step}
     expected["step_num"] = counter
@@ -264,11 +281,15 @@ def check_rl_events(train: ast.FunctionDef, loop: ast.For, total: str, has_wrapp
     assert "self._steps_run % self._log_every_n_steps == 0" in ast.unparse(logging_block.test)
     log_call = logging_block.body[logging_block.body.index(guard) - 1].value
     assert ast.unparse(log_call.func) == "self.log_metrics"
-    (stats,) = [ast.unparse(a) for a in log_call.args if isinstance(a, ast.Call) and ast.unparse(a.func).endswith("Stats")]
+    (stats,) = [
+        ast.unparse(a) for a in log_call.args if isinstance(a, ast.Call) and ast.unparse(a.func).endswith("Stats")
+    ]
     # The optimizer's wrapper is read only where the recipe has one (PPO; not GRPO).
     optimizer = "self._optimizer or self._optim_ckpt_wrapper" if has_wrapper else "self._optimizer"
     assert keywords(stmt.value) == {
-        k: v.format(total=total, stats=stats, optimizer=optimizer) for k, v in RL_STEP_EVENT.items() if k in contract.log_step
+        k: v.format(total=total, stats=stats, optimizer=optimizer)
+        for k, v in RL_STEP_EVENT.items()
+        if k in contract.log_step
     }
 
 

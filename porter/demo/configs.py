@@ -175,7 +175,18 @@ def _ppo(config: Config, root: Path) -> Config:
             "reward_and_value_model": {
                 "_component_": "torchtune.models.mistral._component_builders.mistral_classifier",
                 "num_classes": 1,
-                **{k: MODEL_ARGS[k] for k in ("vocab_size", "num_layers", "num_heads", "num_kv_heads", "embed_dim", "intermediate_dim", "max_seq_len")},
+                **{
+                    k: MODEL_ARGS[k]
+                    for k in (
+                        "vocab_size",
+                        "num_layers",
+                        "num_heads",
+                        "num_kv_heads",
+                        "embed_dim",
+                        "intermediate_dim",
+                        "max_seq_len",
+                    )
+                },
             },
             "checkpointer": _checkpointer(root / "model", output_dir="${output_dir}/policy"),
             "ref_policy_checkpointer": _checkpointer(root / "model", output_dir="${output_dir}/ref_policy"),
@@ -197,7 +208,12 @@ def _ppo(config: Config, root: Path) -> Config:
             "whiten_rewards": False,
             "gamma": 1,
             "lmbda": 0.95,
-            "loss": {"_component_": "torchtune.rlhf.loss.PPOLoss", "epsilon": 0.2, "value_coeff": 0.1, "value_clip_range": 0.2},
+            "loss": {
+                "_component_": "torchtune.rlhf.loss.PPOLoss",
+                "epsilon": 0.2,
+                "value_coeff": 0.1,
+                "value_clip_range": 0.2,
+            },
             "kl_coeff": 0.01,
         }
     )
@@ -219,8 +235,17 @@ def _grpo(config: Config, root: Path) -> Config:
     config["ref_checkpointer"] = {**config["checkpointer"], "output_dir": "${output_dir}/ref"}
     config["loss"] = {"_component_": "torchtune.dev.grpo.loss.GRPOSimpleLoss", "kl_coeff": 0.01, "epsilon": 0.2}
     config.update(
-        epochs=1, num_steps=4, batch_size=1, grpo_samples=2, forward_batch_size=1, max_generated_tokens=8,
-        top_k=None, temperature=1.0, ppo_epochs=1, clip_grad_norm=1.0, save_every_n_epochs=1,
+        epochs=1,
+        num_steps=4,
+        batch_size=1,
+        grpo_samples=2,
+        forward_batch_size=1,
+        max_generated_tokens=8,
+        top_k=None,
+        temperature=1.0,
+        ppo_epochs=1,
+        clip_grad_norm=1.0,
+        save_every_n_epochs=1,
     )
     return config
 

@@ -14,8 +14,22 @@ from typing import Dict, List
 
 SAMPLES = 128
 WORDS = [
-    "apple", "river", "cloud", "stone", "tiger", "maple", "ocean", "lemon",
-    "piano", "candle", "forest", "rocket", "garden", "silver", "winter", "yellow",
+    "apple",
+    "river",
+    "cloud",
+    "stone",
+    "tiger",
+    "maple",
+    "ocean",
+    "lemon",
+    "piano",
+    "candle",
+    "forest",
+    "rocket",
+    "garden",
+    "silver",
+    "winter",
+    "yellow",
 ]
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -32,7 +46,9 @@ def _task(rng: random.Random) -> Task:
     kind = rng.randrange(5)
     if kind == 0:
         a, b = rng.randrange(10), rng.randrange(10)
-        return Task("Add the two numbers.", f"{a} and {b}", f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {a + b + 1}.")
+        return Task(
+            "Add the two numbers.", f"{a} and {b}", f"{a} plus {b} is {a + b}.", f"{a} plus {b} is {a + b + 1}."
+        )
     if kind == 1:
         word = rng.choice(WORDS)
         return Task("Reverse the letters of the word.", word, word[::-1], word[1:] + word[0])

@@ -68,7 +68,9 @@ def refused_skip(skipped: FrozenSet[str]) -> Optional[str]:
             if needed is not None:
                 closure.add(rule.RULE_ID)
                 changed = True
-                first_reason = first_reason or f"{rule.RULE_ID} {rule.NAME} needs {needed.RULE_ID} {needed.NAME}: {needs[needed]}"
+                first_reason = (
+                    first_reason or f"{rule.RULE_ID} {rule.NAME} needs {needed.RULE_ID} {needed.NAME}: {needs[needed]}"
+                )
     extra = [rule for rule in RULES if rule.RULE_ID in closure - set(skipped)]
     if not extra:
         return None

@@ -124,9 +124,15 @@ class CheckpointSaving(PortingRule):
     def _check_site(self, shape: RecipeShape, site: SaveSite, has_method: bool) -> None:
         line = shape.index.line
         if not isinstance(single_small_statement(site.statement), cst.Expr):
-            raise PortError(self.RULE_ID, f"the result of `{site.callee}(...)` is used; porter moves only save statements", site.statement)
+            raise PortError(
+                self.RULE_ID,
+                f"the result of `{site.callee}(...)` is used; porter moves only save statements",
+                site.statement,
+            )
         if site.kind == "method" and not has_method:
-            raise PortError(self.RULE_ID, f"`{site.callee}(...)` calls a save method the class does not define", site.statement)
+            raise PortError(
+                self.RULE_ID, f"`{site.callee}(...)` calls a save method the class does not define", site.statement
+            )
         if site.kind == "helper" and site.helper_other is not None:
             raise PortError(
                 self.RULE_ID,
@@ -136,9 +142,17 @@ class CheckpointSaving(PortingRule):
                 site.statement,
             )
         if site.place == "before":
-            raise PortError(self.RULE_ID, "a checkpoint save before the epoch loop: porter cannot tell what it is for", site.statement)
+            raise PortError(
+                self.RULE_ID,
+                "a checkpoint save before the epoch loop: porter cannot tell what it is for",
+                site.statement,
+            )
         if site.place == "step" and shape.step_counter is None:
-            raise PortError(self.RULE_ID, "a save every N steps, and no step counter to give the runtime's step hook", site.statement)
+            raise PortError(
+                self.RULE_ID,
+                "a save every N steps, and no step counter to give the runtime's step hook",
+                site.statement,
+            )
         if site.place in ("step", "epoch") and site.epoch_variable is None:
             raise PortError(
                 self.RULE_ID,
@@ -237,9 +251,17 @@ class CheckpointSaving(PortingRule):
         site = route.site
         hook = self.contract.save_hook
         if site.place == "step":
-            return self.snippet("step_hook", depth=route.depth, hook=hook, epoch=site.epoch_variable, step=shape.step_counter)
+            return self.snippet(
+                "step_hook", depth=route.depth, hook=hook, epoch=site.epoch_variable, step=shape.step_counter
+            )
         if site.place == "epoch":
-            return self.snippet("epoch_hook", depth=route.depth, hook=hook, epoch=site.epoch_variable, epoch_len=shape.epoch.total_epochs)
+            return self.snippet(
+                "epoch_hook",
+                depth=route.depth,
+                hook=hook,
+                epoch=site.epoch_variable,
+                epoch_len=shape.epoch.total_epochs,
+            )
         return []
 
     # -- notes and checks --------------------------------------------------------------
@@ -261,26 +283,38 @@ class CheckpointSaving(PortingRule):
             what += ")" + (", with its timing and log lines," if route.timing else "")
             note = f"line {line(site.statement)}: {what} {_DONE[site.place]}"
             if route.dropped:
-                note += "; its condition " + " and ".join(f"`{text}`" for text in route.dropped) + " is the runtime's policy now"
+                note += (
+                    "; its condition "
+                    + " and ".join(f"`{text}`" for text in route.dropped)
+                    + " is the runtime's policy now"
+                )
             if route.guard is not None:
-                test = _one_line(cst.parse_expression(route.guard_test)) if route.guard_test else _one_line(route.guard.test)
+                test = (
+                    _one_line(cst.parse_expression(route.guard_test))
+                    if route.guard_test
+                    else _one_line(route.guard.test)
+                )
                 note += f"; it stays under the recipe's own `if {test}:`"
             differences = _argument_differences(shape, route, anchors)
             if differences:
                 note += "; " + differences
             notes.append((line(site.statement), note))
         if anchors.epoch_hook_after is not None:
-            notes.append((
-                line(anchors.epoch_hook_after),
-                f"line {line(anchors.epoch_hook_after)}: the epoch loop saved no checkpoint of its own; the runtime's "
-                f"epoch hook, added after `{shape.epoch.epochs_run} += 1`, saves every epoch (`porter.save_every_n_epochs`) and always at the last",
-            ))
+            notes.append(
+                (
+                    line(anchors.epoch_hook_after),
+                    f"line {line(anchors.epoch_hook_after)}: the epoch loop saved no checkpoint of its own; the runtime's "
+                    f"epoch hook, added after `{shape.epoch.epochs_run} += 1`, saves every epoch (`porter.save_every_n_epochs`) and always at the last",
+                )
+            )
         if anchors.moved is not None:
-            notes.append((
-                line(anchors.moved.statement),
-                f"line {line(anchors.moved.statement)}: this save moved into a new `_save_checkpoint(epoch)`, which the "
-                "runtime calls at every save; check it saves what the loop saved",
-            ))
+            notes.append(
+                (
+                    line(anchors.moved.statement),
+                    f"line {line(anchors.moved.statement)}: this save moved into a new `_save_checkpoint(epoch)`, which the "
+                    "runtime calls at every save; check it saves what the loop saved",
+                )
+            )
         return [note for _, note in sorted(notes, key=lambda pair: pair[0])]
 
     def _kept_note(self, shape: RecipeShape, site: SaveSite) -> str:

@@ -75,7 +75,9 @@ class DatasetInjection(PortingRule):
         if self.contract.provides("job_dataset_config"):
             return "self.job_dataset_config"
         calls = shape.index.statements_using_self(shape.cls, [shape.dataset.method.name.value])
-        if self.contract.provides("cfg") and any(m.findall(call, m.Attribute(value=m.Name("cfg"), attr=m.Name("dataset"))) for call in calls):
+        if self.contract.provides("cfg") and any(
+            m.findall(call, m.Attribute(value=m.Name("cfg"), attr=m.Name("dataset"))) for call in calls
+        ):
             return "self.cfg.dataset"
         return None
 
@@ -122,7 +124,10 @@ class DatasetInjection(PortingRule):
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: DatasetSetup) -> List[str]:
         method = ported_method(ported, shape, anchors.method)
         if method is not None and any(
-            isinstance(node, ast.Attribute) and node.attr == "dataset" and isinstance(node.value, ast.Name) and node.value.id == "self"
+            isinstance(node, ast.Attribute)
+            and node.attr == "dataset"
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
             for node in ast.walk(method)
         ):
             return []

@@ -39,8 +39,7 @@ class EpochEvent(PortingRule):
     RULE_ID = "P005"
     NAME = "epoch-event"
     DESCRIPTION = (
-        "Start an epoch clock above the step clock; log an `epoch` job event and reset "
-        "the clock where each epoch ends."
+        "Start an epoch clock above the step clock; log an `epoch` job event and reset the clock where each epoch ends."
     )
     NEEDS = (EPOCH_LOOP, EPOCH_COUNT)
     TEMPLATE = "epoch_event.py.j2"
@@ -57,7 +56,13 @@ class EpochEvent(PortingRule):
             edits.insert_before(anchors.clock_before, self.snippet("clock", depth=METHOD_BODY_DEPTH))
         edits.insert_after(
             anchors.epoch_end,
-            self.snippet("epoch_end", depth=shape.epoch.body_depth, fields=fields, epoch=shape.epoch.variable, epoch_len=shape.epoch.total_epochs),
+            self.snippet(
+                "epoch_end",
+                depth=shape.epoch.body_depth,
+                fields=fields,
+                epoch=shape.epoch.variable,
+                epoch_len=shape.epoch.total_epochs,
+            ),
         )
 
     def imports(self, anchors: Anchors) -> List[Needed]:
@@ -80,11 +85,14 @@ def _step_clock(shape: RecipeShape):
         for stmt in body[: body.index(shape.epoch.holder)]
         if m.matches(
             stmt,
-            m.SimpleStatementLine(body=[m.Assign(
-                targets=[m.AssignTarget(target=m.Name(timer))],
-                value=m.Call(func=m.Attribute(value=m.Name("time"), attr=m.Name("perf_counter"))),
-            )]),
+            m.SimpleStatementLine(
+                body=[
+                    m.Assign(
+                        targets=[m.AssignTarget(target=m.Name(timer))],
+                        value=m.Call(func=m.Attribute(value=m.Name("time"), attr=m.Name("perf_counter"))),
+                    )
+                ]
+            ),
         )
     ]
     return declarations[0] if len(declarations) == 1 else None
-

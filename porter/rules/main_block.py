@@ -22,12 +22,22 @@ from porter.syntax import block_statements, node_code
 _MAIN_TEST = m.Comparison(
     left=m.Name("__name__"),
     comparisons=[
-        m.ComparisonTarget(operator=m.Equal(), comparator=m.SimpleString(m.MatchIfTrue(lambda v: v[1:-1] == "__main__")))
+        m.ComparisonTarget(
+            operator=m.Equal(), comparator=m.SimpleString(m.MatchIfTrue(lambda v: v[1:-1] == "__main__"))
+        )
     ],
 )
 # What a plain entry point does: `recipe_main()` or `sys.exit(recipe_main())`.
 _RUNS_ENTRY_POINT = m.SimpleStatementLine(
-    body=[m.Expr(value=m.Call(func=m.Name("recipe_main")) | m.Call(func=m.Attribute(value=m.Name("sys"), attr=m.Name("exit")), args=[m.Arg(value=m.Call(func=m.Name("recipe_main")))]))]
+    body=[
+        m.Expr(
+            value=m.Call(func=m.Name("recipe_main"))
+            | m.Call(
+                func=m.Attribute(value=m.Name("sys"), attr=m.Name("exit")),
+                args=[m.Arg(value=m.Call(func=m.Name("recipe_main")))],
+            )
+        )
+    ]
 )
 
 

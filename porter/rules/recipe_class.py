@@ -74,10 +74,17 @@ class RecipeClass(PortingRule):
                 )
         called = [name for name in renames if name != "__init__"]
         call_sites = [
-            stmt for stmt in shape.index.statements_using_self(shape.cls, called) if not isinstance(stmt, cst.FunctionDef)
+            stmt
+            for stmt in shape.index.statements_using_self(shape.cls, called)
+            if not isinstance(stmt, cst.FunctionDef)
         ]
         extra = {name: self._extra_parameters(shape.methods[name]) for name in RUNTIME_CALLS if name in shape.methods}
-        return Anchors(cls=shape.cls, renames=renames, call_sites=call_sites, extra_parameters={k: v for k, v in extra.items() if v})
+        return Anchors(
+            cls=shape.cls,
+            renames=renames,
+            call_sites=call_sites,
+            extra_parameters={k: v for k, v in extra.items() if v},
+        )
 
     def _extra_parameters(self, method: cst.FunctionDef) -> List[str]:
         """The parameters of `method` the runtime's call does not pass; refused when one

@@ -76,7 +76,9 @@ class RecipeMain(PortingRule):
             found = [stmt for stmt in body if called_name(stmt) == f"{variable}.{method}"]
             if not found:
                 nested = [
-                    stmt for stmt in body if m.findall(stmt, m.Call(func=m.Attribute(value=m.Name(variable), attr=m.Name(method))))
+                    stmt
+                    for stmt in body
+                    if m.findall(stmt, m.Call(func=m.Attribute(value=m.Name(variable), attr=m.Name(method))))
                 ]
                 if nested:
                     raise PortError(
@@ -155,7 +157,11 @@ class RecipeMain(PortingRule):
 
     def imports(self, anchors: Anchors) -> List[Needed]:
         module_of = self.contract.module_of
-        return [Needed(module_of("Dataset"), "Dataset"), Needed(module_of("run_recipe"), "run_recipe"), Needed("omegaconf", "DictConfig")]
+        return [
+            Needed(module_of("Dataset"), "Dataset"),
+            Needed(module_of("run_recipe"), "run_recipe"),
+            Needed("omegaconf", "DictConfig"),
+        ]
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:
         entry = [n for n in ported.body if isinstance(n, ast.FunctionDef) and n.name == ENTRY_POINT]
@@ -203,6 +209,10 @@ def _assigned_name(stmt: cst.BaseStatement) -> Optional[str]:
 def _constructed_class(stmt: cst.BaseStatement) -> Optional[str]:
     """`R` for a statement `name = R(...)`."""
     small = single_small_statement(stmt)
-    if _assigned_name(stmt) is not None and isinstance(small.value, cst.Call) and isinstance(small.value.func, cst.Name):
+    if (
+        _assigned_name(stmt) is not None
+        and isinstance(small.value, cst.Call)
+        and isinstance(small.value.func, cst.Name)
+    ):
         return small.value.func.value
     return None

@@ -67,15 +67,23 @@ class StepEvent(PortingRule):
         anchors = Anchors(logging, depth=_depth(logging))
         if logging.kind == "rl":
             if logging.stats is None:
-                raise PortError(self.RULE_ID, "expected `self.log_metrics(...)` to get one `...Stats(...)` argument", logging.log_call)
+                raise PortError(
+                    self.RULE_ID,
+                    "expected `self.log_metrics(...)` to get one `...Stats(...)` argument",
+                    logging.log_call,
+                )
         else:
             self._find_metrics(shape, logging, anchors)
             anchors.step_time = logging.step_time
         if anchors.step_time is None:
             if logging.step_loop is None:
-                raise PortError(self.RULE_ID, "the step-logging block has no step clock and is in no loop to time", logging.block)
+                raise PortError(
+                    self.RULE_ID, "the step-logging block has no step clock and is in no loop to time", logging.block
+                )
             if STEP_CLOCK in shape.names_in(logging.method):
-                raise PortError(self.RULE_ID, f"`{logging.method.name.value}` already has a `{STEP_CLOCK}`", logging.method)
+                raise PortError(
+                    self.RULE_ID, f"`{logging.method.name.value}` already has a `{STEP_CLOCK}`", logging.method
+                )
             anchors.clock_before = block_statements(logging.step_loop)[0]
             anchors.clock_depth = anchors.depth - _levels_between(logging)
         return anchors
@@ -99,7 +107,9 @@ class StepEvent(PortingRule):
         )
         if logging.inline_metrics is not None:
             if NAMED_METRICS in shape.names_in(logging.method):
-                raise PortError(self.RULE_ID, f"`{logging.method.name.value}` already has a `{NAMED_METRICS}`", logging.log_call)
+                raise PortError(
+                    self.RULE_ID, f"`{logging.method.name.value}` already has a `{NAMED_METRICS}`", logging.log_call
+                )
         else:
             anchors.metrics = logging.metric_dict
 
@@ -108,8 +118,17 @@ class StepEvent(PortingRule):
         where = dict(step=logging.step_counter, epoch=logging.epoch_variable, epoch_len=shape.epoch.total_epochs)
         if logging.kind == "rl":
             # Recipes that can step the optimizer in the backward pass keep it in a wrapper.
-            optimizer = "self._optimizer" + (" or self._optim_ckpt_wrapper" if "_optim_ckpt_wrapper" in (shape.attributes or ()) else "")
-            event = self.snippet("rl_event", depth=anchors.depth, fields=self.contract.log_step, stats=logging.stats, optimizer=optimizer, **where)
+            optimizer = "self._optimizer" + (
+                " or self._optim_ckpt_wrapper" if "_optim_ckpt_wrapper" in (shape.attributes or ()) else ""
+            )
+            event = self.snippet(
+                "rl_event",
+                depth=anchors.depth,
+                fields=self.contract.log_step,
+                stats=logging.stats,
+                optimizer=optimizer,
+                **where,
+            )
         else:
             event = self.snippet(
                 "sft_event",
@@ -124,10 +143,16 @@ class StepEvent(PortingRule):
                 **where,
             )
         if logging.inline_metrics is not None:
-            (named,) = self.snippet("named_metrics", depth=anchors.depth, variable=NAMED_METRICS, literal=node_code(logging.inline_metrics))
+            (named,) = self.snippet(
+                "named_metrics", depth=anchors.depth, variable=NAMED_METRICS, literal=node_code(logging.inline_metrics)
+            )
             call = expression_of(logging.log_call)
             logged = call.with_changes(args=[call.args[0].with_changes(value=cst.Name(NAMED_METRICS)), *call.args[1:]])
-            edits.replace(logging.log_call, [named, logging.log_call.with_changes(body=[cst.Expr(logged)], leading_lines=())], made=False)
+            edits.replace(
+                logging.log_call,
+                [named, logging.log_call.with_changes(body=[cst.Expr(logged)], leading_lines=())],
+                made=False,
+            )
         edits.insert_after(logging.log_call, event)
         if anchors.clock_before is not None:
             edits.insert_before(anchors.clock_before, self.snippet("step_clock", depth=anchors.clock_depth))
@@ -150,7 +175,7 @@ class StepEvent(PortingRule):
         if anchors.lr_optional:
             notes.append(
                 f"line {line(anchors.logging.log_call)}: `{anchors.metrics}` merges another dict (`**...`) porter cannot "
-                f"read: the step event reads the learning rate as `{anchors.metrics}.get(\"lr\")`, null where the merge has no `lr`"
+                f'read: the step event reads the learning rate as `{anchors.metrics}.get("lr")`, null where the merge has no `lr`'
             )
         if anchors.step_time is None:
             return notes + [
@@ -196,4 +221,3 @@ def _levels_between(logging: StepLogging) -> int:
         if stmt is logging.log_call:
             return len(ancestors)
     raise LookupError("the log call is not in the step loop")
-

@@ -48,4 +48,10 @@ class JobLogger:
         )
 
     def log_epoch(self, *, gpu_rank: int, epoch_num: int, epoch_len: int, epoch_time_elapsed_s: float) -> None:
-        self.record("epoch", gpu_rank=gpu_rank, epoch_num=epoch_num, epoch_len=epoch_len, epoch_time_elapsed_s=epoch_time_elapsed_s)
+        self.record(
+            "epoch",
+            gpu_rank=gpu_rank,
+            epoch_num=epoch_num,
+            epoch_len=epoch_len,
+            epoch_time_elapsed_s=epoch_time_elapsed_s,
+        )

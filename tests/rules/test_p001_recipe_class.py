@@ -35,7 +35,9 @@ def test_calls_on_other_objects_keep_their_names():
 
 def test_a_private_twin_of_an_interface_method_is_refused():
     reason = refusal(RecipeClass, recipe(extra_methods="def _setup(self):\n    pass\n"))
-    assert reason.endswith("P001 class ForkRecipe defines both `setup` and `_setup`; renaming `setup` would replace `_setup`")
+    assert reason.endswith(
+        "P001 class ForkRecipe defines both `setup` and `_setup`; renaming `setup` would replace `_setup`"
+    )
     assert reason.startswith("line ")
 
 
@@ -61,12 +63,19 @@ def test_calls_go_through_the_runtimes_wrappers_where_the_contract_says_they_pas
     (note,) = notes_of(RecipeClass, before, contract=forwarding)
     assert "go through the runtime's public wrappers (contract `team`: they pass their arguments on)" in note
     # Under a contract whose wrappers do not say so, the calls go to the renamed methods.
-    assert "        state = self._load_checkpoint(cfg.checkpointer)\n" in ported_by(RecipeClass, before, contract="guide")
+    assert "        state = self._load_checkpoint(cfg.checkpointer)\n" in ported_by(
+        RecipeClass, before, contract="guide"
+    )
 
 
 def test_a_method_the_runtime_calls_with_parameters_it_does_not_pass_is_noted_or_refused():
-    optional = recipe().replace("def setup(self, cfg: DictConfig) -> None:", "def setup(self, cfg: DictConfig, model=None, adapter=None) -> None:")
-    assert "    def _setup(self, cfg: DictConfig, model=None, adapter=None) -> None:\n" in ported_by(RecipeClass, optional)
+    optional = recipe().replace(
+        "def setup(self, cfg: DictConfig) -> None:",
+        "def setup(self, cfg: DictConfig, model=None, adapter=None) -> None:",
+    )
+    assert "    def _setup(self, cfg: DictConfig, model=None, adapter=None) -> None:\n" in ported_by(
+        RecipeClass, optional
+    )
     (note,) = notes_of(RecipeClass, optional)
     assert note.endswith(
         "`setup` takes `model`, `adapter` beyond what the runtime passes (`_setup(cfg)`): they keep their defaults, "

@@ -10,14 +10,15 @@ from porter.rules import RecipeMain
 
 def test_recipe_main_takes_the_job_and_calls_run_recipe():
     before = recipe().replace(
-        "    recipe = ForkRecipe(cfg=cfg)", '    config.log_config(recipe_name="ForkRecipe", cfg=cfg)\n    recipe = ForkRecipe(cfg=cfg)'
+        "    recipe = ForkRecipe(cfg=cfg)",
+        '    config.log_config(recipe_name="ForkRecipe", cfg=cfg)\n    recipe = ForkRecipe(cfg=cfg)',
     )
     code = ported_by(RecipeMain, before)
-    assert function(code, "recipe_main") == textwrap.dedent('''\
+    assert function(code, "recipe_main") == textwrap.dedent("""\
         def recipe_main(job_id: str, user_id: str, cfg: DictConfig, dataset: Dataset) -> None:
             config.log_config(recipe_name="ForkRecipe", cfg=cfg)
             run_recipe(ForkRecipe, job_id, user_id, cfg, dataset)
-        ''')
+        """)
     assert "from runtime import Dataset, run_recipe\n" in code
 
 
@@ -32,14 +33,18 @@ def test_missing_or_repeated_driver_calls_are_refused_with_their_line():
     assert refusal(RecipeMain, recipe().replace("    recipe.train()\n", "")).endswith(
         "P002 expected one `recipe.train(...)` call in `recipe_main`, found 0"
     )
-    twice = recipe().replace("    recipe.setup(cfg=cfg)\n", "    recipe.setup(cfg=cfg)\n    recipe = ForkRecipe(cfg=cfg)\n")
+    twice = recipe().replace(
+        "    recipe.setup(cfg=cfg)\n", "    recipe.setup(cfg=cfg)\n    recipe = ForkRecipe(cfg=cfg)\n"
+    )
     reason = refusal(RecipeMain, twice)
     line = recipe().splitlines().index("    recipe.setup(cfg=cfg)") + 2
     assert reason == f"line {line}: P002 expected `recipe_main` to build ForkRecipe once, found 2 constructions"
 
 
 def test_no_entry_point_is_refused():
-    assert refusal(RecipeMain, recipe().replace(ENTRY, "")).endswith("P002 expected one module-level `recipe_main`, found 0")
+    assert refusal(RecipeMain, recipe().replace(ENTRY, "")).endswith(
+        "P002 expected one module-level `recipe_main`, found 0"
+    )
 
 
 def test_the_contracts_names_come_from_where_the_contract_imports_them():
@@ -51,26 +56,30 @@ def test_the_contracts_names_come_from_where_the_contract_imports_them():
 def test_statements_between_lifecycle_calls_run_before_or_after_run_recipe_as_they_did_around_training():
     before = recipe().replace(
         "    recipe.train()\n",
-        "    start = time.time()\n    recipe.train()\n    log.info(f\"Training time {time.time() - start}\")\n",
+        '    start = time.time()\n    recipe.train()\n    log.info(f"Training time {time.time() - start}")\n',
     )
     code = ported_by(RecipeMain, before)
-    assert function(code, "recipe_main") == textwrap.dedent('''\
+    assert function(code, "recipe_main") == textwrap.dedent("""\
         def recipe_main(job_id: str, user_id: str, cfg: DictConfig, dataset: Dataset) -> None:
             start = time.time()
             run_recipe(ForkRecipe, job_id, user_id, cfg, dataset)
             log.info(f"Training time {time.time() - start}")
-        ''')
+        """)
     first, second = notes_of(RecipeMain, before)
     assert first.endswith(
         "`start = time.time()` ran between `recipe.setup(cfg=cfg)` and `recipe.train()`; it now runs before "
         "`run_recipe(...)`, which builds the recipe and runs its setup, train and cleanup"
     )
-    assert "`log.info(f\"Training time {time.time() - start}\")` ran between `recipe.train()` and `recipe.cleanup()`; it now runs after" in second
+    assert (
+        '`log.info(f"Training time {time.time() - start}")` ran between `recipe.train()` and `recipe.cleanup()`; it now runs after'
+        in second
+    )
 
 
 def test_a_lifecycle_call_under_a_condition_is_refused_saying_where_it_is():
     before = recipe().replace(
-        "    recipe.train()\n", "    if cfg.mode == \"train\":\n        recipe.train()\n    else:\n        recipe.evaluate()\n"
+        "    recipe.train()\n",
+        '    if cfg.mode == "train":\n        recipe.train()\n    else:\n        recipe.evaluate()\n',
     )
     line = before.splitlines().index('    if cfg.mode == "train":') + 1
     assert refusal(RecipeMain, before) == (

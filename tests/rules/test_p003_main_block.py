@@ -17,7 +17,9 @@ def test_the_main_block_and_the_import_only_it_used_go():
 
 def test_a_plain_main_block_yields_no_note_and_one_that_did_more_does():
     assert notes_of(MainBlock, recipe()) == []
-    before = recipe().replace(MAIN_BLOCK, 'if __name__ == "__main__":\n    os.environ["NCCL_DEBUG"] = "INFO"\n    sys.exit(recipe_main())\n')
+    before = recipe().replace(
+        MAIN_BLOCK, 'if __name__ == "__main__":\n    os.environ["NCCL_DEBUG"] = "INFO"\n    sys.exit(recipe_main())\n'
+    )
     (note,) = notes_of(MainBlock, "import os\n" + before)
     assert note.startswith("P003 line ")
     assert note.endswith('the `__main__` block also ran `os.environ["NCCL_DEBUG"] = "INFO"`; the job system does not')

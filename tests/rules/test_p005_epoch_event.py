@@ -20,8 +20,13 @@ t_epoch_start = time.perf_counter()
 
 def test_the_clock_starts_above_the_step_clock_and_the_event_follows_the_epochs_save():
     body = method(ported_by(EpochEvent, recipe()), "train")
-    assert body.startswith("def train(self) -> None:\n    t_epoch_start = time.perf_counter()\n    t0 = time.perf_counter()\n")
-    assert body.endswith("        self.epochs_run += 1\n        self.save_checkpoint(epoch=curr_epoch)\n" + textwrap.indent(EVENT, " " * 8))
+    assert body.startswith(
+        "def train(self) -> None:\n    t_epoch_start = time.perf_counter()\n    t0 = time.perf_counter()\n"
+    )
+    assert body.endswith(
+        "        self.epochs_run += 1\n        self.save_checkpoint(epoch=curr_epoch)\n"
+        + textwrap.indent(EVENT, " " * 8)
+    )
 
 
 def test_the_event_comes_right_after_the_count_when_the_epoch_does_not_save():
@@ -30,7 +35,11 @@ def test_the_event_comes_right_after_the_count_when_the_epoch_does_not_save():
 
 
 def test_without_a_step_clock_the_epoch_clock_starts_above_the_loop():
-    before = recipe(train().replace("    t0 = time.perf_counter()\n    for curr_epoch", "    self._model.train()\n    for curr_epoch"))
+    before = recipe(
+        train().replace(
+            "    t0 = time.perf_counter()\n    for curr_epoch", "    self._model.train()\n    for curr_epoch"
+        )
+    )
     body = method(ported_by(EpochEvent, before), "train")
     assert "    self._model.train()\n    t_epoch_start = time.perf_counter()\n    for curr_epoch" in body
 
@@ -60,9 +69,16 @@ def test_a_recipe_with_its_own_t_epoch_start_is_refused():
 def test_a_missing_or_doubled_epoch_count_is_one_problem_with_its_line():
     reason = refusal(EpochEvent, recipe(train().replace("        self.epochs_run += 1\n", "")))
     assert reason.endswith("P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 0")
-    doubled = recipe(train().replace("        self.epochs_run += 1\n", "        self.epochs_run += 1\n        self.epochs_run += 1\n"))
+    doubled = recipe(
+        train().replace(
+            "        self.epochs_run += 1\n", "        self.epochs_run += 1\n        self.epochs_run += 1\n"
+        )
+    )
     second = [n for n, line in enumerate(doubled.splitlines(), 1) if line.strip() == "self.epochs_run += 1"][1]
-    assert refusal(EpochEvent, doubled) == f"line {second}: P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 2"
+    assert (
+        refusal(EpochEvent, doubled)
+        == f"line {second}: P005 expected one `self.epochs_run += 1` directly in the epoch loop, found 2"
+    )
 
 
 def test_the_event_passes_only_the_keywords_the_contracts_log_epoch_takes():

@@ -11,7 +11,9 @@ from shapes import method, notes_of, ported_by, recipe, refusal, train
 from porter.rules import StepEvent
 
 
-def event(metrics="log_dict", loss="loss", lr="lr", time="time_per_step", step="self.global_step", epoch="curr_epoch") -> str:
+def event(
+    metrics="log_dict", loss="loss", lr="lr", time="time_per_step", step="self.global_step", epoch="curr_epoch"
+) -> str:
     return textwrap.dedent(f'''\
         self.job_logger.log_step(
             gpu_rank=self.rank,
@@ -39,8 +41,12 @@ def test_the_event_follows_the_metric_loggers_call():
 
 
 def test_renamed_metric_keys_are_the_keys_the_event_reads():
-    before = recipe(train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"train/loss": loss.item(), "train/lr": 1e-3}'))
-    assert textwrap.indent(event(loss="train/loss", lr="train/lr"), " " * 16) in method(ported_by(StepEvent, before), "train")
+    before = recipe(
+        train().replace('{"loss": loss.item(), "lr": 1e-3}', '{"train/loss": loss.item(), "train/lr": 1e-3}')
+    )
+    assert textwrap.indent(event(loss="train/loss", lr="train/lr"), " " * 16) in method(
+        ported_by(StepEvent, before), "train"
+    )
 
 
 def test_a_step_clock_under_another_name_is_the_events_step_time():
@@ -55,14 +61,20 @@ def test_the_step_loop_in_a_helper_gets_the_event_there_with_the_helpers_epoch()
 
 def test_a_helper_not_given_the_epoch_is_refused():
     helper = STEP_LOOP_IN_A_HELPER["extra_methods"].replace("(self, epoch: int)", "(self)")
-    before = recipe(STEP_LOOP_IN_A_HELPER["train_method"].replace("self._train_epoch(curr_epoch)", "self._train_epoch()"), extra_methods=helper)
-    assert refusal(StepEvent, before).endswith("P006 the step-logging block is in `_train_epoch`, which is not passed the epoch; the step event needs it")
+    before = recipe(
+        STEP_LOOP_IN_A_HELPER["train_method"].replace("self._train_epoch(curr_epoch)", "self._train_epoch()"),
+        extra_methods=helper,
+    )
+    assert refusal(StepEvent, before).endswith(
+        "P006 the step-logging block is in `_train_epoch`, which is not passed the epoch; the step event needs it"
+    )
 
 
 def test_an_older_loop_gets_its_dict_named_and_a_step_clock():
     before = recipe(**OLDER_LOOP)
     body = method(ported_by(StepEvent, before), "train")
-    assert body.startswith(textwrap.dedent('''\
+    assert body.startswith(
+        textwrap.dedent("""\
         def train(self) -> None:
             for curr_epoch in range(self.epochs_run, self.total_epochs):
                 for idx, batch in enumerate(self._dataloader):
@@ -74,8 +86,12 @@ def test_an_older_loop_gets_its_dict_named_and_a_step_clock():
                             log_dict,
                             step=self.total_training_steps,
                         )
-        '''))
-    assert textwrap.indent(event(time="time.perf_counter() - t_step_start", step="self.total_training_steps"), " " * 16) in body
+        """)
+    )
+    assert (
+        textwrap.indent(event(time="time.perf_counter() - t_step_start", step="self.total_training_steps"), " " * 16)
+        in body
+    )
     (note,) = notes_of(StepEvent, before)
     assert "the recipe has no step clock: the step event times the iteration of the loop" in note
 
@@ -84,8 +100,14 @@ def test_an_older_loop_gets_its_dict_named_and_a_step_clock():
     "metrics, message",
     [
         ('{"nll": loss.item(), "lr": 1e-3}', "`log_dict` has no `loss` key (nll, lr); the step event needs one"),
-        ('{"a/loss": loss.item(), "b/loss": 0.0, "lr": 1e-3}', "`log_dict` has more than one `loss` key (a/loss, b/loss, lr); the step event needs one"),
-        ("self._metrics(loss)", "porter cannot tell the keys of `log_dict`: it is not built from dict literals; the step event needs its loss and lr"),
+        (
+            '{"a/loss": loss.item(), "b/loss": 0.0, "lr": 1e-3}',
+            "`log_dict` has more than one `loss` key (a/loss, b/loss, lr); the step event needs one",
+        ),
+        (
+            "self._metrics(loss)",
+            "porter cannot tell the keys of `log_dict`: it is not built from dict literals; the step event needs its loss and lr",
+        ),
     ],
     ids=["no-loss", "two-losses", "not-a-literal"],
 )
@@ -100,7 +122,10 @@ def test_the_rl_loop_logs_the_stats_loss_on_rank_zero_with_its_own_clock():
     code = ported_by(StepEvent, fixture_text("rl_recipe.py"))
     body = method(code, "train")
     # The clock goes below the blank lines and above the comment of the loop's first statement.
-    assert "        for idx, batch in enumerate(self._dataloader):\n\n            t_step_start = time.perf_counter()\n            # step 1" in body
+    assert (
+        "        for idx, batch in enumerate(self._dataloader):\n\n            t_step_start = time.perf_counter()\n            # step 1"
+        in body
+    )
     assert "                if self.rank == 0:\n                    self.job_logger.log_step(\n" in body
     assert "step_loss=float(PPOStats(*map(torch.stack, zip(*ppo_stats))).loss.detach().mean())" in " ".join(
         part.strip() for part in body.splitlines()

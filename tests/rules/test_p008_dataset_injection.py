@@ -9,7 +9,7 @@ from porter.rules import DatasetInjection
 
 
 def test_the_list_config_branch_becomes_the_elif_of_the_jobs_dataset():
-    assert method(ported_by(DatasetInjection, recipe()), "_setup_data") == textwrap.dedent('''\
+    assert method(ported_by(DatasetInjection, recipe()), "_setup_data") == textwrap.dedent("""\
         def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
             if self.dataset:
                 ds = self.dataset
@@ -18,17 +18,17 @@ def test_the_list_config_branch_becomes_the_elif_of_the_jobs_dataset():
             else:
                 ds = config.instantiate(cfg_dataset, self._tokenizer)
             return DataLoader(ds, batch_size=batch_size)
-        ''')
+        """)
 
 
 def test_an_older_recipe_without_a_list_config_branch_gets_an_else():
-    older = '''
+    older = """
 def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     # The dataset from the config
     ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
     return DataLoader(ds, batch_size=batch_size)
-'''
-    assert method(ported_by(DatasetInjection, recipe(setup_data=older)), "_setup_data") == textwrap.dedent('''\
+"""
+    assert method(ported_by(DatasetInjection, recipe(setup_data=older)), "_setup_data") == textwrap.dedent("""\
         def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
             # The dataset from the config
             if self.dataset:
@@ -36,11 +36,11 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
             else:
                 ds = config.instantiate(cfg_dataset, tokenizer=self._tokenizer)
             return DataLoader(ds, batch_size=batch_size)
-        ''')
+        """)
 
 
 def test_the_branchs_own_dataset_variable_and_packed_are_kept():
-    packed = '''
+    packed = """
 def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     if isinstance(cfg_dataset, ListConfig):
         dataset = config.instantiate(cfg_dataset[0], self._tokenizer)
@@ -49,15 +49,17 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
         dataset = config.instantiate(cfg_dataset, self._tokenizer)
         packed = cfg_dataset.get("packed", False)
     return DataLoader(dataset, batch_size=batch_size, drop_last=not packed)
-'''
+"""
     body = method(ported_by(DatasetInjection, recipe(setup_data=packed)), "_setup_data")
-    assert body.startswith(textwrap.dedent('''\
+    assert body.startswith(
+        textwrap.dedent("""\
         def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
             if self.dataset:
                 dataset = self.dataset
                 packed = cfg_dataset.get("packed", False)
             elif isinstance(cfg_dataset, ListConfig):
-        '''))
+        """)
+    )
 
 
 def test_a_validation_set_built_by_the_same_method_keeps_its_config_and_is_noted():
@@ -87,7 +89,9 @@ def test_under_the_guides_contract_the_training_set_is_the_one_built_from_cfg_da
         "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n",
         "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n        self._val = self._setup_data(cfg.dataset_val, 1)\n",
     )
-    assert "    if self.dataset and cfg_dataset is self.cfg.dataset:\n" in ported_by(DatasetInjection, before, contract="guide")
+    assert "    if self.dataset and cfg_dataset is self.cfg.dataset:\n" in ported_by(
+        DatasetInjection, before, contract="guide"
+    )
     # A contract that gives neither the replaced config node nor the config: refused, saying what is missing.
     from dataclasses import replace
 
@@ -102,7 +106,8 @@ def test_under_the_guides_contract_the_training_set_is_the_one_built_from_cfg_da
 
 
 def test_a_wrapper_the_config_branch_puts_around_its_dataset_is_refused_naming_it():
-    before = recipe(setup_data='''
+    before = recipe(
+        setup_data="""
 def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     if isinstance(cfg_dataset, ListConfig):
         ds = config.instantiate(cfg_dataset[0], self._tokenizer)
@@ -110,7 +115,8 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
         ds = config.instantiate(cfg_dataset, self._tokenizer)
         ds = PreferenceWithReference(ds, self._ref_model)
     return DataLoader(ds, batch_size=batch_size)
-''')
+"""
+    )
     line = before.splitlines().index("            ds = PreferenceWithReference(ds, self._ref_model)") + 1
     assert refusal(DatasetInjection, before) == (
         f"line {line}: P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config "
@@ -118,15 +124,16 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
         "where every dataset `ds` goes through it"
     )
     # After the branch, the job's dataset goes through it too.
-    after_the_branch = before.replace(
-        "            ds = PreferenceWithReference(ds, self._ref_model)\n", "", 1
-    ).replace("        return DataLoader", "        ds = PreferenceWithReference(ds, self._ref_model)\n        return DataLoader"
+    after_the_branch = before.replace("            ds = PreferenceWithReference(ds, self._ref_model)\n", "", 1).replace(
+        "        return DataLoader",
+        "        ds = PreferenceWithReference(ds, self._ref_model)\n        return DataLoader",
     )
     assert "        ds = self.dataset\n" in ported_by(DatasetInjection, after_the_branch)
 
 
 def test_another_set_built_from_the_replaced_config_is_noted():
-    before = recipe(setup_data='''
+    before = recipe(
+        setup_data="""
 def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     if isinstance(cfg_dataset, ListConfig):
         ds = config.instantiate(cfg_dataset[0], self._tokenizer)
@@ -135,7 +142,8 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
     cfg_dataset["data_files"] = self._val_files
     self._val = config.instantiate(cfg_dataset, self._tokenizer)
     return DataLoader(ds, batch_size=batch_size)
-''')
+"""
+    )
     line = before.splitlines().index("        self._val = config.instantiate(cfg_dataset, self._tokenizer)") + 1
     (note,) = notes_of(DatasetInjection, before)
     assert note == (
