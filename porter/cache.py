@@ -19,12 +19,12 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 from porter.report import PortResult
+from runtime.files import write_atomically
 from porter.settings import Settings
 
 _LIBRARIES = ("libcst", "black", "pyflakes", "jinja2")
@@ -96,10 +96,6 @@ class PortCache:
     def put(self, key: str, result: PortResult, text: Optional[str]) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump({"result": asdict(result), "text": text}, stream)
-            os.replace(temporary, path)
+            write_atomically(path, json.dumps({"result": asdict(result), "text": text}))
         except OSError:
             pass  # a cache that cannot be written only costs time

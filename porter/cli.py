@@ -616,7 +616,7 @@ def contract_check(
     if target is None:
         click.echo(reading.contract.toml(), nl=False)
         return
-    from porter.outputs import write_atomically
+    from runtime.files import write_atomically
 
     try:
         write_atomically(target, reading.contract.toml())

@@ -27,11 +27,11 @@ from porter.outputs import (
     read_header,
     split_header,
     unified_diff,
-    write_atomically,
 )
 from porter.report import CONVERTED, FAILED, FileReport, Mode, ORPHAN, PortResult, PRUNED, SKIPPED, UNCHANGED
 from porter.settings import Settings
 from porter.sources import MissingSource, read_source, SourceFile
+from runtime.files import write_atomically
 
 
 class OutputFolderError(Exception):

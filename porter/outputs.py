@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
 from porter import __version__
 from porter.sources import SourceFile
+from runtime.files import write_atomically
 
 # The first words of every generated file; its `@generated` tells codemod tools
 # (libcst's among them) to leave the file alone.
@@ -109,22 +108,6 @@ def unified_diff(old: str, new: str, old_name: str, new_name: str) -> str:
             tofile=new_name,
         )
     )
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the new, never part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def ensure_package(folder: Path, root: Path) -> None:

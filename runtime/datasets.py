@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, IO, Iterator, List, Optional, Tuple
 
 from runtime.job import JobError
+from runtime.files import atomic_file
 
 MAX_LINE_BYTES = 1 << 20
 _CHUNK_BYTES = 1 << 16
@@ -241,24 +241,19 @@ class Dataset:
             raise DatasetError(f"{source}: no such dataset file")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / "records.jsonl"
-        partial = folder / ".records.jsonl.partial"
         kind, size = None, 0
         try:
-            with fsspec.open(source, "rb") as stream, open(partial, "w", encoding="utf-8") as out:
+            with fsspec.open(source, "rb") as stream, atomic_file(target) as out:
                 for where, record in _records(stream, name):
                     kind, normal = _check(record, kind, where)
                     out.write(json.dumps(normal, ensure_ascii=False) + "\n")
                     size += 1
+                if size == 0:
+                    raise DatasetError(f"{source}: empty dataset")
         except DatasetError:
-            partial.unlink(missing_ok=True)
             raise
         except (OSError, ValueError, ImportError) as error:
-            partial.unlink(missing_ok=True)
             raise DatasetError(f"{source}: cannot read: {error}") from error
-        if size == 0:
-            partial.unlink(missing_ok=True)
-            raise DatasetError(f"{source}: empty dataset")
-        os.replace(partial, target)
         return cls(target, kind, size, source)
 
     def check_kind(self, kinds: Tuple[str, ...], recipe: str) -> None:

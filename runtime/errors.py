@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, Optional
 from runtime.job import JobCancelled, JobPaths
 from runtime.job_logger import utc_now
 from runtime.secrets import scrub
+from runtime.files import write_atomically
 
 _EVENT_FIELDS = ("error_type", "message", "gpu_rank", "node_rank", "traceback_file")
 
@@ -40,11 +41,8 @@ def write_error_report(
     }
     if report.exists():
         return read_report(report, paths) or data
-    report.parent.mkdir(parents=True, exist_ok=True)
-    partial = report.with_suffix(".partial")
     trace = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__)), secrets)
-    partial.write_text(json.dumps({**data, "create_ts": utc_now(), "traceback": trace}, indent=1))
-    os.replace(partial, report)
+    write_atomically(report, json.dumps({**data, "create_ts": utc_now(), "traceback": trace}, indent=1))
     return data
 
 

@@ -35,6 +35,7 @@ from runtime.job import JobCancelled, JobError, JobLock, JobPaths
 from runtime.job_logger import JobLogger, logged_keys, read_job_events, sink_reports_since, utc_now
 from runtime.sinks import Sink
 from runtime.storage import JobMirror, StorageError
+from runtime.files import write_atomically
 
 # Exit codes of `porter run`; a job cancelled by a signal exits 128 + its number.
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -297,9 +298,7 @@ def write_node_state(
     }
     if failure:
         record.update(failure=failure, killed=killed)
-    partial = target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(record))
-    os.replace(partial, target)
+    write_atomically(target, json.dumps(record))
 
 
 # Node 0's states after which the other nodes have nothing to wait for.

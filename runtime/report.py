@@ -12,7 +12,6 @@ event (`porter.report: false` turns that off); `porter report` writes it on dema
 from __future__ import annotations
 
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from runtime.console import end_line, milestone_line
 from runtime.events import TERMINAL
 from runtime.sinks import Event
+from runtime.files import write_atomically
 
 # Operations the timeline leaves out: they are the charts, or they are many.
 _NOT_IN_TIMELINE = ("step", "heartbeat")
@@ -74,11 +74,7 @@ def write_report(
 ) -> Path:
     """`target` written whole or not at all."""
     html = report_html(events, job_folder)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        file.write(html)
-    os.replace(partial, target)
+    write_atomically(target, html, file_mode)
     return target
 
 

@@ -27,12 +27,12 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 from runtime.job import JobError, JobPaths
+from runtime.files import write_atomically
 
 # Files of a staging folder that are not the job's: its lock, the upload manifest,
 # caches torchtune rebuilds, and files still being written.
@@ -224,10 +224,7 @@ class JobMirror:
             return {}
 
     def _write_manifest(self, uploaded: Dict[str, list]) -> None:
-        descriptor, partial = tempfile.mkstemp(dir=self.paths.root, prefix=".uploaded.", suffix=".partial")
-        with os.fdopen(descriptor, "w") as out:
-            json.dump(uploaded, out)
-        os.replace(partial, self._manifest)
+        write_atomically(self._manifest, json.dumps(uploaded))
 
 
 def _reason(error: BaseException) -> str:
