@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from porter.report import PortResult
+from porter.outcomes import PortResult
 from runtime.files import write_atomically
 from porter.settings import Settings
 

@@ -20,7 +20,7 @@ import click
 # Commands import the converter (libcst, black) and the runtime (torch) when they run:
 # `porter run` then trains in a process that never loaded the converter.
 from porter import __version__
-from porter.report import CONVERTED, exit_code, FAILED, FileReport, Mode, ORPHAN, PRUNED, SKIPPED, summary, UNCHANGED
+from porter.outcomes import CONVERTED, exit_code, FAILED, FileReport, Mode, ORPHAN, PRUNED, SKIPPED, summary, UNCHANGED
 from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, ProjectSettings, Settings, SettingsError
 from porter.sources import discover, find_recipe, MissingSource, recipe_name, SourceFile
 from runtime.job_reader import STATUSES  # reads no torch: the event logs only

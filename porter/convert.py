@@ -28,7 +28,7 @@ from porter.outputs import (
     split_header,
     unified_diff,
 )
-from porter.report import CONVERTED, FAILED, FileReport, Mode, ORPHAN, PortResult, PRUNED, SKIPPED, UNCHANGED
+from porter.outcomes import CONVERTED, FAILED, FileReport, Mode, ORPHAN, PortResult, PRUNED, SKIPPED, UNCHANGED
 from porter.settings import Settings
 from porter.sources import MissingSource, read_source, SourceFile
 from runtime.files import write_atomically

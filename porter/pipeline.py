@@ -17,7 +17,7 @@ from porter.errors import PortError
 from porter.imports import add_imports, header_code, header_length, remove_imports
 from porter.index import SourceIndex
 from porter.outputs import HEADER_MARK
-from porter.report import CONVERTED, FAILED, PortResult, SKIPPED
+from porter.outcomes import CONVERTED, FAILED, PortResult, SKIPPED
 from porter.rules import RULES
 from porter.rules.base import PortingRule
 from porter.settings import Settings

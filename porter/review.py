@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from porter import snippets
 from porter.convert import generate, Generated, GenerateError
 from porter.outputs import unified_diff
-from porter.report import FAILED, SKIPPED
+from porter.outcomes import FAILED, SKIPPED
 from porter.settings import Settings
 from porter.sources import recipe_name, recipe_set, SourceFile
 

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from porter.report import CONVERTED, UNCHANGED
+from porter.outcomes import CONVERTED, UNCHANGED
 from porter.settings import Settings
 from porter.sources import find_recipe, installed_recipes_dir, recipe_name
 from runtime.job import JobError

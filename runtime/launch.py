@@ -30,7 +30,7 @@ from runtime import cpu_compat
 from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, why_signalled, world_size
 from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
-from runtime.errors import write_error_report
+from runtime.error_reports import write_error_report
 from runtime.job import JobCancelled, JobError, JobPaths, private_files
 from runtime.job_logger import utc_now
 from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome, owner_ended

@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from runtime.checkpoints import can_resume
 from runtime.cluster import NodePlace, RendezvousFailed
-from runtime.errors import first_failure, terminal_operation, write_error_report
+from runtime.error_reports import first_failure, terminal_operation, write_error_report
 from runtime.job import JobCancelled, JobError, JobLock, JobPaths
 from runtime.job_logger import JobLogger, logged_keys, read_job_events, sink_reports_since, utc_now
 from runtime.sinks import Sink

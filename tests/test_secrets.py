@@ -56,7 +56,7 @@ def test_urls_lose_their_passwords_and_secret_query_values():
 
 
 def test_an_error_report_scrubs_the_secrets_from_its_message_and_traceback(tmp_path):
-    from runtime.errors import write_error_report
+    from runtime.error_reports import write_error_report
     from runtime.job import JobPaths
 
     paths = JobPaths.for_job(tmp_path, "u", "j").create(0o700)
