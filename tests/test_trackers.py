@@ -176,3 +176,30 @@ def test_under_porter_run_both_the_recipes_run_and_the_sinks_carry_the_job(demo,
     assert [step for step, _ in scalars["porter/loss"]] == steps
     assert texts["porter/status"] == "completed" and scalars["porter/job_completed"] == [(steps[-1], 1.0)]
     assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1  # one writer: one run per job
+
+
+def test_notes_reach_wandb_and_comet_runs_where_torchtunes_loggers_keep_them():
+    # Stand-ins with the attributes torchtune's loggers keep: W&B's module as `_wandb`
+    # (its run's summary), Comet's `experiment` (log_other). The kind is the class name.
+    from types import SimpleNamespace
+
+    from runtime.trackers import note
+
+    class WandBLogger:
+        def __init__(self) -> None:
+            self._wandb = SimpleNamespace(run=SimpleNamespace(summary={}))
+
+    class CometLogger:
+        def __init__(self) -> None:
+            self.logged = {}
+            self.experiment = SimpleNamespace(log_other=self.logged.__setitem__)
+
+    wandb, comet = WandBLogger(), CometLogger()
+    for logger in (wandb, comet):
+        note(logger, "status", "completed")
+    assert wandb._wandb.run.summary == {"porter/status": "completed"}
+    assert comet.logged == {"porter/status": "completed"}
+    # No run yet (another rank, or before init): nothing is written, nothing raises.
+    idle = WandBLogger()
+    idle._wandb.run = None
+    note(idle, "status", "running")
