@@ -171,6 +171,14 @@ with_generation = _options(
         help="Leave out the rule of this id (see README, Architecture); repeatable; refused when another rule needs it.",
     ),
 )
+with_no_cache = click.option(
+    "--no-cache",
+    "use_cache",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Port every file again, ignoring the cache of ports.",
+)
 with_output = click.option(
     "-o",
     "--output",
@@ -215,14 +223,7 @@ with_overlays = _options(
     default=None,
     help="Processes that port in parallel (default: the number of cores).",
 )
-@click.option(
-    "--no-cache",
-    "use_cache",
-    is_flag=True,
-    flag_value=False,
-    default=True,
-    help="Port every file again, ignoring the cache of ports.",
-)
+@with_no_cache
 @with_generation
 @with_overlays
 def convert(
@@ -296,14 +297,7 @@ def convert(
 @main.command(name="list")
 @with_sources
 @with_generation
-@click.option(
-    "--no-cache",
-    "use_cache",
-    is_flag=True,
-    flag_value=False,
-    default=True,
-    help="Port every file again, ignoring the cache of ports.",
-)
+@with_no_cache
 def list_command(
     sources: Tuple[Path, ...],
     installed: bool,
