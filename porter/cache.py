@@ -96,6 +96,7 @@ class PortCache:
     def put(self, key: str, result: PortResult, text: Optional[str]) -> None:
         path = self._path(key)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, json.dumps({"result": asdict(result), "text": text}))
         except OSError:
             pass  # a cache that cannot be written only costs time

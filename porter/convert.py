@@ -377,6 +377,7 @@ def save_overlay(source: SourceFile, out_dir: Path, settings: Settings, overlays
     patch = overlay_patches.make_patch(generated.result.code, edited, source.output_name)
     path = overlay_patches.overlay_path(overlays, source.output_name)
     if patch:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, patch)
         hunks = len(overlay_patches.parse(patch, str(path)))
         done = f"saved {path} ({hunks} hunk{'s' * (hunks != 1)})"

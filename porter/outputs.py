@@ -116,6 +116,7 @@ def ensure_package(folder: Path, root: Path) -> None:
     while True:
         init = current / "__init__.py"
         if not init.exists():
+            current.mkdir(parents=True, exist_ok=True)
             write_atomically(init, "")
         if current == root or root not in current.parents:
             return

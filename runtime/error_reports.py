@@ -41,6 +41,7 @@ def write_error_report(
     }
     if report.exists():
         return read_report(report, paths) or data
+    report.parent.mkdir(parents=True, exist_ok=True)
     trace = scrub("".join(traceback.format_exception(type(error), error, error.__traceback__)), secrets)
     write_atomically(report, json.dumps({**data, "create_ts": utc_now(), "traceback": trace}, indent=1))
     return data

@@ -17,8 +17,8 @@ from typing import IO, Iterator, Optional
 
 @contextlib.contextmanager
 def atomic_file(path: Path, binary: bool = False, file_mode: Optional[int] = None, fsync: bool = False) -> Iterator[IO]:
-    """A stream whose content becomes `path` when the block ends without an error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A stream whose content becomes `path` when the block ends without an error. The
+    folder must exist: a caller that may create it does so itself."""
     partial = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.partial")
     descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if file_mode is None else file_mode)
     try:

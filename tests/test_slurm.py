@@ -235,3 +235,38 @@ def test_a_node_lost_mid_job_fails_it_naming_the_node_and_leaves_no_process(jobs
     while python_processes_of(jobs.root) and time.monotonic() < deadline:
         time.sleep(1)
     assert python_processes_of(jobs.root) == []
+
+
+def test_a_bad_setting_on_node_0_only_stops_both_nodes_at_once(jobs):
+    # `porter.save_every_n_epochs` is each node's SLURM_NODEID: 0, refused, on node 0 only.
+    slurm_id = jobs.submit("bad-on-node-0", overrides="porter.save_every_n_epochs=${oc.decode:${oc.env:SLURM_NODEID}}")
+    start = time.monotonic()
+    assert jobs.cluster.wait_job(slurm_id, ENDED, timeout=120) == "FAILED"
+    assert time.monotonic() - start < 60, "not at the rendezvous timeout"
+    output = (jobs.root / f"slurm-{slurm_id}.out").read_text()
+    assert "porter: error: porter.save_every_n_epochs: must be a positive integer, got 0" in output, output[-3000:]
+    assert (
+        "porter: error: node 0 refused the job: porter.save_every_n_epochs: must be a positive integer, got 0" in output
+    )
+
+
+def test_a_job_whose_owner_was_killed_is_interrupted_at_once_not_running(jobs):
+    import signal
+
+    slurm_id = jobs.submit("owner-killed", overrides=SLOW)
+    jobs.wait_for("owner-killed", "step")
+    state = json.loads((jobs.root / "slurm-user" / "owner-killed" / "nodes" / "node-0.json").read_text())
+    os.killpg(os.getpgid(state["pid"]), signal.SIGKILL)  # node 0's porter run: no terminal event
+    listed = json.loads(run_porter("jobs", "--output-root", jobs.root, "--format", "json").stdout)
+    (row,) = [r for r in listed if r["job_id"] == "owner-killed"]
+    assert row["status"] == "interrupted"
+    jobs.cluster.wait_job(slurm_id, ENDED, timeout=180)
+    assert not any(
+        e["operation"] in ("job_completed", "job_failed", "job_cancelled") for e in jobs.events("owner-killed")
+    )
+    shown = run_porter("show", "owner-killed", "--output-root", jobs.root)
+    assert shown.stdout.splitlines()[0].endswith(", interrupted")
+    deadline = time.monotonic() + 30
+    while python_processes_of(jobs.root) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert python_processes_of(jobs.root) == []
