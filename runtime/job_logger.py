@@ -30,7 +30,12 @@ SINK_CLOSE_TIMEOUT_S = 5.0
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return utc_text(time.time())
+
+
+def utc_text(timestamp: float) -> str:
+    """A Unix time as events write it: UTC, ISO 8601, microseconds."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def read_events(path: Path) -> List[Event]:

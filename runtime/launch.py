@@ -19,6 +19,8 @@ import signal
 import sys
 import tempfile
 import threading
+
+import psutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +34,7 @@ from runtime.datasets import Dataset, expected_kinds
 from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
 from runtime.error_reports import write_error_report
 from runtime.job import JobCancelled, JobError, JobPaths, private_files
-from runtime.job_logger import utc_now
+from runtime.job_logger import utc_text
 from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome, owner_ended
 from runtime.console import output_to_log, ProgressConsole
 from runtime.job_reader import follow_log
@@ -261,7 +263,8 @@ def _following_the_owner(node: NodePlace, paths: JobPaths, mirror) -> Iterator[N
     if node.owner or node.nnodes == 1:
         yield
         return
-    since, stop, reason = utc_now(), threading.Event(), []
+    # Since this process began: node 0 may refuse while this node is still starting.
+    since, stop, reason = utc_text(psutil.Process().create_time()), threading.Event(), []
 
     def interrupted(signum, frame):
         raise JobError(reason[0] if reason else "node 0 ended the job")

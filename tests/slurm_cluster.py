@@ -10,6 +10,7 @@ then `slurmctld` and the two `slurmd`, and waits until `sinfo` shows both nodes 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
+
+import psutil
 
 PACKAGES = {"slurmctld": "slurm-wlm", "slurmd": "slurm-wlm", "sbatch": "slurm-wlm", "munged": "munge"}
 MUNGE_KEY = Path("/etc/munge/munge.key")
@@ -182,6 +185,14 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
         raise TimeoutError(f"timed out waiting for {what}")
 
     def stop(self) -> None:
+        """Cancel every job still there and wait for them, then stop the daemons; a job
+        step's processes (slurmstepd and what it runs) outlive slurmd, so any of this
+        cluster's that remain are ended too."""
+        if self._started:
+            with contextlib.suppress(Exception):
+                for job in self.run("squeue", "-h", "-o", "%i", check=False).split():
+                    self.run("scancel", job, check=False)
+                self._until(lambda: not self.run("squeue", "-h", check=False).strip(), 60, "every job to end")
         for process in reversed(self._started):
             if process.poll() is None:
                 process.terminate()
@@ -192,3 +203,9 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
                 process.kill()
                 process.wait()
         self._started.clear()
+        for process in psutil.process_iter(["name"]):
+            with contextlib.suppress(psutil.Error):
+                if process.info["name"] == "slurmstepd" and process.environ().get("SLURM_CONF") == str(self.conf):
+                    for child in process.children(recursive=True):
+                        child.kill()
+                    process.kill()
