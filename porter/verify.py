@@ -101,8 +101,8 @@ def contract_problems(
     problems: List[Tuple[cst.BaseStatement, str]] = []
     accepted = {"log_step": contract.log_step, "log_epoch": contract.log_epoch}
     for stmt, anchor in inserted:
-        code = node_code(stmt).strip()
-        for name in _self_reads(code):
+        reads, calls = _uses(node_code(stmt).strip())
+        for name in reads:
             if shape.attributes is not None and name not in shape.attributes and not contract.provides(name):
                 problems.append(
                     (
@@ -110,7 +110,7 @@ def contract_problems(
                         f"the inserted code reads `self.{name}`, which neither {shape.cls.name.value} sets nor the runtime contract `{contract.name}` provides",
                     )
                 )
-        for method, keywords in _logger_calls(code):
+        for method, keywords in calls:
             if method not in accepted:
                 problems.append(
                     (
@@ -131,25 +131,24 @@ def contract_problems(
 
 
 @functools.lru_cache(maxsize=None)
-def _logger_calls(code: str) -> Tuple[Tuple[str, Tuple[str, ...]], ...]:
-    """(method, keywords) of each `self.job_logger.<method>(...)` call in `code`."""
-    return tuple(
-        (node.func.attr, tuple(keyword.arg for keyword in node.keywords))
-        for node in ast.walk(ast.parse(code))
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and dotted_name(node.func.value) == "self.job_logger"
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def _self_reads(code: str) -> Tuple[str, ...]:
-    # Snippets repeat from file to file: each distinct one is parsed once.
-    return tuple(
+def _uses(code: str) -> Tuple[Tuple[str, ...], Tuple[Tuple[str, Tuple[str, ...]], ...]]:
+    """The `self.<name>`s `code` reads, and (method, keywords) of each of its
+    `self.job_logger.<method>(...)` calls. Snippets repeat from file to file: each
+    distinct one is parsed once."""
+    nodes = list(ast.walk(ast.parse(code)))
+    reads = tuple(
         node.attr
-        for node in ast.walk(ast.parse(code))
+        for node in nodes
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Name)
         and node.value.id == "self"
         and isinstance(node.ctx, ast.Load)
     )
+    calls = tuple(
+        (node.func.attr, tuple(keyword.arg for keyword in node.keywords))
+        for node in nodes
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and dotted_name(node.func.value) == "self.job_logger"
+    )
+    return reads, calls

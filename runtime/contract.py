@@ -130,18 +130,13 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value)  # a TOML basic string is a JSON string
 
 
-def _porter_attributes() -> FrozenSet[str]:
-    methods = {name for name, value in vars(PortedRecipe).items() if callable(value) and not name.startswith("_")}
-    return frozenset(PortedRecipe.__annotations__) | methods
-
-
 PORTER = RuntimeContract(
     name="porter",
     imports=tuple((name, PORTER_RUNTIME_MODULE) for name in IMPORTED_NAMES),
     log_step=STEP_FIELDS,
     log_epoch=EPOCH_FIELDS,
-    attributes=_porter_attributes() - {"save_checkpoint_if_due"},
-    save_hook="save_checkpoint_if_due",
+    attributes=frozenset(PortedRecipe.__annotations__),
+    save_hook=PortedRecipe.save_checkpoint_if_due.__name__,
 )
 
 GUIDE = RuntimeContract(
@@ -170,15 +165,6 @@ GUIDE = RuntimeContract(
 
 _BY_NAME = {contract.name: contract for contract in (PORTER, GUIDE)}
 _KEYS = ("base", "imports", "log_step", "log_epoch", "attributes", "save_hook", "wrappers_forward_arguments")
-
-
-def provided_attributes() -> FrozenSet[str]:
-    """Every name generated code may read on `self` from porter's runtime."""
-    return PORTER.attributes | {PORTER.save_hook}
-
-
-def named(name: str) -> RuntimeContract:
-    return _BY_NAME[name]
 
 
 def load(spec: Union[str, Mapping[str, Any]], base: Path = Path("."), where: str = "contract") -> RuntimeContract:

@@ -152,7 +152,7 @@ class OutputRootReader:
         heartbeat_s = started["data"].get("heartbeat_s", DEFAULT_HEARTBEAT_S)
         if ended is not None:
             status = _STATUS_OF[ended["operation"]]
-        elif self.local_path(folder) is not None and _owner_gone(self.local_path(folder)):
+        elif not self.remote and _owner_gone(Path(folder)):
             status = "interrupted"
         elif heartbeat_s and now - last_seen > STALE_HEARTBEATS * heartbeat_s:
             status = "stale"

@@ -105,7 +105,8 @@ class Lifecycle:
                 self._admit(stack)
             except JobError as error:
                 if self.owner and self.rank is None:
-                    self.refuse_everywhere(str(error))
+                    # Said where the other nodes' `porter run`, waiting for it, look.
+                    refuse_everywhere(self.paths, str(error), self.mirror)
                 raise
             logger = JobLogger(
                 job_id=self.job_id,
@@ -150,11 +151,6 @@ class Lifecycle:
                 self.mirror.pull(everything=True)
         if self.owner:
             refuse_rerun(self.paths, self.history, self.resuming)
-
-    def refuse_everywhere(self, reason: str) -> None:
-        """Node 0 refused the job: say so in its node state, where the other nodes'
-        `porter run` look while they wait for it (`follow_the_owner`)."""
-        refuse_everywhere(self.paths, reason, self.mirror)
 
     def _upload_at_the_end(self) -> None:
         """Everything, after the terminal event: by each node's `porter run`, or by the
@@ -306,6 +302,8 @@ OWNER_ENDED = ("refused", "job_failed", "job_cancelled")
 
 
 def refuse_everywhere(paths: JobPaths, reason: str, mirror: Optional[JobMirror] = None) -> None:
+    """Node 0 refused the job: say so in its node state, where the other nodes' `porter
+    run` look while they wait for it (runtime/launch.py, `_following_the_owner`)."""
     failure = {"error_type": "JobError", "message": reason, "gpu_rank": None, "node_rank": 0, "traceback_file": None}
     write_node_state(paths, 0, "refused", failure)
     if mirror is not None:
