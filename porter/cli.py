@@ -22,7 +22,16 @@ import click
 from porter import __version__
 from porter.outcomes import CONVERTED, exit_code, FAILED, FileReport, Mode, ORPHAN, PRUNED, SKIPPED, summary, UNCHANGED
 from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, ProjectSettings, Settings, SettingsError
-from porter.sources import discover, find_recipe, MissingSource, recipe_name, SourceFile
+from porter.sources import (
+    discover,
+    find_recipe,
+    INSTALLED_NAME,
+    installed_recipes_dir,
+    MissingSource,
+    recipe_name,
+    SourceFile,
+    sources_at,
+)
 from runtime.job_reader import STATUSES  # reads no torch: the event logs only
 
 _STATUS_COLOURS = {
@@ -400,7 +409,8 @@ def diff(
         else:
             if recipes or installed:
                 try:
-                    found = [source for recipe in recipes for source in find_recipe(recipe)]
+                    installed_dir = {INSTALLED_NAME: installed_recipes_dir()}
+                    found = [source for recipe in recipes for source in sources_at(find_recipe(recipe, installed_dir))]
                     found += discover([], installed=True) if installed else []
                 except FileNotFoundError as error:
                     raise _Failure(str(error))
@@ -708,55 +718,31 @@ def run(
     Exit codes: 0 completed; 1 training failed; 2 bad input (ids, config, dataset,
     recipe, options); 130 cancelled by SIGINT; 143 cancelled by SIGTERM.
     """
-    from runtime.cluster import NodePlace, TorchrunOptions
-    from runtime.job import JobError, JobPaths
-    from runtime.launch import Launch, cancel_on_signals, supervise
-    from runtime.lifecycle import EXIT_FAILED, refuse_everywhere
-    from runtime.storage import StorageError
-    from runtime.system import torchao_extension_problem
-    from porter.running import load_config, resolve_recipe
+    from porter.running import RunRequest
 
-    node = None
-    try:
-        paths = JobPaths.for_job(Path(output_root), user_id, job_id)  # refuse bad ids before anything
-        torchrun, overrides = TorchrunOptions.split(arguments)
-        node = NodePlace.of(torchrun)
-        project = _project()
-        recipe_path = resolve_recipe(recipe, recipes_dir or project.output, _generation(project, None, None, ()))
-        cfg = load_config(config_name, overrides)
-        flags = {
-            "output_root": str(output_root),
-            "save_every_n_epochs": save_every_n_epochs,
-            "save_every_n_steps": save_every_n_steps,
-            "heartbeat_s": heartbeat_s,
-            "console": console,
-            "webhook": {"url": webhook} if webhook else None,
-        }
-        cfg.porter = porter_section(flags, _given(flags), cfg.get("porter"))
-        launch = Launch(
-            recipe=recipe_path,
-            job_id=job_id,
-            user_id=user_id,
-            config=cfg,
-            dataset_source=dataset,
-            torchrun=torchrun,
-            node=node,
-            verbose=verbose,
-            resume_if_possible=resume == "auto" or (resume is None and _restarted_by_a_scheduler()),
-        )
-        problem = torchao_extension_problem()
-        if problem is not None:
-            _say(f"porter: warning: {problem}")
-        cancel_on_signals()
-        outcome = supervise(launch)
-    except JobError as error:
-        if node is not None and node.owner and node.nnodes > 1 and "://" not in str(output_root):
-            # Refused before the job started: the other nodes, waiting for it, stop too.
-            refuse_everywhere(paths, str(error))
-        raise _Failure(str(error))
-    except StorageError as error:  # the output root cannot be reached before the job starts
-        raise _Failure(str(error), EXIT_FAILED)
-    _report_outcome(outcome, cfg.porter.output_root, user_id, job_id, verbose)
+    flags = {
+        "output_root": str(output_root),
+        "save_every_n_epochs": save_every_n_epochs,
+        "save_every_n_steps": save_every_n_steps,
+        "heartbeat_s": heartbeat_s,
+        "console": console,
+        "webhook": {"url": webhook} if webhook else None,
+    }
+    project = _project()
+    request = RunRequest(
+        recipe=recipe,
+        config=config_name,
+        job_id=job_id,
+        user_id=user_id,
+        recipes_dir=recipes_dir or project.output,
+        flags=flags,
+        given=_given(flags),
+        arguments=arguments,
+        dataset=dataset,
+        verbose=verbose,
+        resume=resume,
+    )
+    _run_and_report(request, _generation(project, None, None, ()))
 
 
 @main.command()
@@ -794,69 +780,55 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     if prepare_only:
         return
     from porter.convert import convert as convert_sources, OutputFolderError
-    from runtime.job import JobError
-    from runtime.launch import Launch, cancel_on_signals, supervise
-    from runtime.storage import StorageError
-    from porter.running import load_config
+    from porter.running import RunRequest
 
     project = _project()
-    output = project.output
+    generation = _generation(project, None, None, ())
     try:
         reports = convert_sources(
             discover([], installed=True),
-            output,
-            settings=_generation(project, None, None, ()),
+            project.output,
+            settings=generation,
             jobs=os.cpu_count() or 1,
             cache=_cache(True),
         )
-        _say(summary(reports, Mode.WRITE) + f" into {output}/")
-        job_id = "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        cfg = load_config(str(assets.config("lora_finetune_single_device")), [])
-        cfg.porter = {"output_root": str(assets.root / "runs")}
-        cancel_on_signals()
-        outcome = supervise(Launch(output / "lora_finetune_single_device.py", job_id, "demo", cfg, verbose=verbose))
-    except (OutputFolderError, JobError, StorageError) as error:
+    except OutputFolderError as error:
         raise _Failure(str(error))
-    _report_outcome(outcome, str(assets.root / "runs"), "demo", job_id, verbose)
+    _say(summary(reports, Mode.WRITE) + f" into {project.output}/")
+    request = RunRequest(
+        recipe="lora_finetune_single_device",
+        config=str(assets.config("lora_finetune_single_device")),
+        job_id="demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"),
+        user_id="demo",
+        recipes_dir=project.output,
+        flags={"output_root": str(assets.root / "runs")},
+        given={"output_root"},
+        verbose=verbose,
+    )
+    _run_and_report(request, generation)
 
 
-def _given(flags: dict) -> set:
-    """The flags the command line set, as opposed to their defaults."""
-    from click.core import ParameterSource
+def _run_and_report(request, generation: Settings) -> None:
+    """Run the job (porter/running.py), then say where its events, weights, output and
+    report are, and one line on stderr if it did not complete or did not reach its
+    output root; exit with its code."""
+    from runtime.job import JobError
+    from runtime.lifecycle import EXIT_FAILED
+    from runtime.storage import StorageError
+    from porter.running import run_job
 
-    context = click.get_current_context()
-    return {name for name in flags if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
-
-
-def porter_section(flags: dict, given: set, config: object) -> dict:
-    """The job's `porter:` section: the flags' defaults, then the config's own `porter:`
-    keys, then the flags given on the command line, which win."""
-    from omegaconf import DictConfig, OmegaConf
-
-    own = OmegaConf.to_container(config) if isinstance(config, DictConfig) else {}
-    return {**flags, **own, **{name: flags[name] for name in given}}
-
-
-def _restarted_by_a_scheduler() -> bool:
-    from runtime.cluster import scheduler_job
-
-    scheduled = scheduler_job()
-    return scheduled is not None and scheduled.restart_count > 0
-
-
-def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbose: bool) -> None:
-    """Where the job's events, weights, output and report are; one line on stderr if it
-    did not complete or did not reach its output root."""
-    from runtime.storage import job_folder, where
-
-    paths, _ = job_folder(output_root, None, user_id, job_id)
-    folder = where(output_root, paths)
+    try:
+        outcome = run_job(request, generation, warn=lambda problem: _say(f"porter: warning: {problem}"))
+    except JobError as error:
+        raise _Failure(str(error))
+    except StorageError as error:  # the output root cannot be reached before the job starts
+        raise _Failure(str(error), EXIT_FAILED)
     if outcome.operation != "job_completed":
         data = outcome.data
         message = str(data.get("message", "")).splitlines()[0] if data.get("message") else ""
         # Bad input (exit 2) needs no traceback; a failed or cancelled run may.
         where_traceback = (
-            f" (traceback: {folder}/{data['traceback_file']})"
+            f" (traceback: {outcome.folder}/{data['traceback_file']})"
             if outcome.exit_code != 2 and data.get("traceback_file")
             else ""
         )
@@ -865,13 +837,21 @@ def _report_outcome(outcome, output_root: str, user_id: str, job_id: str, verbos
         click.echo(f"porter: error: {outcome.upload_error}", err=True)
     if outcome.report_error:
         click.echo(f"porter: warning: {outcome.report_error}", err=True)
-    click.echo(f"events:  {folder}/events.jsonl")
-    click.echo(f"weights: {folder}/checkpoints")
-    if not verbose:
-        click.echo(f"output:  {folder}/logs/output-node-0.log")
+    click.echo(f"events:  {outcome.folder}/events.jsonl")
+    click.echo(f"weights: {outcome.folder}/checkpoints")
+    if not request.verbose:
+        click.echo(f"output:  {outcome.folder}/logs/output-node-0.log")
     if outcome.report:
-        click.echo(f"report:  {folder}/report.html")
+        click.echo(f"report:  {outcome.folder}/report.html")
     sys.exit(outcome.exit_code)
+
+
+def _given(flags: dict) -> set:
+    """The flags the command line set, as opposed to their defaults."""
+    from click.core import ParameterSource
+
+    context = click.get_current_context()
+    return {name for name in flags if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)}
 
 
 with_job_root = _options(

@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional, Tuple
 
 UNKNOWN_VERSION = "unknown"
 
@@ -116,18 +116,33 @@ def recipe_name(recipe: str) -> str:
     return recipe[:-3] if recipe.endswith(".py") else recipe
 
 
-def find_recipe(recipe: str) -> List[object]:
-    """The recipes `recipe` names: a file or a folder of them by path, else an installed
-    torchtune recipe by name (`lora_finetune_single_device`, `dev/grpo_full_finetune_distributed`).
-    FileNotFoundError says why there is none."""
+# How messages name the installed torchtune's recipes folder.
+INSTALLED_NAME = "the installed torchtune"
+
+
+def find_recipe(recipe: str, folders: Mapping[str, Path]) -> Path:
+    """The one resolver of a recipe as users give it: a file or folder by path, else
+    `<folder>/<name>.py` in the first of `folders` that has it (`lora_finetune_single_device`,
+    `dev/grpo_full_finetune_distributed`). `folders` map how messages name each folder to
+    it. FileNotFoundError says where it looked."""
     path = Path(recipe)
     if path.exists():
-        return discover([path], installed=False)
-    candidate = installed_recipes_dir() / f"{recipe_name(recipe)}.py"
-    found = [s for s in discover([], installed=True) if s.path == candidate] if candidate.is_file() else []
-    if not found:
-        raise FileNotFoundError(f"{recipe}: no such recipe file, nor an installed torchtune recipe of that name")
-    return found
+        return path
+    for folder in folders.values():
+        candidate = folder / f"{recipe_name(recipe)}.py"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{recipe}: no such recipe file, nor a recipe of that name in {' or '.join(folders)}")
+
+
+def sources_at(path: Path) -> List[object]:
+    """The sources at `path`: the installed torchtune's recipe, labelled as `--installed`
+    labels it, when `path` is one; else the file, or the folder's files."""
+    if path.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            if installed_recipes_dir().resolve() in path.resolve().parents:
+                return [s for s in discover([], installed=True) if s.path.resolve() == path.resolve()]
+    return discover([path], installed=False)
 
 
 def recipe_set(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:

@@ -9,8 +9,9 @@ array:
                rejected as whole conversations (message lists, as in chat)
 - prompt:      {"prompt": "...", "answer": "..."}                        (answer optional)
 
-Which kinds a recipe trains on follows from its config's loss: DPO-style losses take
-preference data, PPO takes prompts, everything else chat or instruct data.
+Which kinds a recipe trains on follows from its config's loss (runtime/families.py):
+DPO-style losses take preference data, PPO and GRPO take prompts, everything else chat
+or instruct data.
 
 The whole file is checked before training: the first bad line stops the job with its
 line number. The validated records are written, normalised, into the job folder; the
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, IO, Iterator, List, Optional, Tuple
 
+from runtime.families import FAMILY_KINDS, SFT
 from runtime.job import JobError
 from runtime.files import atomic_file
 
@@ -44,25 +46,12 @@ _FIELDS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "preference": (("prompt", "chosen", "rejected"), ()),
     "prompt": (("prompt",), ("answer",)),
 }
-SFT_KINDS = ("chat", "instruct")
 KIND_FIELDS = {
     "chat": "messages",
     "instruct": "instruction, input, output",
     "preference": "prompt, chosen, rejected",
     "prompt": "prompt",
 }
-
-
-def expected_kinds(loss_component: Optional[str]) -> Tuple[str, ...]:
-    """The dataset kinds a recipe trains on, from its config's loss component."""
-    name = (loss_component or "").rsplit(".", 1)[-1]
-    if "GRPO" in name:
-        return ("prompt",)
-    if any(tag in name for tag in ("DPO", "RSO", "SimPO", "IPO")):
-        return ("preference",)
-    if "PPO" in name:
-        return ("prompt",)
-    return SFT_KINDS
 
 
 def detect_kind(record: Dict[str, Any]) -> Optional[str]:
@@ -288,7 +277,7 @@ class Dataset:
     def mix_entry(self, options: Dict[str, Any]) -> Dict[str, Any]:
         """This dataset as an entry of a dataset mix (`datasets:` in multi-dataset
         recipes): loaded by `load_hf_dataset`, turned into messages by its transform."""
-        if self.kind not in SFT_KINDS:
+        if self.kind not in FAMILY_KINDS[SFT]:
             raise DatasetError(f"{self.source}: a {self.kind} dataset cannot join a dataset mix")
         transform = "OpenAIToMessages" if self.kind == "chat" else "AlpacaToMessages"
         return {

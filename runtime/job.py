@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, List, Optional
 
 
 class JobError(Exception):
@@ -37,6 +37,17 @@ def log_node(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+# What lists a job folder's event logs, on a local disk or any fsspec file system.
+EVENT_LOG_GLOB = "events*.jsonl"
+
+
+def event_logs(paths: Iterable[str]) -> List[str]:
+    """The event logs among `paths` (paths or URLs, of one job folder, as a listing of
+    `EVENT_LOG_GLOB` gives them): node 0's first, then each other node's in order."""
+    found = ((log_node(path.rsplit("/", 1)[-1]), path) for path in paths)
+    return [path for node, path in sorted((node, path) for node, path in found if node is not None)]
+
+
 @dataclass(frozen=True)
 class JobPaths:
     root: Path
@@ -55,10 +66,9 @@ class JobPaths:
         several hosts to one file are not atomic on a shared file system (NFS)."""
         return self.events if node_rank == 0 else self.root / f"events-node-{node_rank}.jsonl"
 
-    def event_logs(self) -> list:
+    def event_logs(self) -> List[Path]:
         """The job's event logs that exist: node 0's first."""
-        nodes = sorted(node for node in (log_node(path.name) for path in self.root.glob("events-node-*.jsonl")) if node)
-        return [path for path in (self.events, *map(self.events_of, nodes)) if path.exists()]
+        return [Path(path) for path in event_logs(path.as_posix() for path in self.root.glob(EVENT_LOG_GLOB))]
 
     @property
     def config(self) -> Path:

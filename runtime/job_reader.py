@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from runtime.events import TERMINAL
-from runtime.job import JobError, log_node, validate_id
+from runtime.job import event_logs, EVENT_LOG_GLOB, JobError, validate_id
 from runtime.job_logger import merge_logs, parse_events
 from runtime.sinks import Event
 
@@ -95,13 +95,11 @@ class OutputRootReader:
     def _logs_by_folder(self, user_id: Optional[str]) -> Dict[str, List[str]]:
         """Each job folder's event logs, node 0's first, from one listing of the root."""
         user = validate_id("user_id", user_id) if user_id else "*"
-        found: Dict[str, List[Tuple[int, str]]] = {}
-        for log in self.fs.glob(f"{self.root.rstrip('/')}/{user}/*/events*.jsonl"):
-            folder, name = log.rsplit("/", 1)
-            node = log_node(name)
-            if node is not None:
-                found.setdefault(folder, []).append((node, log))
-        return {folder: [log for _, log in sorted(logs)] for folder, logs in sorted(found.items()) if min(logs)[0] == 0}
+        found: Dict[str, List[str]] = {}
+        for log in self.fs.glob(f"{self.root.rstrip('/')}/{user}/*/{EVENT_LOG_GLOB}"):
+            found.setdefault(log.rsplit("/", 1)[0], []).append(log)
+        logs_by_folder = {folder: event_logs(logs) for folder, logs in sorted(found.items())}
+        return {folder: logs for folder, logs in logs_by_folder.items() if logs and logs[0].endswith("/events.jsonl")}
 
     def find(self, job_id: str, user_id: Optional[str] = None) -> Tuple[str, str]:
         """(user_id, folder) of `job_id`; a JobError when no user, or several, have it."""
@@ -117,8 +115,7 @@ class OutputRootReader:
 
     def logs(self, folder: str) -> List[str]:
         """The folder's event logs: node 0's first, then each other node's."""
-        others = sorted((log_node(log.rsplit("/", 1)[1]), log) for log in self.fs.glob(f"{folder}/events-node-*.jsonl"))
-        return [f"{folder}/events.jsonl", *(log for node, log in others if node)]
+        return event_logs(self.fs.glob(f"{folder}/{EVENT_LOG_GLOB}"))
 
     def events(self, folder: str) -> List[Event]:
         """Every event of the job, every node's, in time order."""

@@ -1,15 +1,16 @@
-"""Launching a job: the supervisor `porter run` is on each node, in-process or over
-torch's elastic launcher (torchrun semantics), and the worker each launched process runs.
+"""The one launcher: the supervisor `porter run` is on each node (`supervise`), running
+the recipe in-process or over torch's elastic launcher (torchrun semantics), and the
+worker each launched process runs (`worker_main`).
 
-The supervisor checks the dataset and config before any model is built and starts the
-recipe; on node 0 it owns the job's lifecycle (runtime/lifecycle.py): `job_started`
-first, and last `job_completed`, `job_failed` (the first failure, on any node) or
-`job_cancelled`.
+The supervisor sets the job up (runtime/job_setup.py), checks the dataset and config
+before any model is built (runtime/job_config.py) and starts the recipe, whose
+`recipe_main` calls `run_recipe` (runtime/run.py). On node 0 it owns the job's
+lifecycle (runtime/lifecycle.py): `job_started` first, and last `job_completed`,
+`job_failed` (the first failure, on any node) or `job_cancelled`.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import importlib.util
 import json
@@ -30,19 +31,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from runtime import cpu_compat
 from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, why_signalled, world_size
-from runtime.datasets import Dataset, expected_kinds
-from runtime.families import code_names, FAMILY_NAMES, PREFERENCE, recipe_family, RL, SFT
+from runtime.datasets import Dataset
 from runtime.error_reports import write_error_report
-from runtime.job import JobCancelled, JobError, JobPaths, private_files
+from runtime.job import JobCancelled, JobError, JobPaths
 from runtime.job_logger import utc_text
-from runtime.lifecycle import EXIT_FAILED, Lifecycle, Outcome, owner_ended
+from runtime.lifecycle import EXIT_FAILED, Outcome, owner_ended
 from runtime.console import output_to_log, ProgressConsole
 from runtime.job_reader import follow_log
-from runtime.run import build_sinks, check_dataset_kind, followed_sinks, started_data
+from runtime.job_config import check_config, check_dataset_kind
+from runtime.job_setup import followed_sinks, JobSetup
 from runtime.sinks import QueuedSink
 from runtime.secrets import keep_secrets_out_of_torchtune, secret_values
-from runtime.settings import RuntimeSettings
-from runtime.storage import job_folder
+from runtime.storage import where
 
 
 @dataclass
@@ -95,88 +95,6 @@ def cancel_on_signals() -> None:
         signal.signal(signum, handler)
 
 
-def check_config(recipe: Path, cfg: DictConfig) -> None:
-    """Refuse, before any model is built, a config that lacks a key the recipe needs
-    (`required_keys`), or that is for another family of recipes than this one (its
-    loss says which: a DPO loss for an SFT recipe, say)."""
-    tree = ast.parse(recipe.read_text(encoding="utf-8"))
-    missing = sorted(required_keys(tree) - set(cfg.keys()))
-    if missing:
-        raise JobError(f"config: missing {', '.join(missing)}, which {recipe.stem} reads")
-    family = recipe_family(code_names(tree))
-    loss = cfg.get("loss")
-    component = str(loss.get("_component_", "")) if isinstance(loss, DictConfig) else ""
-    config_family = _LOSS_FAMILIES.get(expected_kinds(component), SFT)
-    if config_family != family:
-        raise JobError(
-            f"config: its loss {component.rsplit('.', 1)[-1] or '(none)'} is for "
-            f"{FAMILY_NAMES[config_family]} recipes, not {FAMILY_NAMES[family]} ones like {recipe.stem}"
-        )
-
-
-def required_keys(tree: ast.AST) -> set:
-    """The keys a recipe reads as `cfg.<key>` outside a guard on that key: a read under
-    `if cfg.get("key") ...` or `if "key" in cfg` (or after `and` in such a test) is
-    optional, as torchtune main reads `cfg.dataset_val`."""
-    methods = set(dir(DictConfig))
-    required = set()
-    for node, guards in _walk_with_guards(tree, frozenset()):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "cfg":
-            if node.attr not in methods and node.attr not in guards:
-                required.add(node.attr)
-    return required
-
-
-def _walk_with_guards(node: ast.AST, guards: frozenset):
-    """Every node, with the config keys the tests of the `if`s (and `and`s) around it check."""
-    yield node, guards
-    if isinstance(node, (ast.If, ast.IfExp, ast.While)):
-        yield from _walk_with_guards(node.test, guards)
-        inner = guards | _checked_keys(node.test)
-        for child in node.body if isinstance(node.body, list) else [node.body]:
-            yield from _walk_with_guards(child, inner)
-        for child in node.orelse if isinstance(node.orelse, list) else [node.orelse]:
-            yield from _walk_with_guards(child, guards)
-        return
-    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
-        checked = guards
-        for value in node.values:
-            yield from _walk_with_guards(value, checked)
-            checked = checked | _checked_keys(value)
-        return
-    for child in ast.iter_child_nodes(node):
-        yield from _walk_with_guards(child, guards)
-
-
-def _checked_keys(test: ast.AST) -> frozenset:
-    """Keys a test checks: `cfg.get("key")` (compared or not) and `"key" in cfg`."""
-    keys = set()
-    for node in ast.walk(test):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "get"
-            and isinstance(node.func.value, ast.Name)
-            and node.func.value.id == "cfg"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            keys.add(node.args[0].value)
-        elif (
-            isinstance(node, ast.Compare)
-            and isinstance(node.left, ast.Constant)
-            and isinstance(node.ops[0], ast.In)
-            and isinstance(node.comparators[0], ast.Name)
-            and node.comparators[0].id == "cfg"
-        ):
-            keys.add(node.left.value)
-    return frozenset(keys)
-
-
-# Which family of recipes a loss's dataset kinds are for.
-_LOSS_FAMILIES = {("preference",): PREFERENCE, ("prompt",): RL}
-
-
 def on_cpu(cfg: DictConfig) -> bool:
     return str(cfg.get("device", "cuda")) == "cpu"
 
@@ -198,36 +116,13 @@ def run_recipe_main(recipe: Path, job_id: str, user_id: str, cfg: DictConfig, da
 def supervise(launch: Launch) -> Outcome:
     """Run this node's part of a job to its end, and say how it ended. On node 0 the
     job's lifecycle is this process's (runtime/lifecycle.py)."""
-    settings = RuntimeSettings.from_config(launch.config)
-    file_mode, dir_mode = settings.modes
     node = launch.node
-    paths, mirror = job_folder(settings.output_root, settings.staging_dir, launch.user_id, launch.job_id)
-    paths.create(dir_mode)
-    resuming = bool(launch.config.get("resume_from_checkpoint", False))
-    lifecycle = Lifecycle(
-        paths=paths,
-        job_id=launch.job_id,
-        user_id=launch.user_id,
-        workflow=launch.recipe.stem,
-        node=node,
-        rank=None,
-        owner=node.owner,
-        resuming=resuming,
-        resume_if_possible=launch.resume_if_possible,
-        secrets=secret_values(launch.config),
-        file_mode=file_mode,
-        sinks=build_sinks(settings, rank=None) if node.owner else (),
-        mirror=mirror,
-        report=settings.report,
+    setup = JobSetup.for_node(
+        launch.config, launch.job_id, launch.user_id, launch.recipe.stem, node, launch.resume_if_possible
     )
-    started = started_data(
-        launch.recipe.stem, launch.world_size, launch.dataset_source, resuming, node.nnodes, settings.heartbeat_s
-    )
-    with (
-        private_files(file_mode, dir_mode, paths.root),
-        _watched(launch, paths, settings, file_mode),
-        _following_the_owner(node, paths, mirror),
-    ):
+    paths, mirror, lifecycle = setup.paths, setup.mirror, setup.lifecycle
+    started = setup.started(launch.recipe.stem, launch.world_size, launch.dataset_source, node.nnodes)
+    with setup.private_files(), _watched(launch, setup), _following_the_owner(node, paths, mirror):
         try:
             with lifecycle.running(started):
                 dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
@@ -246,7 +141,12 @@ def supervise(launch: Launch) -> Outcome:
         except BaseException:
             if lifecycle.outcome is None:  # refused before the job started: the lock, a rerun
                 raise
-    outcome = replace(lifecycle.outcome, report=lifecycle.report_written, report_error=lifecycle.report_error)
+    outcome = replace(
+        lifecycle.outcome,
+        report=lifecycle.report_written,
+        report_error=lifecycle.report_error,
+        folder=str(where(setup.settings.output_root, paths)),
+    )
     if lifecycle.upload_error is not None:
         return replace(outcome, exit_code=EXIT_FAILED, upload_error=str(lifecycle.upload_error))
     if mirror is not None:
@@ -289,14 +189,15 @@ def _following_the_owner(node: NodePlace, paths: JobPaths, mirror) -> Iterator[N
 
 
 @contextlib.contextmanager
-def _watched(launch: Launch, paths: JobPaths, settings: RuntimeSettings, file_mode: int) -> Iterator[None]:
+def _watched(launch: Launch, setup: JobSetup) -> Iterator[None]:
     """What a person running the job sees: unless `verbose`, what its processes print
     goes to the node's output log; on node 0, porter's console and the sinks that
     follow the log are fed from node 0's event log by a thread, until its end."""
+    paths, settings = setup.paths, setup.settings
     with contextlib.ExitStack() as stack:
         terminal = sys.stderr
         if not launch.verbose:
-            terminal = stack.enter_context(output_to_log(paths.output_log(launch.node.node_rank), file_mode))
+            terminal = stack.enter_context(output_to_log(paths.output_log(launch.node.node_rank), settings.modes[0]))
         watchers = followed_sinks(settings) if launch.node.owner else []
         console = None
         if launch.node.owner and settings.console:
@@ -419,8 +320,7 @@ def worker_main(spec_path: str) -> None:
     cfg = OmegaConf.create(spec["config"])
     dataset = Dataset(**{**spec["dataset"], "path": Path(spec["dataset"]["path"])}) if spec["dataset"] else None
     rank = int(os.environ.get("RANK", "0"))
-    settings = RuntimeSettings.from_config(cfg)
-    paths, _ = job_folder(settings.output_root, settings.staging_dir, spec["user_id"], spec["job_id"])
+    settings, paths = JobSetup.settings_and_folder(cfg, spec["job_id"], spec["user_id"])
     try:
         run_recipe_main(Path(spec["recipe"]), spec["job_id"], spec["user_id"], cfg, dataset)
     except BaseException as error:

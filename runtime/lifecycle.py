@@ -14,7 +14,8 @@
   never joined.
 
 `porter run` (runtime/launch.py) and `run_recipe` (runtime/run.py) both go through
-`Lifecycle.running`; neither writes a start or terminal event itself.
+`Lifecycle.running`, built for them by runtime/job_setup.py; neither writes a start or
+terminal event itself.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Outcome:
     # Whether the job's report.html was written, and why not when it failed to be.
     report: bool = False
     report_error: Optional[str] = None
+    # Where the job's folder is, as a person names it: a path, or a URL on a remote root.
+    folder: str = ""
 
 
 @dataclass

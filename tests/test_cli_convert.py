@@ -157,7 +157,7 @@ def test_diff_of_an_unknown_recipe_exits_2():
     assert done.returncode == 2
     assert (
         done.stderr.strip()
-        == "porter: error: no_such_recipe: no such recipe file, nor an installed torchtune recipe of that name"
+        == "porter: error: no_such_recipe: no such recipe file, nor a recipe of that name in the installed torchtune"
     )
 
 
@@ -356,3 +356,35 @@ def test_the_cache_key_changes_with_every_runtime_module_the_converter_reads(tmp
     # A runtime module the converter does not read leaves ports as they were.
     (copy / "runtime" / "console.py").write_text("# changed\n")
     assert fingerprint_of(copy) == changed
+
+
+def test_run_converts_an_installed_recipe_given_by_path_into_the_recipes_folder(tmp_path):
+    """`porter run` resolves recipes as `porter diff` does (porter/sources.py find_recipe):
+    the installed torchtune's own file, by path, is converted before it runs, never run as
+    it is. The job is refused after that (a missing config), so nothing trains."""
+    from porter.sources import installed_recipes_dir
+
+    upstream = installed_recipes_dir() / "lora_finetune_single_device.py"
+    done = run_porter(
+        "run",
+        str(upstream),
+        "--config",
+        "no/such/config.yaml",
+        "--job-id",
+        "j",
+        "--user-id",
+        "u",
+        "--recipes-dir",
+        "gen",
+        "--output-root",
+        "runs",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "porter: error: no/such/config.yaml: no such config file, nor an installed torchtune config of that name"
+    )
+    generated = (tmp_path / "gen" / "lora_finetune_single_device.py").read_text()
+    assert "run_recipe(LoRAFinetuneRecipeSingleDevice" in generated
+    assert f"# source: {upstream.parent.name}/lora_finetune_single_device.py" in generated
+    assert not (tmp_path / "runs").exists()

@@ -244,7 +244,12 @@ def test_a_config_missing_a_key_names_it(demo, generated, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["no_such_recipe", "--config", "x.yaml"], "porter: error: no_such_recipe: no generated recipe in"),
+        (
+            ["no_such_recipe", "--config", "x.yaml"],
+            "porter: error: no_such_recipe: no such recipe file, nor a recipe of that name in {generated} or the "
+            "installed torchtune",
+        ),
+        (["{generated}", "--config", "x.yaml"], "porter: error: {generated}: a folder, not a recipe file"),
         (
             ["lora_finetune_single_device", "--config", "no/such/config.yaml"],
             "porter: error: no/such/config.yaml: no such config file, nor an installed torchtune config of that name",
@@ -268,7 +273,11 @@ def test_a_config_missing_a_key_names_it(demo, generated, tmp_path):
     ],
 )
 def test_an_unknown_recipe_or_config_is_refused_before_a_job_exists(args, message, demo, generated, tmp_path):
-    args = [a.replace("{config}", str(demo.config("lora_finetune_single_device"))) for a in args]
+    args = [
+        a.replace("{config}", str(demo.config("lora_finetune_single_device"))).replace("{generated}", str(generated))
+        for a in args
+    ]
+    message = message.replace("{generated}", str(generated))
     done = subprocess.run(
         [
             sys.executable,

@@ -360,6 +360,6 @@ def test_torchao_is_a_problem_exactly_when_its_extension_is_not_loaded():
 def test_a_key_read_under_its_own_guard_is_optional(code, required):
     import ast
 
-    from runtime.launch import required_keys
+    from runtime.job_config import required_keys
 
     assert required_keys(ast.parse(code)) == required

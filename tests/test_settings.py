@@ -140,7 +140,7 @@ def test_a_bad_flag_exits_2_with_one_line(flag, message, project):
 def test_a_flag_given_on_the_command_line_beats_the_configs_porter_section_and_a_default_does_not():
     from omegaconf import OmegaConf
 
-    from porter.cli import porter_section
+    from porter.running import porter_section
 
     flags = {"output_root": "runs", "save_every_n_epochs": 2, "heartbeat_s": 30.0}
     config = OmegaConf.create({"save_every_n_epochs": 3, "heartbeat_s": 5.0, "report": False})
