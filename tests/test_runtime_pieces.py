@@ -363,3 +363,41 @@ def test_a_key_read_under_its_own_guard_is_optional(code, required):
     from runtime.job_config import required_keys
 
     assert required_keys(ast.parse(code)) == required
+
+
+@pytest.mark.parametrize(
+    "loss, family, kinds",
+    [
+        ("torchtune.modules.loss.CEWithChunkedOutputLoss", "sft", ("chat", "instruct")),
+        (None, "sft", ("chat", "instruct")),
+        ("torchtune.rlhf.loss.DPOLoss", "preference", ("preference",)),
+        ("torchtune.rlhf.loss.RSOLoss", "preference", ("preference",)),
+        ("torchtune.rlhf.loss.SimPOLoss", "preference", ("preference",)),
+        ("torchtune.rlhf.loss.IPOLoss", "preference", ("preference",)),
+        ("torchtune.rlhf.loss.PPOLoss", "rl", ("prompt",)),
+        ("torchtune.dev.grpo.loss.GRPOSimpleLoss", "rl", ("prompt",)),
+    ],
+)
+def test_a_configs_loss_says_the_family_and_the_data_it_trains_on(loss, family, kinds):
+    from runtime.families import FAMILY_KINDS, loss_family
+
+    assert loss_family(loss) == family
+    assert FAMILY_KINDS[loss_family(loss)] == kinds
+
+
+def test_a_job_folders_event_logs_are_listed_alike_on_disk_and_through_fsspec(tmp_path):
+    """One lister (runtime/job.py event_logs) orders both: node 0's log first, then the
+    other nodes' by number (10 after 2), and nothing else of the folder."""
+    from runtime.job import JobPaths
+    from runtime.job_reader import OutputRootReader
+
+    paths = JobPaths.for_job(tmp_path, "u", "j").create()
+    for name in ("events-node-10.jsonl", "events-node-2.jsonl", "events.jsonl", "events-old.jsonl", "events.json"):
+        (paths.root / name).write_text("")
+    expected = ["events.jsonl", "events-node-2.jsonl", "events-node-10.jsonl"]
+    assert [path.name for path in paths.event_logs()] == expected
+    reader = OutputRootReader(str(tmp_path))
+    assert [log.rsplit("/", 1)[1] for log in reader.logs(str(paths.root))] == expected
+    assert [folder for _, _, folder in reader.job_folders()] == [str(paths.root)]
+    (paths.root / "events.jsonl").unlink()  # a folder without node 0's log is no job's
+    assert reader.job_folders() == []
