@@ -100,8 +100,8 @@ def main() -> None:
                 for name, command in runs:
                     shutil.rmtree(root / f"cold-x{copies}", ignore_errors=True)
                     times[name].append(timed(command, root, env))
-            cold = statistics.median(c / b for c, b in zip(times["cold"], times["libcst"]))
-            check = statistics.median(c / b for c, b in zip(times["check"], times["libcst"]))
+            cold = statistics.median(c / b for c, b in zip(times["cold"], times["libcst"], strict=True))
+            check = statistics.median(c / b for c, b in zip(times["check"], times["libcst"], strict=True))
             summary[copies] = (cold, check)
             print(
                 f"{copies:>6} {files:>5} {statistics.median(times['libcst']):>11.2f}s {statistics.median(times['cold']):>11.2f}s "
@@ -114,7 +114,7 @@ def main() -> None:
             shutil.rmtree(root / "serial", ignore_errors=True)
             serial["porter"].append(timed(porter(folder, root / "serial", ["--no-cache", "-j", "1"]), root, env))
             serial["libcst"].append(timed(libcst(folder, ["-j", "1"]), root, env))
-        one = statistics.median(p / b for p, b in zip(serial["porter"], serial["libcst"]))
+        one = statistics.median(p / b for p, b in zip(serial["porter"], serial["libcst"], strict=True))
         cold, check = summary[args.copies[0]]
         print()
         print(f"porter convert cold / libcst noop, {jobs} processes each: {cold:.2f} (target <= 1.0)")

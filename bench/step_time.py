@@ -113,8 +113,8 @@ def main() -> None:
     def ratio(variant: str, clock: str) -> float:
         return statistics.median(
             ours / theirs
-            for ours_run, theirs_run in zip(runs[variant], runs["upstream"])
-            for ours, theirs in zip(ours_run[clock], theirs_run[clock])
+            for ours_run, theirs_run in zip(runs[variant], runs["upstream"], strict=False)
+            for ours, theirs in zip(ours_run[clock], theirs_run[clock], strict=False)
         )
 
     print(f"recipe: {args.recipe}  rounds: {args.rounds}  steps per run: {len(runs['upstream'][0]['wall'])}")

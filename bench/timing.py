@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 from torchtune.training.metric_logging import DiskLogger
 
@@ -27,7 +28,7 @@ class StepTimer(DiskLogger):
     def step_times(self, skip: int) -> dict:
         """Per-step wall and CPU seconds, without the first `skip` steps (warm-up)."""
         return {
-            clock: [b[index] - a[index] for a, b in zip(self.stamps, self.stamps[1:])][skip:]
+            clock: [b[index] - a[index] for a, b in pairwise(self.stamps)][skip:]
             for index, clock in enumerate(("wall", "cpu"))
         }
 

@@ -74,7 +74,7 @@ def _project() -> ProjectSettings:
     try:
         return ProjectSettings.find()
     except SettingsError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
 
 
 def _echo_status(report: FileReport, mode: Mode) -> None:
@@ -92,7 +92,7 @@ def _discover(paths, installed: bool, version: Optional[str]) -> List[object]:
     try:
         return discover(paths, installed, version)
     except FileNotFoundError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
 
 
 def _sources(paths, installed: bool, version: Optional[str], project: ProjectSettings) -> List[object]:
@@ -118,7 +118,7 @@ def _generation(
             skip_rules=check_rule_ids(skip_rules, "--skip-rule") if skip_rules else project.skip_rules,
         )
     except (SettingsError, ContractError) as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
 
 
 def _overlays(project: ProjectSettings, overlays: Optional[Path], use_overlays: bool) -> Optional[Path]:
@@ -291,7 +291,7 @@ def convert(
                 progress=progress,
             )
     except OutputFolderError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     for file_report in reports:
         if report == "text":
             _echo_status(file_report, mode)
@@ -404,7 +404,7 @@ def diff(
                 try:
                     reviews = review_upgrade(*between, recipes, settings, overlays, stack, progress)
                 except ValueError as error:
-                    raise _Failure(str(error))
+                    raise _Failure(str(error)) from error
             title = f"upgrade {between[0]} -> {between[1]}"
         else:
             if recipes or installed:
@@ -413,7 +413,7 @@ def diff(
                     found = [source for recipe in recipes for source in sources_at(find_recipe(recipe, installed_dir))]
                     found += discover([], installed=True) if installed else []
                 except FileNotFoundError as error:
-                    raise _Failure(str(error))
+                    raise _Failure(str(error)) from error
             else:
                 found = _sources((), False, None, project)
             missing = [source for source in found if isinstance(source, MissingSource)]
@@ -539,7 +539,7 @@ def overlay(
             _overlays(project, overlays_dir, True),
         )
     except (OverlaySaveError, OutputFolderError, OSError) as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     _say(f"porter: {done}")
 
 
@@ -625,7 +625,7 @@ def contract_check(
     try:
         write_atomically(target, reading.contract.toml())
     except OSError as error:
-        raise _Failure(f"{target}: cannot write: {error.strerror or error}")
+        raise _Failure(f"{target}: cannot write: {error.strerror or error}") from error
     _say(f"porter: wrote {target}; use it with --contract {target}")
 
 
@@ -775,7 +775,7 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     try:
         assets = prepare(directory)
     except OSError as error:
-        raise _Failure(f"{directory}: cannot hold the demo's assets: {error.strerror or error}")
+        raise _Failure(f"{directory}: cannot hold the demo's assets: {error.strerror or error}") from error
     click.echo(f"demo assets: {assets.root} (model, data, configs)", err=True)
     if prepare_only:
         return
@@ -793,7 +793,7 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
             cache=_cache(True),
         )
     except OutputFolderError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     _say(summary(reports, Mode.WRITE) + f" into {project.output}/")
     request = RunRequest(
         recipe="lora_finetune_single_device",
@@ -820,9 +820,9 @@ def _run_and_report(request, generation: Settings) -> None:
     try:
         outcome = run_job(request, generation, warn=lambda problem: _say(f"porter: warning: {problem}"))
     except JobError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     except StorageError as error:  # the output root cannot be reached before the job starts
-        raise _Failure(str(error), EXIT_FAILED)
+        raise _Failure(str(error), EXIT_FAILED) from error
     if outcome.operation != "job_completed":
         data = outcome.data
         message = str(data.get("message", "")).splitlines()[0] if data.get("message") else ""
@@ -872,7 +872,7 @@ def _reader(output_root: str):
     try:
         return OutputRootReader(output_root)
     except JobError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
 
 
 @main.command()
@@ -899,7 +899,7 @@ def jobs(output_root: str, user_id: Optional[str], status: Optional[str], output
     try:
         summaries = reader.summaries(user_id)
     except JobError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     for problem in reader.unreadable:
         _say(f"porter: warning: {problem}; left out")
     summaries = [summary for summary in summaries if status is None or summary.status == status]
@@ -945,7 +945,7 @@ def show(job_id: str, output_root: str, user_id: Optional[str], follow: bool) ->
         events = reader.events(folder)
         summary = reader.summary(folder, time.time())
     except JobError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     if summary is None:
         raise _Failure(f"job {job_id} has not started: its log has no job_started")
     local = reader.local_path(folder)
@@ -986,9 +986,9 @@ def report(job_id: str, output_root: str, user_id: Optional[str], target: Path) 
         _, folder = reader.find(job_id, user_id)
         events = reader.events(folder)
     except JobError as error:
-        raise _Failure(str(error))
+        raise _Failure(str(error)) from error
     try:
         write_report(events, target, reader.local_path(folder), file_mode=0o644)
     except OSError as error:
-        raise _Failure(f"{target}: {error.strerror or error}")
+        raise _Failure(f"{target}: {error.strerror or error}") from error
     _say(f"porter: wrote {target}")

@@ -82,7 +82,7 @@ def _inputs(source: SourceFile, settings: Settings, overlays: Optional[Path], ca
     try:
         text = read_source(source.path)
     except ValueError as error:
-        raise GenerateError(str(error))
+        raise GenerateError(str(error)) from error
     overlay, overlay_text = _overlay(source, overlays)
     key = (
         cache.key(text, source.label, source.torchtune_version, settings, overlay.name if overlay else "", overlay_text)
@@ -160,7 +160,7 @@ def convert(
     if any(isinstance(s, SourceFile) and s.from_folder for s in sources):
         generated = {
             str(s.output_name)
-            for s, report in zip(sources, reports)
+            for s, report in zip(sources, reports, strict=True)
             if isinstance(s, SourceFile) and report.status != SKIPPED
         }
         reports += _orphans(out_dir, generated, prune and mode is Mode.WRITE)
@@ -326,7 +326,7 @@ def _overlay(source: SourceFile, overlays: Optional[Path]) -> Tuple[Optional[Pat
     try:
         return path, path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise GenerateError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}")
+        raise GenerateError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from error
 
 
 def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Path], patch: str, contract: str) -> str:
@@ -336,11 +336,13 @@ def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Pa
     try:
         patched = overlay_patches.apply(body, patch, str(overlay))
     except overlay_patches.OverlayError as error:
-        raise GenerateError(str(error), error.hunk)
+        raise GenerateError(str(error), error.hunk) from error
     try:
         compile(patched, str(overlay), "exec")
     except SyntaxError as error:
-        raise GenerateError(f"{overlay}: the patched recipe does not compile: line {error.lineno}: {error.msg}")
+        raise GenerateError(
+            f"{overlay}: the patched recipe does not compile: line {error.lineno}: {error.msg}"
+        ) from error
     return generated_text(source, text, patched, contract, overlay=overlay.name, overlay_text=patch)
 
 
@@ -366,14 +368,16 @@ def save_overlay(source: SourceFile, out_dir: Path, settings: Settings, overlays
     try:
         generated = generate(source, settings, overlays=None)
     except GenerateError as error:
-        raise OverlaySaveError(f"{source}: {error}")
+        raise OverlaySaveError(f"{source}: {error}") from error
     if generated.result.status != CONVERTED:
         raise OverlaySaveError(f"{source}: {generated.result.status}: {generated.result.reason}")
     edited = split_header(on_disk.current)
     try:  # an overlay is saved only when it makes a recipe: nothing half-done on disk
         compile(edited, str(out_path), "exec")
     except SyntaxError as error:
-        raise OverlaySaveError(f"{out_path}: line {error.lineno}: {error.msg}; fix it before saving an overlay")
+        raise OverlaySaveError(
+            f"{out_path}: line {error.lineno}: {error.msg}; fix it before saving an overlay"
+        ) from error
     patch = overlay_patches.make_patch(generated.result.code, edited, source.output_name)
     path = overlay_patches.overlay_path(overlays, source.output_name)
     if patch:

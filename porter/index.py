@@ -96,10 +96,10 @@ class SourceIndex:
                 self._pair_suite(stmt.orelse.body, node.orelse)
             return
         if isinstance(stmt, (cst.Try, cst.TryStar)):
-            for handler, ast_handler in zip(stmt.handlers, node.handlers):
+            for handler, ast_handler in zip(stmt.handlers, node.handlers, strict=True):
                 self._pair_suite(handler.body, ast_handler.body)
         if isinstance(stmt, cst.Match) and isinstance(node, ast.Match):
-            for case, ast_case in zip(stmt.cases, node.cases):
+            for case, ast_case in zip(stmt.cases, node.cases, strict=True):
                 self._pair_suite(case.body, ast_case.body)
             return
         for cst_field, ast_field in _COMPOUND_BLOCKS.get(type(stmt), ()):

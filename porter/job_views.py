@@ -46,7 +46,9 @@ def jobs_table(summaries: Sequence[JobSummary]) -> str:
         for s in summaries
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def job_summary_text(summary: JobSummary, events: Sequence[Event], folder: str, local_folder: Optional[Any]) -> str:

@@ -73,7 +73,7 @@ class ProjectSettings:
         try:
             table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("porter")
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-            raise SettingsError(f"{path}: cannot read settings: {error}".splitlines()[0])
+            raise SettingsError(f"{path}: cannot read settings: {error}".splitlines()[0]) from error
         if table is None:
             return None
         known = {f.name for f in fields(cls)} - {"file"}
@@ -104,7 +104,7 @@ class ProjectSettings:
         try:
             contract = load_contract(table.get("contract", PORTER.name), base, f"{where} contract")
         except ContractError as error:
-            raise SettingsError(str(error))
+            raise SettingsError(str(error)) from error
         skip_rules = check_rule_ids(strings("skip_rules"), f"{where} skip_rules")
         source = tuple(s if s == INSTALLED else str(base / s) for s in strings("source"))
         return cls(

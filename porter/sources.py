@@ -154,7 +154,7 @@ def recipe_set(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
         try:
             folder, version = wheel_recipes(Path(spec), stack)
         except ValueError as error:
-            raise ValueError(f"{spec}: {error}")
+            raise ValueError(f"{spec}: {error}") from error
         found = discover([folder], installed=False, version=version)
     elif Path(spec).is_dir():
         found = discover([Path(spec)], installed=False)
@@ -168,15 +168,15 @@ def read_source(path: Path) -> str:
     try:
         data = path.read_bytes()
     except IsADirectoryError:
-        raise ValueError("is a folder")
+        raise ValueError("is a folder") from None
     except OSError as error:
-        raise ValueError(f"cannot read: {error.strerror or error}")
+        raise ValueError(f"cannot read: {error.strerror or error}") from error
     if b"\0" in data:
         raise ValueError("binary file, not Python source")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"not UTF-8 text (byte {error.start}: {data[error.start]:#04x})")
+        raise ValueError(f"not UTF-8 text (byte {error.start}: {data[error.start]:#04x})") from error
 
 
 def wheel_recipes(wheel: Path, stack: contextlib.ExitStack) -> Tuple[Path, str]:
@@ -194,7 +194,7 @@ def wheel_recipes(wheel: Path, stack: contextlib.ExitStack) -> Tuple[Path, str]:
         for name in recipes:
             archive.extract(name, folder)
     except FileNotFoundError:
-        raise ValueError("no such file")
+        raise ValueError("no such file") from None
     except (OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"cannot read the wheel: {error}")
+        raise ValueError(f"cannot read the wheel: {error}") from error
     return folder / "recipes", match.group(1) if match else UNKNOWN_VERSION

@@ -182,9 +182,9 @@ def load(spec: Union[str, Mapping[str, Any]], base: Path = Path("."), where: str
     except FileNotFoundError:
         raise ContractError(
             f"{where}: {spec!r} is neither `porter`, `guide` nor a contract file ({path} does not exist)"
-        )
+        ) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ContractError(f"{path}: cannot read the contract: {error}".splitlines()[0])
+        raise ContractError(f"{path}: cannot read the contract: {error}".splitlines()[0]) from error
     return from_table(table, str(path), name=str(spec))
 
 

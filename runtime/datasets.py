@@ -179,35 +179,35 @@ def _decoded(raw: bytes, name: str, number: int) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DatasetError(f"{name}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})")
+        raise DatasetError(
+            f"{name}:{number}: not UTF-8 (byte {raw[error.start]:#04x} at column {error.start + 1})"
+        ) from error
 
 
 def _records(stream: IO[bytes], name: str) -> Iterator[Tuple[str, Any]]:
     """(where, record) for each record of a JSONL file or a JSON array."""
     lines = _lines(stream, name)
-    for number, line in lines:
-        if line.strip():
-            break
-    else:
+    first = next(((number, line) for number, line in lines if line.strip()), None)
+    if first is None:
         raise DatasetError(f"{name}: empty dataset")
-    if line.lstrip().startswith("["):
-        text = line + "".join(rest for _, rest in lines)
+    if first[1].lstrip().startswith("["):
+        text = first[1] + "".join(rest for _, rest in lines)
         try:
             items = json.loads(text)
         except json.JSONDecodeError as error:
-            raise DatasetError(f"{name}:{number + error.lineno - 1}: malformed JSON: {error.msg}")
+            raise DatasetError(f"{name}:{first[0] + error.lineno - 1}: malformed JSON: {error.msg}") from error
         if not isinstance(items, list):
             raise DatasetError(f"{name}: expected a JSON array of records")
         for index, item in enumerate(items):
             yield f"{name}: record {index + 1}", item
         return
-    for number, line in itertools.chain([(number, line)], lines):
+    for number, line in itertools.chain([first], lines):
         if not line.strip():
             continue
         try:
             yield f"{name}:{number}", json.loads(line)
         except json.JSONDecodeError as error:
-            raise DatasetError(f"{name}:{number}: malformed JSON: {error.msg} (column {error.colno})")
+            raise DatasetError(f"{name}:{number}: malformed JSON: {error.msg} (column {error.colno})") from error
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def private_files(file_mode: int, dir_mode: int, root: Path) -> Iterator[None]:
 
 
 def apply_modes(root: Path, file_mode: int, dir_mode: int) -> None:
-    for folder, folders, files in os.walk(root):
+    for folder, _folders, files in os.walk(root):
         os.chmod(folder, dir_mode)
         for name in files:
             path = os.path.join(folder, name)
@@ -170,7 +170,7 @@ class JobLock:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._fd)
-            raise JobError(f"job folder {self.path.parent} is in use by another run")
+            raise JobError(f"job folder {self.path.parent} is in use by another run") from None
         return self
 
     def __exit__(self, *exc_info: object) -> None:

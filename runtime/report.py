@@ -135,7 +135,7 @@ def _line_chart(name: str, title: str, unit: str, series: Dict[Any, List[Tuple[i
 
     figure, axes = _figure()
     for label, points in series.items():
-        steps, values = zip(*points)
+        steps, values = zip(*points, strict=False)
         (line,) = axes.plot(
             steps,
             values,

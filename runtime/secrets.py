@@ -14,6 +14,7 @@ passwords and secret-looking query values.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 import urllib.parse
 from typing import Any, Iterable, Set
 
@@ -43,7 +44,7 @@ def is_secret_key(key: Any) -> bool:
     if not isinstance(key, str):
         return False
     words = [word.lower() for word in _WORD.findall(key)]
-    return any(word in _SECRET_WORDS for word in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+    return any(word in _SECRET_WORDS for word in words) or any(pair in _SECRET_PAIRS for pair in pairwise(words))
 
 
 def redact(value: Any, under_headers: bool = False) -> Any:

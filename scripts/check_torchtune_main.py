@@ -68,7 +68,9 @@ def porter_dependencies() -> List[str]:
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [d for d in dependencies if re.split(r"[<>=!~; \[]", d, 1)[0] not in ("torch", "torchtune", "torchao")]
+    return [
+        d for d in dependencies if re.split(r"[<>=!~; \[]", d, maxsplit=1)[0] not in ("torch", "torchtune", "torchao")
+    ]
 
 
 def build_environment(work: Path, source: Path, torch_spec: str, torchao_spec: Optional[str]) -> Path:

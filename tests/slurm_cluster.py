@@ -82,7 +82,7 @@ class SlurmCluster:
         controller, *node_ports = (_free_port() for _ in range(1 + len(NODES)))
         nodes = "\n".join(
             f"NodeName={name} NodeHostname={self.host} NodeAddr=127.0.0.1 Port={port} CPUs=2 State=UNKNOWN"
-            for name, port in zip(NODES, node_ports)
+            for name, port in zip(NODES, node_ports, strict=True)
         )
         self.conf.write_text(
             f"""ClusterName=porter

@@ -261,7 +261,10 @@ def test_the_readme_pytorchjob_renders_to_one_porter_run_per_node():
             "MASTER_ADDR": "porter-j9-master-0",
             "MASTER_PORT": "23456",
         }
-        argv = [re.sub(r"\$\((\w+)\)", lambda m: environ[m.group(1)], str(part)) for part in container["command"]]
+        argv = [
+            re.sub(r"\$\((\w+)\)", lambda m, environ=environ: environ[m.group(1)], str(part))
+            for part in container["command"]
+        ]
         params, torchrun, node, overrides = parsed_porter_run(argv, {})
         assert (node.node_rank, node.nnodes) == (rank, 2) and node.owner == (kind == "Master")
         assert torchrun.value("rdzv_endpoint") == "porter-j9-master-0:23456" and overrides == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -49,7 +50,7 @@ def learn_merges(text: str, merges: int) -> List[bytes]:
     for _ in range(merges):
         pairs: Counter = Counter()
         for word, count in words.items():
-            for pair in zip(word, word[1:]):
+            for pair in pairwise(word):
                 pairs[pair] += count
         if not pairs:
             break
