@@ -116,8 +116,9 @@ def progress_line(data: Dict[str, Any], world_size: int, mean_step_s: float) -> 
         f"step {data.get('step_num')}/{data.get('step_len')}",
         f"epoch {data.get('epoch_num')}/{data.get('epoch_len')}",
         f"loss {_number(data.get('step_loss'))}",
-        f"lr {_number(data.get('step_lr'))}",
     ]
+    if data.get("step_lr") is not None:
+        parts.append(f"lr {_number(data['step_lr'])}")
     tokens = data.get("step_tokens_per_s")
     if isinstance(tokens, (int, float)):
         parts.append(f"{_count(tokens * world_size)} tok/s")

@@ -103,7 +103,9 @@ class Step:
     step_num: int = _doc("optimizer steps done")
     step_len: int = _doc("optimizer steps the job will take")
     step_loss: float = _doc("the loss the recipe logged")
-    step_lr: float = _doc("the learning rate")
+    step_lr: Optional[float] = _doc(
+        "the learning rate; null when the recipe's metric dict has none (a fork's dict that merges others)"
+    )
     step_peak_memory_active: Optional[float] = _doc("peak active GPU memory, GiB, when the recipe logs it")
     step_peak_memory_alloc: Optional[float] = _doc("peak allocated GPU memory, GiB, when the recipe logs it")
     step_peak_memory_reserved: Optional[float] = _doc("peak reserved GPU memory, GiB, when the recipe logs it")

@@ -92,3 +92,19 @@ def test_event_ids_are_uuid7_unique_and_increasing():
     )
     millis = int(ids[-1].replace("-", "")[:12], 16)
     assert abs(millis / 1000 - time.time()) < 60
+
+
+def test_a_step_without_a_learning_rate_is_valid_and_the_console_leaves_lr_out(tmp_path):
+    """A fork's metric dict that merges others may lack `lr` (README: forks): its step
+    event says null, which the committed schema allows, and the progress line has no lr."""
+    from runtime.console import progress_line
+
+    schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
+    path = tmp_path / "events.jsonl"
+    log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=path)
+    log.log_step(**{name: 1 for name in events.STEP_FIELDS} | {"step_lr": None, "step_loss": 0.5})
+    log.close("job_completed", {})
+    (step,) = [event for event in read_events(path) if event["operation"] == "step"]
+    jsonschema.validate(step, schema)
+    assert step["data"]["step_lr"] is None
+    assert progress_line(step["data"], world_size=1, mean_step_s=0.0) == "step 1/1 · epoch 1/1 · loss 0.5 · 1 tok/s"
