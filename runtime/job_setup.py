@@ -41,7 +41,18 @@ class JobSetup:
         sinks that do not follow the log; the other nodes' feed none."""
         settings = RuntimeSettings.from_config(cfg)
         sinks = build_sinks(settings, rank=None) if node.owner else []
-        return cls._build(cfg, job_id, user_id, workflow, settings, node, None, node.owner, resume_if_possible, sinks)
+        return cls._build(
+            cfg,
+            job_id,
+            user_id,
+            workflow,
+            settings,
+            node=node,
+            rank=None,
+            owner=node.owner,
+            resume_if_possible=resume_if_possible,
+            sinks=sinks,
+        )
 
     @classmethod
     def for_process(cls, cfg: DictConfig, job_id: str, user_id: str, workflow: str, rank: int) -> "JobSetup":
@@ -53,7 +64,16 @@ class JobSetup:
         node = NodePlace(node_rank, int(os.environ.get("GROUP_WORLD_SIZE", "1")))
         owner = not settings.supervised and rank == 0
         return cls._build(
-            cfg, job_id, user_id, workflow, settings, node, rank, owner, False, build_sinks(settings, rank)
+            cfg,
+            job_id,
+            user_id,
+            workflow,
+            settings,
+            node=node,
+            rank=rank,
+            owner=owner,
+            resume_if_possible=False,
+            sinks=build_sinks(settings, rank),
         )
 
     @classmethod
@@ -64,6 +84,7 @@ class JobSetup:
         user_id: str,
         workflow: str,
         settings: RuntimeSettings,
+        *,
         node: NodePlace,
         rank: Optional[int],
         owner: bool,
