@@ -697,7 +697,8 @@ def run(
     (+key=value adds a key the config lacks).
 
     RECIPE is a generated recipe's name (converted from the installed torchtune on
-    the fly when missing) or a path to one. Every torchrun option, in either spelling
+    the fly when missing) or a path to one; an installed torchtune recipe's own path
+    is converted first, never run as it is. Every torchrun option, in either spelling
     (--nproc-per-node 2, --nnodes=2, --node_rank 1, --rdzv-endpoint host:port,
     --rdzv_conf join_timeout=60, --tee 3, ...), runs the job through torch's elastic
     launcher; on several nodes, each runs `porter run` and node 0 owns the job's log.
