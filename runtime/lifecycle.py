@@ -192,20 +192,27 @@ class Lifecycle:
         nodes_report = self.rank is None and self.node.nnodes > 1
         if nodes_report and not isinstance(error, (JobError, JobCancelled, KeyboardInterrupt)):
             # A rendezvous that failed: the silent nodes never came; no need to wait.
-            failed = self._failed_node(wait=not isinstance(error, RendezvousFailed))
+            failed = self._failed_node(since, wait=not isinstance(error, RendezvousFailed))
             if failed:
                 return failed
         return first_failure(self.paths, since) or self._report(error)
 
-    def _failed_node(self, wait: bool) -> Optional[Dict[str, Any]]:
+    def _failed_node(self, since: str, wait: bool) -> Optional[Dict[str, Any]]:
         """A node that never joined, or stopped without saying how, or whose process
-        was killed, when the other nodes have had NODE_REPORT_GRACE_S to say."""
+        was killed, when the other nodes have had NODE_REPORT_GRACE_S to say. How a
+        node ended before this run began is an earlier attempt's (a requeue's): that
+        node has not joined this one. (Its "running" may be older: nodes wait at the
+        rendezvous before node 0 starts.)"""
         deadline = time.monotonic() + (NODE_REPORT_GRACE_S if wait else 0)
         while True:
             if self.mirror is not None:
                 with contextlib.suppress(StorageError):  # then what is here says
                     self.mirror.pull_reports()
-            states = node_states(self.paths)
+            states = {
+                node: state
+                for node, state in node_states(self.paths).items()
+                if state.get("state") == "running" or state.get("update_ts", "") >= since
+            }
             others = range(1, self.node.nnodes)
             if all(states.get(n, {}).get("state") not in (None, "running") for n in others):
                 break

@@ -331,3 +331,24 @@ def test_a_bad_config_on_node_0_only_stops_the_other_node_with_its_reason(cluste
     assert time.monotonic() - start < 10
     assert "porter.save_every_n_epochs: must be a positive integer, got 0" in job.output(0)
     assert "node 0 refused the job: porter.save_every_n_epochs: must be a positive integer, got 0" in job.output(1)
+
+
+def test_how_a_node_ended_an_earlier_attempt_does_not_hide_that_it_never_joined_this_one(tmp_path):
+    """A requeued job's folder still says how node 1 ended the attempt before; when node
+    1 does not come this time, the failure names that, not the old state."""
+    from runtime.cluster import NodePlace, RendezvousFailed
+    from runtime.lifecycle import Lifecycle, write_node_state
+
+    paths = JobPaths.for_job(tmp_path, "u", "requeued").create()
+    cancelled = {"error_type": "JobCancelled", "message": "received signal SIGTERM", "gpu_rank": None, "node_rank": 1}
+    write_node_state(paths, 1, "job_cancelled", {**cancelled, "traceback_file": None})
+    lifecycle = Lifecycle(
+        paths=paths, job_id="requeued", user_id="u", workflow="w", node=NodePlace(0, 2), rank=None, owner=True
+    )
+    with pytest.raises(RendezvousFailed):
+        with lifecycle.running({"recipe": "w", "world_size": 2, "dataset": None, "porter_version": "0", "nnodes": 2}):
+            raise RendezvousFailed("rendezvous: not every one of 2 nodes joined within 10 s")
+    assert (lifecycle.outcome.data["error_type"], lifecycle.outcome.data["message"]) == (
+        "NodeLost",
+        "node 1 never joined the job",
+    )
