@@ -179,7 +179,9 @@ def test_a_job_at_its_time_limit_ends_cancelled_saying_so_and_a_resubmission_con
     minutes, _, seconds = elapsed.rpartition(":")
     jobs.cluster.run("scontrol", "update", f"JobId={slurm_id}", f"TimeLimit={int(minutes or 0) + 2}")
     jobs.wait_for("time-limited", "job_cancelled", timeout=120)
-    jobs.cluster.wait_job(slurm_id, ENDED, timeout=60)
+    # Node 1's torchrun agent may then spend torch's store timeout (60 s) on node 0's
+    # rendezvous store, gone with node 0 (its keep-alive, then closing its workers).
+    jobs.cluster.wait_job(slurm_id, ENDED, timeout=150)
     cancelled = [e for e in jobs.events("time-limited") if e["operation"] == "job_cancelled"][-1]["data"]
     assert cancelled["message"].startswith("received signal SIGTERM: the Slurm job's time limit (it ends in ")
     resubmitted = jobs.submit("time-limited", overrides="epochs=3")
