@@ -183,14 +183,16 @@ class Lifecycle:
         return write_error_report(self.paths, rank, self.node.node_rank, error, self.secrets)
 
     def _first_failure(self, error: BaseException, since: str) -> Dict[str, Any]:
-        """What the terminal event names: a worker killed from outside, then another
-        node that was lost, never joined or had a worker killed, then the first error
-        any process reported, then this one's."""
-        if getattr(error, "killed", False):
+        """What the terminal event names: the signal that cancelled the job, or a worker
+        killed from outside, then another node that was lost, never joined or had a
+        worker killed, then the first error any process reported, then this one's. (A
+        cancelled job's processes report errors as they stop, a peer's lost connection
+        say: consequences, not the cause.)"""
+        if isinstance(error, (JobCancelled, KeyboardInterrupt)) or getattr(error, "killed", False):
             return self._report(error)
         # Nodes say how they stand only under `porter run`, whose supervisor owns the job.
         nodes_report = self.rank is None and self.node.nnodes > 1
-        if nodes_report and not isinstance(error, (JobError, JobCancelled, KeyboardInterrupt)):
+        if nodes_report and not isinstance(error, JobError):
             # A rendezvous that failed: the silent nodes never came; no need to wait.
             failed = self._failed_node(since, wait=not isinstance(error, RendezvousFailed))
             if failed:

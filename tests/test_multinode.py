@@ -196,10 +196,11 @@ def test_sigterm_to_node_0_cancels_the_whole_job_which_then_resumes_on_both_node
     os.kill(job.processes[0].pid, signal.SIGTERM)  # a scheduler's preemption
     assert job.wait(0, timeout=120) == 128 + signal.SIGTERM, job.output(0)[-3000:]
     assert job.wait(1, timeout=120) != 0  # the other node stops too, by itself
-    terminal = [
-        e["operation"] for e in job.events() if e["operation"] in ("job_completed", "job_failed", "job_cancelled")
-    ]
-    assert terminal == ["job_cancelled"]
+    terminal = [e for e in job.events() if e["operation"] in ("job_completed", "job_failed", "job_cancelled")]
+    assert [e["operation"] for e in terminal] == ["job_cancelled"]
+    # The signal is the cause, not what the other node's worker reported as its peer went.
+    assert terminal[0]["data"]["message"] == "received signal SIGTERM", terminal[0]["data"]
+    assert "node 0 was cancelled: received signal SIGTERM" in job.output(1)
 
     for node in (0, 1):
         job.start(node, "epochs=2", "resume_from_checkpoint=True")
