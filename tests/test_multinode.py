@@ -200,7 +200,6 @@ def test_sigterm_to_node_0_cancels_the_whole_job_which_then_resumes_on_both_node
     assert [e["operation"] for e in terminal] == ["job_cancelled"]
     # The signal is the cause, not what the other node's worker reported as its peer went.
     assert terminal[0]["data"]["message"] == "received signal SIGTERM", terminal[0]["data"]
-    assert "node 0 was cancelled: received signal SIGTERM" in job.output(1)
 
     for node in (0, 1):
         job.start(node, "epochs=2", "resume_from_checkpoint=True")
