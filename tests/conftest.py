@@ -178,6 +178,28 @@ def events_of(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def porter_run_args(
+    demo, generated, root: Path, recipe: str, *args: str, job_id: str, user_id: str, config: Path = None
+) -> list:
+    """`run RECIPE ...`: the arguments of `porter run` for a job of the session's generated
+    recipes on the demo's config for RECIPE (or `config`), under output root `root`."""
+    return [
+        "run",
+        recipe,
+        "--config",
+        str(config or demo.config(recipe)),
+        "--job-id",
+        job_id,
+        "--user-id",
+        user_id,
+        "--output-root",
+        str(root),
+        "--recipes-dir",
+        str(generated),
+        *args,
+    ]
+
+
 def job_runner(demo, generated, root: Path):
     """`porter run` of a generated recipe on the demo config; returns (process, events)."""
 
@@ -191,20 +213,9 @@ def job_runner(demo, generated, root: Path):
         timeout: float = 300,
     ):
         done = run_porter(
-            "run",
-            recipe,
-            "--config",
-            config or demo.config(recipe),
-            "--job-id",
-            job_id,
-            "--user-id",
-            user_id,
-            "--output-root",
-            root,
-            "--recipes-dir",
-            generated,
-            "--no-console",
-            *args,
+            *porter_run_args(
+                demo, generated, root, recipe, "--no-console", *args, job_id=job_id, user_id=user_id, config=config
+            ),
             env={**JOB_ENV, **(env or {})},
             timeout=timeout,
         )

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import events_of, JOB_ENV, on_terminal, run_porter
+from conftest import events_of, JOB_ENV, on_terminal, porter_run_args, run_porter
 from runtime.console import output_to_log, progress_line, ProgressConsole, weights_line
 
 
@@ -112,22 +112,9 @@ def test_output_to_log_takes_what_children_and_libraries_print(tmp_path):
 
 
 def _job_args(demo, generated, root, job_id):
-    recipe = "lora_finetune_single_device"
-    return [
-        "run",
-        recipe,
-        "--config",
-        str(demo.config(recipe)),
-        "--job-id",
-        job_id,
-        "--user-id",
-        "tester",
-        "--output-root",
-        str(root),
-        "--recipes-dir",
-        str(generated),
-        "epochs=1",
-    ]
+    return porter_run_args(
+        demo, generated, root, "lora_finetune_single_device", "epochs=1", job_id=job_id, user_id="tester"
+    )
 
 
 def test_a_job_on_a_terminal_shows_porters_progress_only(demo, generated, tmp_path):

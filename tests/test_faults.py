@@ -8,36 +8,29 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import psutil
 import pytest
 
-from conftest import events_of, JOB_ENV, REPO
+from conftest import events_of, JOB_ENV, porter_run_args, REPO
 
 pytestmark = pytest.mark.slow
 LONG = ("epochs=200",)  # long enough to be stopped halfway
 
 
-def start(demo, generated, root: Path, recipe: str, job_id: str, *args: str) -> subprocess.Popen:
+def start(
+    demo, generated, root: Path, recipe: str, job_id: str, *args: str, config: Optional[Path] = None
+) -> subprocess.Popen:
+    """`porter run RECIPE` as job `job_id` of user u, with the demo's config for it unless `config`."""
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "porter",
-            "run",
-            recipe,
-            "--config",
-            str(demo.config(recipe)),
-            "--job-id",
-            job_id,
-            "--user-id",
-            "u",
-            "--output-root",
-            str(root),
-            "--recipes-dir",
-            str(generated),
-            "--no-console",
-            *args,
+            *porter_run_args(
+                demo, generated, root, recipe, "--no-console", *args, job_id=job_id, user_id="u", config=config
+            ),
         ],
         cwd=REPO,
         env={**os.environ, **JOB_ENV},
@@ -165,38 +158,9 @@ def test_one_job_id_cannot_run_twice_at_once(demo, generated, tmp_path):
 
 
 def run(demo, generated, root: Path, recipe: str, config: Path, *args: str):
-    process = start_with_config(demo, generated, root, recipe, config, *args)
+    process = start(demo, generated, root, recipe, "j", *args, config=config)
     _, stderr = process.communicate(timeout=180)
     return process.returncode, stderr
-
-
-def start_with_config(demo, generated, root, recipe, config, *args):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "porter",
-            "run",
-            recipe,
-            "--config",
-            str(config),
-            "--job-id",
-            "j",
-            "--user-id",
-            "u",
-            "--output-root",
-            str(root),
-            "--recipes-dir",
-            str(generated),
-            "--no-console",
-            *args,
-        ],
-        cwd=REPO,
-        env={**os.environ, **JOB_ENV},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.mark.parametrize(
