@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from porter.outcomes import CONVERTED, UNCHANGED
 from porter.settings import Settings
-from porter.sources import find_recipe, INSTALLED_NAME, installed_recipes_dir, sources_at
+from porter.sources import find_recipe, INSTALLED_NAME, installed_recipes_dir, installed_source
 from runtime.job import JobError, JobPaths
 from runtime.lifecycle import Outcome
 
@@ -85,17 +85,16 @@ def generated_recipe(recipe: str, recipes_dir: Path, settings: Settings) -> Path
     installed torchtune recipe (by name, when `recipes_dir` lacks it, or by path) is
     converted into `recipes_dir` with `settings` first."""
     try:
-        installed = installed_recipes_dir()
-        path = find_recipe(recipe, {str(recipes_dir): recipes_dir, INSTALLED_NAME: installed})
+        path = find_recipe(recipe, {str(recipes_dir): recipes_dir, INSTALLED_NAME: installed_recipes_dir()})
     except FileNotFoundError as error:
         raise JobError(str(error)) from error
     if path.is_dir():
         raise JobError(f"{recipe}: a folder, not a recipe file")
-    if installed.resolve() not in path.resolve().parents:
+    source = installed_source(path)
+    if source is None:
         return path
     from porter.convert import convert, OutputFolderError  # the converter loads only when it is needed
 
-    source = sources_at(path)[0]
     try:
         report = convert([source], recipes_dir, settings=settings)[0]
     except OutputFolderError as error:

@@ -135,14 +135,23 @@ def find_recipe(recipe: str, folders: Mapping[str, Path]) -> Path:
     raise FileNotFoundError(f"{recipe}: no such recipe file, nor a recipe of that name in {' or '.join(folders)}")
 
 
+def installed_source(path: Path) -> Optional[SourceFile]:
+    """The installed torchtune's recipe at `path`, labelled as `--installed` labels it;
+    None when `path` is not one."""
+    try:
+        installed = installed_recipes_dir().resolve()
+    except FileNotFoundError:
+        return None
+    if not path.is_file() or installed not in path.resolve().parents:
+        return None
+    return next(s for s in discover([], installed=True) if s.path.resolve() == path.resolve())
+
+
 def sources_at(path: Path) -> List[object]:
-    """The sources at `path`: the installed torchtune's recipe, labelled as `--installed`
-    labels it, when `path` is one; else the file, or the folder's files."""
-    if path.is_file():
-        with contextlib.suppress(FileNotFoundError):
-            if installed_recipes_dir().resolve() in path.resolve().parents:
-                return [s for s in discover([], installed=True) if s.path.resolve() == path.resolve()]
-    return discover([path], installed=False)
+    """The sources at `path`: the installed torchtune's recipe when it is one; else the
+    file, or the folder's files."""
+    source = installed_source(path)
+    return [source] if source is not None else discover([path], installed=False)
 
 
 def recipe_set(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:

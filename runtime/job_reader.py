@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from runtime.events import TERMINAL
-from runtime.job import event_logs, EVENT_LOG_GLOB, JobError, validate_id
+from runtime.job import event_logs, EVENT_LOG_GLOB, JobError, log_node, validate_id
 from runtime.job_logger import merge_logs, parse_events
 from runtime.sinks import Event
 
@@ -99,7 +99,12 @@ class OutputRootReader:
         for log in self.fs.glob(f"{self.root.rstrip('/')}/{user}/*/{EVENT_LOG_GLOB}"):
             found.setdefault(log.rsplit("/", 1)[0], []).append(log)
         logs_by_folder = {folder: event_logs(logs) for folder, logs in sorted(found.items())}
-        return {folder: logs for folder, logs in logs_by_folder.items() if logs and logs[0].endswith("/events.jsonl")}
+        # A job's folder is one with node 0's log, which `event_logs` puts first.
+        return {
+            folder: logs
+            for folder, logs in logs_by_folder.items()
+            if logs and log_node(logs[0].rsplit("/", 1)[-1]) == 0
+        }
 
     def find(self, job_id: str, user_id: Optional[str] = None) -> Tuple[str, str]:
         """(user_id, folder) of `job_id`; a JobError when no user, or several, have it."""
