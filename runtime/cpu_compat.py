@@ -1,7 +1,9 @@
 """Fixes for upstream torchtune recipes on a CPU-only PyTorch, without editing them.
 
-Applied by the launcher to its own process before it imports a recipe, and only when
-the job runs on the CPU. Each fix replaces one torchtune/torch function with a wrapper
+Applied by `run_recipe` in each training process, and only when the job runs on the
+CPU. A recipe module imported before that (every entry path imports the recipe first)
+may hold an original under its own name (`from torch.distributed import
+init_process_group`): `rebind` points such names at the fixes. Each fix replaces one torchtune/torch function with a wrapper
 that behaves as upstream does on CUDA machines and does the sensible thing on CPU, and
 names the torch and torchtune versions it was written for: outside them it is not
 installed (`porter run` says which were left out), since a wrapper of a function that
@@ -35,6 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 _MARK = "_porter_cpu_compat"
+# Each replaced function's wrapper, by the original's id: what `rebind` looks names up in.
+# Process-wide, as the fixes themselves are.
+_WRAPPERS: Dict[int, Callable] = {}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,19 @@ def _once(module: Any, name: str, make: Callable[[Callable], Callable]) -> None:
     wrapper = functools.wraps(original)(make(original))
     setattr(wrapper, _MARK, True)
     setattr(module, name, wrapper)
+    _WRAPPERS[id(original)] = wrapper
+
+
+def rebind(namespace: Dict[str, Any]) -> List[str]:
+    """Point the names in `namespace` (a recipe module's globals) that hold a function a
+    fix replaced at that fix; return the names rebound."""
+    rebound = []
+    for name, value in list(namespace.items()):
+        wrapper = _WRAPPERS.get(id(value))
+        if wrapper is not None and wrapper.__wrapped__ is value:
+            namespace[name] = wrapper
+            rebound.append(name)
+    return rebound
 
 
 def usable_backend(backend: Any, nccl_available: bool) -> Any:

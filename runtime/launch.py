@@ -29,7 +29,6 @@ from typing import Any, Iterator, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from runtime import cpu_compat
 from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, why_signalled, world_size
 from runtime.datasets import Dataset
 from runtime.error_reports import write_error_report
@@ -41,7 +40,7 @@ from runtime.job_reader import follow_log
 from runtime.job_config import check_config, check_dataset_kind
 from runtime.job_setup import followed_sinks, JobSetup
 from runtime.sinks import QueuedSink
-from runtime.secrets import keep_secrets_out_of_torchtune, secret_values
+from runtime.secrets import secret_values
 from runtime.storage import where
 
 
@@ -95,21 +94,8 @@ def cancel_on_signals() -> None:
         signal.signal(signum, handler)
 
 
-def on_cpu(cfg: DictConfig) -> bool:
-    return str(cfg.get("device", "cuda")) == "cpu"
-
-
 def run_recipe_main(recipe: Path, job_id: str, user_id: str, cfg: DictConfig, dataset: Optional[Dataset]) -> None:
-    if on_cpu(cfg):
-        left_out = cpu_compat.apply()
-        if left_out and os.environ.get("RANK", "0") == "0":
-            versions = cpu_compat.installed_versions()
-            print(
-                f"porter: warning: CPU fixes not written for torch {versions['torch']} and torchtune "
-                f"{versions['torchtune']}, left out: {', '.join(left_out)} (runtime/cpu_compat.py)",
-                file=sys.stderr,
-            )
-    keep_secrets_out_of_torchtune()
+    """The recipe's entry point; its `run_recipe` installs what the process needs."""
     load_recipe_module(recipe).recipe_main(job_id, user_id, cfg, dataset)
 
 

@@ -6,22 +6,32 @@ policy and cleanup, inside the job's lifecycle (runtime/lifecycle.py). Under `po
 run` (`porter.supervised`) the supervisor owns the lifecycle, otherwise rank 0 does. A
 failure leaves its report in the job folder and is re-raised, so the process exits
 non-zero.
+
+It is the contract's entry point, and entered in many ways (`porter run` in its own
+process, torchrun's workers, a team's launcher that calls `recipe_main`, a notebook):
+so this module, and nothing before it, installs what every training process needs:
+torchtune's config dump and metric loggers get redacted copies of the config, and a
+process on the CPU gets the CPU fixes (runtime/cpu_compat.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import sys
 from pathlib import Path
 from typing import Optional, Type
 
+import torch
 from omegaconf import DictConfig
 
+from runtime import cpu_compat
 from runtime.checkpoints import CheckpointPolicy
 from runtime.datasets import Dataset
 from runtime.job_config import job_config, job_dataset_config
 from runtime.job_setup import JobSetup
 from runtime.recipe_base import JobContext, RecipeBase
+from runtime.secrets import keep_secrets_out_of_torchtune, scrub_exception, secret_values
 from runtime.system import process_rank_and_world
 from runtime.trackers import name_runs
 
@@ -34,6 +44,24 @@ def run_recipe(
     dataset: Optional[Dataset] = None,
 ) -> None:
     rank, world_size = process_rank_and_world()
+    _on_the_cpu(recipe_class, cfg, rank)
+    try:
+        _run(recipe_class, job_id, user_id, cfg, dataset, rank, world_size)
+    except BaseException as error:
+        # Its report and events are scrubbed already; so is what the caller prints.
+        scrub_exception(error, secret_values(cfg))
+        raise
+
+
+def _run(
+    recipe_class: Type[RecipeBase],
+    job_id: str,
+    user_id: str,
+    cfg: DictConfig,
+    dataset: Optional[Dataset],
+    rank: int,
+    world_size: int,
+) -> None:
     workflow = workflow_name(recipe_class)
     setup = JobSetup.for_process(cfg, job_id, user_id, workflow, rank)
     settings, paths, lifecycle = setup.settings, setup.paths, setup.lifecycle
@@ -65,6 +93,39 @@ def run_recipe(
         raise lifecycle.upload_error
     if setup.mirror is not None and lifecycle.owner:
         setup.mirror.remove_staging()
+
+
+def _on_the_cpu(recipe_class: type, cfg: DictConfig, rank: int) -> None:
+    """A job whose config puts it on the CPU of a machine with CUDA gets the CPU fixes
+    now (a process without CUDA got them as this module loaded); either way, names the
+    recipe's module imported before them are pointed at them."""
+    if str(cfg.get("device", "cuda")) != "cpu":
+        return
+    if torch.cuda.is_available():
+        _install_cpu_fixes(rank)
+    module = sys.modules.get(recipe_class.__module__)
+    if module is not None:
+        cpu_compat.rebind(vars(module))
+
+
+def _install_cpu_fixes(rank: int) -> None:
+    left_out = cpu_compat.apply()
+    if left_out and rank == 0:
+        versions = cpu_compat.installed_versions()
+        print(
+            f"porter: warning: CPU fixes not written for torch {versions['torch']} and torchtune "
+            f"{versions['torchtune']}, left out: {', '.join(left_out)} (runtime/cpu_compat.py)",
+            file=sys.stderr,
+        )
+
+
+# Installed as a recipe imports `run_recipe`, before its `recipe_main` runs a line: that
+# dumps the config (upstream's `config.log_config`) and, in distributed recipes, starts
+# the process group, both before calling `run_recipe`. A process without CUDA runs on the
+# CPU whatever its config says.
+keep_secrets_out_of_torchtune()
+if not torch.cuda.is_available():
+    _install_cpu_fixes(process_rank_and_world()[0])
 
 
 def workflow_name(recipe_class: type) -> str:

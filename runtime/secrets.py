@@ -104,6 +104,22 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+def scrub_exception(error: BaseException, secrets: Iterable[str]) -> None:
+    """Scrub `secrets` from the messages of `error` and of the errors it was raised from,
+    in place: the same exceptions go on up to the caller (a team's launcher handles them
+    by type) and print without the secrets when nothing handles them."""
+    secrets = tuple(secrets)
+    seen: Set[int] = set()
+    while error is not None and id(error) not in seen and secrets:
+        seen.add(id(error))
+        error.args = tuple(scrub(arg, secrets) if isinstance(arg, str) else arg for arg in error.args)
+        if isinstance(error, OSError):  # its message is made of these when it has an errno
+            for name in ("strerror", "filename", "filename2"):
+                if isinstance(getattr(error, name), str):
+                    setattr(error, name, scrub(getattr(error, name), secrets))
+        error = error.__cause__ or error.__context__
+
+
 def redact_url(url: str) -> str:
     """`url` without its password and with secret-looking query values redacted."""
     try:

@@ -32,6 +32,18 @@ class FailingLogger(DiskLogger):
             raise StepFault(f"injected fault at step {step}")
 
 
+class KeyRejectingLogger(DiskLogger):
+    """A tracker whose service rejects its API key at the first step, quoting the key
+    in its error, as services do."""
+
+    def __init__(self, log_dir: str, api_key: str, **kwargs) -> None:
+        super().__init__(log_dir=log_dir, **kwargs)
+        self.api_key = api_key
+
+    def log_dict(self, payload, step: int) -> None:
+        raise PermissionError(f"the tracker rejected api key {self.api_key}")
+
+
 class SlowLogger(DiskLogger):
     """Takes `delay_s` at every logged step: a job slow enough to interrupt mid-epoch."""
 

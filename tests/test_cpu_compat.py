@@ -21,6 +21,28 @@ def fixes_undone_after(monkeypatch):
         install(module, name, make)
 
     monkeypatch.setattr(cpu_compat, "_once", undone_after)
+    monkeypatch.setattr(cpu_compat, "_WRAPPERS", dict(cpu_compat._WRAPPERS))
+
+
+def unfixed(function):
+    """The function as torch or torchtune ship it (this process may have the fixes: a
+    module of it imported runtime.run on a machine without CUDA)."""
+    return function.__wrapped__ if getattr(function, cpu_compat._MARK, False) else function
+
+
+AS_FOUND = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def as_found():
+    """What the tests below find, to be restored after each of them."""
+    import torch.distributed
+    import torchtune.training
+
+    AS_FOUND.update(
+        get_memory_stats=torchtune.training.get_memory_stats,
+        init_process_group=torch.distributed.init_process_group,
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,10 +113,26 @@ def test_on_this_torchtune_a_lora_merge_leaves_the_live_weights_alone():
         assert set(result) == {"layer.q_proj.weight"} and torch.count_nonzero(result["layer.q_proj.weight"]) == 16
 
 
+def test_a_recipe_that_imported_a_function_before_the_fixes_is_pointed_at_the_fix():
+    import torch.distributed
+
+    # a recipe module's names, as `from torch.distributed import barrier, init_process_group` bound them
+    recipe_globals = {
+        "init_process_group": unfixed(torch.distributed.init_process_group),
+        "barrier": unfixed(torch.distributed.barrier),
+        "other": print,
+    }
+    cpu_compat.apply()
+    assert sorted(cpu_compat.rebind(recipe_globals)) == ["barrier", "init_process_group"]
+    assert recipe_globals["init_process_group"] is torch.distributed.init_process_group
+    assert getattr(recipe_globals["barrier"], cpu_compat._MARK) and recipe_globals["other"] is print
+    assert cpu_compat.rebind(recipe_globals) == []  # already the fixes
+
+
 def test_a_fix_is_undone_after_its_test():
     # Runs last: the tests above applied every fix.
     import torch.distributed
     import torchtune.training
 
-    assert not getattr(torchtune.training.get_memory_stats, cpu_compat._MARK, False)
-    assert not getattr(torch.distributed.init_process_group, cpu_compat._MARK, False)
+    assert torchtune.training.get_memory_stats is AS_FOUND["get_memory_stats"]
+    assert torch.distributed.init_process_group is AS_FOUND["init_process_group"]

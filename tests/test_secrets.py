@@ -67,3 +67,17 @@ def test_an_error_report_scrubs_the_secrets_from_its_message_and_traceback(tmp_p
     assert data["message"] == "wandb refused key *** for project p"
     report = (paths.root / data["traceback_file"]).read_text()
     assert "wandb-key-123" not in report and "refused key ***" in report
+
+
+def test_an_error_leaves_with_the_secrets_scrubbed_from_its_message_and_its_causes():
+    from runtime.secrets import scrub_exception
+
+    try:
+        try:
+            raise OSError(13, "wandb refused key wandb-key-123", "/keys/hf_abcdef")
+        except OSError as cause:
+            raise PermissionError("tracker: wandb-key-123 rejected", 401) from cause
+    except PermissionError as error:
+        scrub_exception(error, secret_values(CONFIG))
+        assert type(error) is PermissionError and error.args == ("tracker: *** rejected", 401)
+        assert str(error.__cause__) == "[Errno 13] wandb refused key ***: '/keys/***'"

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from conftest import JOB_ENV, job_runner, REPO
+from conftest import events_of, JOB_ENV, job_runner, REPO
 
 pytestmark = pytest.mark.slow
 
@@ -562,6 +564,59 @@ def test_a_jobs_secrets_leak_nowhere_it_writes_or_sends(secret_run, runs):
     config = next(e for e in events if e["operation"] == "job_config")["data"]["config"]
     assert config["metric_logger"]["api_key"] == "***" and config["extra"]["hf_token"] == "***"
     assert config["porter"]["webhook"]["headers"] == {"Authorization": "***"}
+
+
+@pytest.fixture(scope="module")
+def team_launcher_runs(demo, generated, runs):
+    """A team's own launcher (tests/guide_runtime/launch.py calls the generated
+    `recipe_main` itself) on porter's runtime, with secrets in the config: one job that
+    completes, and one whose tracker fails quoting its key. Each: (job folder, process)."""
+
+    def launch(job_logger: str, job: str):
+        root = runs.root / "team-launcher" / job
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "guide_runtime.launch",
+                str(generated / "lora_finetune_single_device.py"),
+                str(demo.config("lora_finetune_single_device")),
+                f"metric_logger._component_={job_logger}",
+                f"metric_logger.api_key={SECRETS['api_key']}",
+                f"extra.hf_token={SECRETS['hf_token']}",
+                f"porter.output_root={root}",
+            ],
+            cwd=REPO,
+            env={**os.environ, **JOB_ENV},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return root / "team-user" / "job-1", done
+
+    return {
+        "completed": launch("torchtune.training.metric_logging.DiskLogger", "completed"),
+        "failed": launch("faults.KeyRejectingLogger", "failed"),
+    }
+
+
+@pytest.mark.parametrize("outcome", ["completed", "failed"])
+def test_a_team_launcher_that_calls_recipe_main_leaks_no_secret(outcome, team_launcher_runs):
+    job, done = team_launcher_runs[outcome]
+    assert done.returncode == (0 if outcome == "completed" else 1), done.stderr[-3000:]
+    events = events_of(job / "events.jsonl")
+    assert operations(events)[-1] == f"job_{outcome}"
+    written = {str(path): path.read_bytes() for path in job.rglob("*") if path.is_file()}
+    if outcome == "completed":  # torchtune's own copy of the config, from its metric logger
+        assert any(path.endswith("torchtune_config.yaml") for path in written)
+    else:
+        assert events[-1]["data"]["message"] == "the tracker rejected api key ***"
+        assert any("/errors/" in path for path in written)
+    places = {**written, "stdout": done.stdout.encode(), "stderr": done.stderr.encode()}
+    assert b"hf_token: '***'" in done.stdout.encode() + done.stderr.encode()  # torchtune's dump, redacted
+    for name in ("api_key", "hf_token"):
+        leaks = [place for place, data in places.items() if SECRETS[name].encode() in data]
+        assert leaks == [], f"the {name} secret leaks into {leaks}"
 
 
 def test_a_job_folder_is_owner_only_unless_the_team_opens_it(lora_run, secret_run, runs):
