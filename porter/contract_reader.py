@@ -17,10 +17,18 @@ import typing
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from runtime.contract import GUIDE, IMPORTED_NAMES, RuntimeContract, SAVE_HOOK_ARGUMENTS
+from runtime.contract import (
+    CONFIG_NODE,
+    GUIDE,
+    IMPORTED_NAMES,
+    ITS_ARGUMENTS,
+    RuntimeContract,
+    SAVE_HOOK_ARGUMENTS,
+    WRAPPED_METHODS,
+    Wrapper,
+)
 from runtime.events import EPOCH_FIELDS, STEP_FIELDS
 
-INTERFACE = ("load_checkpoint", "setup", "train", "save_checkpoint", "cleanup")
 _GENERATED_CALL = ("recipe_class", "job_id", "user_id", "cfg", "dataset")  # how recipe_main calls run_recipe
 
 
@@ -50,6 +58,14 @@ class Reading:
 
 
 def _shown(key: str, value: Any) -> str:
+    if key == "wrappers":
+        return (
+            "; ".join(
+                f"{method} hands `_{method}` {'its arguments' if w['passes'] == ITS_ARGUMENTS else w['passes']}"
+                for method, w in value.items()
+            )
+            or "none"
+        )
     if isinstance(value, dict):
         return ", ".join(f"{name} from {module}" for name, module in value.items())
     if key == "save_hook" and value is False:
@@ -85,11 +101,12 @@ def read_runtime(modules: Sequence[str], job_logger: Optional[str] = None, save_
     log_step = _keywords(logger, "log_step", STEP_FIELDS, reading) if logger is not None else None
     log_epoch = _keywords(logger, "log_epoch", EPOCH_FIELDS, reading) if logger is not None else None
     hook = _save_hook(base, save_hook, reading)
-    forward = _wrappers_forward(base, reading)
-    for name in sorted(getattr(base, "__abstractmethods__", ())):
+    wrappers = _wrappers(base, reading)
+    abstract = sorted(getattr(base, "__abstractmethods__", ()))
+    if abstract:
         reading.facts.append(
-            f"RecipeBase declares `{name}` abstract: a recipe that lacks it (torchtune main's recipes without "
-            "`load_checkpoint`, say) cannot be built on this runtime"
+            f"RecipeBase declares abstract: {', '.join(f'`{name}`' for name in abstract)}; a port defines only the "
+            "methods its recipe has, and one that lacks any of these cannot be built on this runtime"
         )
     if reading.problems or attributes is None or log_step is None or log_epoch is None:
         return reading
@@ -101,7 +118,7 @@ def read_runtime(modules: Sequence[str], job_logger: Optional[str] = None, save_
         log_epoch=log_epoch,
         attributes=attributes,
         save_hook=hook,
-        wrappers_forward_arguments=forward,
+        wrappers=wrappers,
     )
     return reading
 
@@ -156,8 +173,9 @@ def _attributes(base: type, reading: Reading) -> Optional[frozenset]:
 
 
 def _job_logger_class(base: type, named: Optional[str], reading: Reading) -> Optional[type]:
-    """The job logger's class: named (MODULE:CLASS), or as RecipeBase annotates
-    `job_logger` (an annotation, or a property's return type)."""
+    """The job logger's class: named (MODULE:CLASS), or as RecipeBase declares it: its
+    annotation of `job_logger` (of the attribute, or a property's return type), or
+    `__init__`'s annotation of the parameter it assigns `self.job_logger` from."""
     if named is not None:
         module, _, name = named.partition(":")
         try:
@@ -170,9 +188,11 @@ def _job_logger_class(base: type, named: Optional[str], reading: Reading) -> Opt
     member = inspect.getattr_static(base, "job_logger", None)
     try:
         if isinstance(member, property) and member.fget is not None:
-            hint = typing.get_type_hints(member.fget).get("return")
+            hint, where = typing.get_type_hints(member.fget).get("return"), "the `job_logger` property's return type"
         else:
-            hint = typing.get_type_hints(base).get("job_logger")
+            hint, where = typing.get_type_hints(base).get("job_logger"), "the annotation of `job_logger`"
+        if hint is None:
+            hint, where = _assigned_from_parameter(base)
     except Exception as error:
         reading.problems.append(
             f"cannot resolve RecipeBase's annotation of `job_logger` ({error}): name it with --job-logger MODULE:CLASS"
@@ -180,11 +200,31 @@ def _job_logger_class(base: type, named: Optional[str], reading: Reading) -> Opt
         return None
     if not isinstance(hint, type):
         reading.problems.append(
-            "RecipeBase does not annotate `job_logger` with a class: name it with --job-logger MODULE:CLASS"
+            "RecipeBase declares no class for `job_logger` (no annotation of the attribute, and `__init__` does not "
+            "assign it from an annotated parameter): name it with --job-logger MODULE:CLASS"
         )
         return None
-    reading.facts.append(f"job logger: {hint.__module__}.{hint.__qualname__}")
+    reading.facts.append(f"job logger: {hint.__module__}.{hint.__qualname__} ({where})")
     return hint
+
+
+def _assigned_from_parameter(base: type) -> Tuple[Any, str]:
+    """The annotation of the `__init__` parameter `self.job_logger = <parameter>` assigns."""
+    init = base.__dict__.get("__init__")
+    tree = _source_tree(init) if init is not None else None
+    if tree is None:
+        return None, ""
+    sources = {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Name)
+        and any(ast.unparse(target) == "self.job_logger" for target in node.targets)
+    }
+    if len(sources) != 1:
+        return None, ""
+    (parameter,) = sources
+    return typing.get_type_hints(init).get(parameter), f"`__init__`'s parameter `{parameter}`"
 
 
 def _keywords(logger: type, method: str, known: Tuple[str, ...], reading: Reading) -> Optional[Tuple[str, ...]]:
@@ -245,54 +285,102 @@ def _save_hook(base: type, named: Optional[str], reading: Reading) -> Optional[s
     return name
 
 
-def _wrappers_forward(base: type, reading: Reading) -> bool:
-    """Whether every public interface method RecipeBase has returns the `_`-prefixed
-    one's result, called with all its own parameters: then the recipe's own calls
-    (`self.load_checkpoint(...)`) may go through them."""
-    present = [name for name in INTERFACE if callable(getattr(base, name, None))]
-    if not present:
-        reading.facts.append("no public interface methods: the recipe's own calls go to its renamed methods")
-        return False
-    for name in present:
-        tree = _source_tree(getattr(base, name))
-        if tree is None:
-            reading.facts.append(
-                f"cannot read the source of RecipeBase.{name}: the recipe's own calls go to its renamed methods"
-            )
-            return False
-        if not _returns_forwarded_call(tree, name):
-            reading.facts.append(
-                f"RecipeBase.{name} does not return `self._{name}(...)` called with all its arguments: "
-                "the recipe's own calls go to its renamed methods"
-            )
-            return False
-    reading.facts.append(
-        f"RecipeBase's {', '.join(present)} pass their arguments on: the recipe's own calls go through them"
-    )
-    return True
+def _wrappers(base: type, reading: Reading) -> Tuple[Tuple[str, Wrapper], ...]:
+    """Each public interface method RecipeBase has, read as a wrapper of the recipe's
+    `_`-prefixed one, and said: which the port will call, and why."""
+    wrappers = []
+    for name in WRAPPED_METHODS:
+        member = inspect.getattr_static(base, name, None)
+        if not callable(member):
+            continue
+        wrapper, why_not = _read_wrapper(member, name)
+        if wrapper is None:
+            reading.facts.append(f"RecipeBase.{name} {why_not}: the port calls the recipe's `_{name}` directly")
+            continue
+        when = (
+            "with the same arguments"
+            if wrapper.passes == ITS_ARGUMENTS
+            else f"where the recipe passes that node (`cfg.{wrapper.config_node}` of its `setup(cfg)`)"
+        )
+        reading.facts.append(f"RecipeBase.{wrapper.describe(name)}: the port calls `self.{name}(...)` {when}")
+        wrappers.append((name, wrapper))
+    return tuple(wrappers)
 
 
-def _returns_forwarded_call(tree: ast.AST, name: str) -> bool:
-    function = next(node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
-    args = function.args
+def _read_wrapper(function: Callable, name: str) -> Tuple[Optional[Wrapper], str]:
+    """The wrapper `function` is, or None and why not. Never a guess: a body that does
+    anything but pass its own unchanged arguments, or one node of `self.cfg`, to exactly
+    one call of `self._<name>` is not one."""
+    tree = _source_tree(function)
+    if tree is None:
+        return None, "has no source porter can read"
+    definition = next(node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    args = definition.args
     positional = [a.arg for a in (*args.posonlyargs, *args.args)][1:]
-    keyword_only = [a.arg for a in args.kwonlyargs]
-    for node in ast.walk(function):
-        call = node.value if isinstance(node, ast.Return) else None
-        if not (isinstance(call, ast.Call) and ast.unparse(call.func) == f"self._{name}"):
-            continue
-        passed_positional = [ast.unparse(a) for a in call.args]
-        passed_keywords = {k.arg: ast.unparse(k.value) for k in call.keywords}
-        expected = positional + ([f"*{args.vararg.arg}"] if args.vararg else [])
-        if passed_positional != expected and not (
-            not passed_positional and all(passed_keywords.get(p) == p for p in positional)
-        ):
-            continue
-        if any(passed_keywords.get(k) != k for k in keyword_only):
-            continue
-        if args.kwarg is not None and passed_keywords.get(None) != args.kwarg.arg:
-            continue
+    parameters = (
+        *positional,
+        *([f"*{args.vararg.arg}"] if args.vararg else []),
+        *(a.arg for a in args.kwonlyargs),
+        *([f"**{args.kwarg.arg}"] if args.kwarg else []),
+    )
+    calls = [
+        node
+        for node in ast.walk(definition)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == f"self._{name}"
+    ]
+    if len(calls) != 1:
+        return None, f"calls `self._{name}` {len(calls)} times" if calls else f"does not call `self._{name}`"
+    call = calls[0]
+    names = {p.lstrip("*") for p in parameters}
+    rebound = sorted(
+        {node.id for node in ast.walk(definition) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+        & names
+    )
+    if _passes_its_arguments(call, args):
+        if rebound:
+            return None, f"changes {', '.join(f'`{n}`' for n in rebound)} before passing it on"
+        passes = ITS_ARGUMENTS
+    else:
+        values = [*call.args, *(keyword.value for keyword in call.keywords)]
+        node = ast.unparse(values[0]) if len(values) == 1 else ""
+        if not CONFIG_NODE.fullmatch(node):
+            return None, f"calls `self._{name}` with values other than its own arguments or one node of `self.cfg`"
+        passes = node
+    return Wrapper(parameters, passes, returns=_returns(definition, call)), ""
+
+
+def _passes_its_arguments(call: ast.Call, args: ast.arguments) -> bool:
+    positional = [a.arg for a in (*args.posonlyargs, *args.args)][1:]
+    passed_positional = [ast.unparse(a) for a in call.args]
+    passed_keywords = {k.arg: ast.unparse(k.value) for k in call.keywords}
+    expected = positional + ([f"*{args.vararg.arg}"] if args.vararg else [])
+    if passed_positional != expected and not (
+        not passed_positional and all(passed_keywords.get(p) == p for p in positional)
+    ):
+        return False
+    if any(passed_keywords.get(a.arg) != a.arg for a in args.kwonlyargs):
+        return False
+    return args.kwarg is None or passed_keywords.get(None) == args.kwarg.arg
+
+
+def _returns(definition: ast.AST, call: ast.Call) -> bool:
+    """Whether the function returns the call's result: `return self._m(...)`, or
+    `result = self._m(...)` ... `return result` with `result` bound once."""
+    returned = {ast.unparse(node.value) for node in ast.walk(definition) if isinstance(node, ast.Return) and node.value}
+    if ast.unparse(call) in returned:
         return True
+    for node in ast.walk(definition):
+        if isinstance(node, ast.Assign) and node.value is call and len(node.targets) == 1:
+            target = node.targets[0]
+            bound = [
+                n
+                for n in ast.walk(definition)
+                if isinstance(n, ast.Name)
+                and isinstance(n.ctx, ast.Store)
+                and isinstance(target, ast.Name)
+                and n.id == target.id
+            ]
+            return isinstance(target, ast.Name) and len(bound) == 1 and target.id in returned
     return False
 
 

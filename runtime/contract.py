@@ -6,8 +6,9 @@ A contract says everything the code porter generates may use of its runtime:
 - the attributes RecipeBase gives a recipe (`self.job_logger`, `self.rank`, ...);
 - whether the runtime owns checkpoint saves, and through which method (its save
   hook); without one, the recipe keeps saving itself;
-- whether RecipeBase's public interface methods pass their arguments on to the
-  recipe's `_`-prefixed ones, so that the recipe's own calls may go through them.
+- which of RecipeBase's public interface methods call the recipe's `_`-prefixed one
+  with what (their own arguments, or a node of `self.cfg`), so that the recipe's own
+  calls that pass the same values may go through them (`Wrapper`).
 
 `PORTER` is porter's runtime's (`PortedRecipe` below is what its RecipeBase gives).
 `GUIDE` is the porting guide's, which teams' own runtimes implement; porter's runtime
@@ -66,6 +67,43 @@ class PortedRecipe(Protocol):
     ) -> None: ...
 
 
+# A wrapper's `passes` when it passes its own arguments on.
+ITS_ARGUMENTS = "arguments"
+CONFIG_NODE = re.compile(r"self\.cfg(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+@dataclass(frozen=True)
+class Wrapper:
+    """A public interface method of RecipeBase (`load_checkpoint`) that calls the
+    recipe's `_`-prefixed one once: a call of the recipe's own that passes the values
+    the wrapper passes on may go through it, so the wrapper's own work (heartbeats,
+    timing) runs as in a port by hand."""
+
+    parameters: Tuple[str, ...]  # after `self`, as declared; `*args` and `**kwargs` spelled so
+    passes: str  # ITS_ARGUMENTS, or `self.cfg.<node>`: that config node, whatever it was given
+    returns: bool  # it returns what the `_` method returned
+
+    def binds(self, positional: int, keywords: Tuple[str, ...]) -> bool:
+        """Whether a call with `positional` arguments and these keywords binds to it."""
+        named = [name for name in self.parameters if not name.startswith("*")]
+        variadic = any(p.startswith("*") and not p.startswith("**") for p in self.parameters)
+        any_keyword = any(p.startswith("**") for p in self.parameters)
+        if positional > len(named) and not variadic:
+            return False
+        taken = set(named[:positional])
+        return all((keyword in named and keyword not in taken) or any_keyword for keyword in keywords)
+
+    @property
+    def config_node(self) -> Optional[str]:
+        """`checkpointer` for a wrapper that passes `self.cfg.checkpointer`."""
+        return self.passes[len("self.cfg.") :] if self.passes != ITS_ARGUMENTS else None
+
+    def describe(self, method: str) -> str:
+        what = "its own arguments" if self.passes == ITS_ARGUMENTS else f"`{self.passes}`"
+        returned = "and returns its result" if self.returns else "and does not return its result"
+        return f"{method}({', '.join(self.parameters)}) calls `_{method}` with {what} {returned}"
+
+
 class ContractError(ValueError):
     """A contract that cannot be used: one line naming where it was declared and the key."""
 
@@ -78,7 +116,10 @@ class RuntimeContract:
     log_epoch: Tuple[str, ...]
     attributes: FrozenSet[str]  # what RecipeBase sets on the recipe
     save_hook: Optional[str] = None  # the runtime's save hook; None: the recipe saves itself
-    wrappers_forward_arguments: bool = False
+    wrappers: Tuple[Tuple[str, Wrapper], ...] = ()  # (interface method, its wrapper)
+
+    def wrapper(self, method: str) -> Optional[Wrapper]:
+        return dict(self.wrappers).get(method)
 
     def module_of(self, name: str) -> str:
         return dict(self.imports)[name]
@@ -105,17 +146,23 @@ class RuntimeContract:
             "log_epoch": list(self.log_epoch),
             "attributes": sorted(self.attributes),
             "save_hook": self.save_hook or False,
-            "wrappers_forward_arguments": self.wrappers_forward_arguments,
+            "wrappers": {
+                method: {"parameters": list(w.parameters), "passes": w.passes, "returns": w.returns}
+                for method, w in self.wrappers
+            },
         }
         return table
 
     def toml(self) -> str:
         """The contract as a TOML file `--contract` reads back."""
         lines = [f"# runtime contract: {self.name}"]
-        for key, value in self.table().items():
-            if key != "imports":
+        table = self.table()
+        for key, value in table.items():
+            if key not in ("imports", "wrappers"):
                 lines.append(f"{key} = {_toml_value(value)}")
         lines += ["", "[imports]"] + [f"{name} = {_toml_value(module)}" for name, module in self.imports]
+        for method, wrapper in table["wrappers"].items():
+            lines += ["", f"[wrappers.{method}]"] + [f"{key} = {_toml_value(value)}" for key, value in wrapper.items()]
         return "\n".join(lines) + "\n"
 
     def fingerprint(self) -> str:
@@ -164,7 +211,18 @@ GUIDE = RuntimeContract(
 )
 
 _BY_NAME = {contract.name: contract for contract in (PORTER, GUIDE)}
-_KEYS = ("base", "imports", "log_step", "log_epoch", "attributes", "save_hook", "wrappers_forward_arguments")
+_KEYS = (
+    "base",
+    "imports",
+    "log_step",
+    "log_epoch",
+    "attributes",
+    "save_hook",
+    "wrappers",
+    "wrappers_forward_arguments",
+)
+# The interface methods a recipe may call on itself, whose wrappers a contract may declare.
+WRAPPED_METHODS = ("load_checkpoint", "setup", "train", "save_checkpoint", "cleanup")
 
 
 def load(spec: Union[str, Mapping[str, Any]], base: Path = Path("."), where: str = "contract") -> RuntimeContract:
@@ -227,12 +285,39 @@ def from_table(table: Mapping[str, Any], where: str, name: str) -> RuntimeContra
         elif not isinstance(hook, str) or not _IDENTIFIER.fullmatch(hook):
             raise ContractError(f"{where}: save_hook: expected a method name, or false for none, got {hook!r}")
         contract = replace(contract, save_hook=hook)
-    if "wrappers_forward_arguments" in table:
+    if "wrappers_forward_arguments" in table:  # the shorthand of earlier contract files
         forward = table["wrappers_forward_arguments"]
         if not isinstance(forward, bool):
             raise ContractError(f"{where}: wrappers_forward_arguments: expected true or false, got {forward!r}")
-        contract = replace(contract, wrappers_forward_arguments=forward)
+        passing_on = Wrapper(("*args", "**kwargs"), ITS_ARGUMENTS, returns=True)
+        contract = replace(contract, wrappers=tuple((m, passing_on) for m in WRAPPED_METHODS) if forward else ())
+    if "wrappers" in table:
+        contract = replace(contract, wrappers=_wrappers(table["wrappers"], f"{where}: wrappers"))
     return contract
+
+
+def _wrappers(value: Any, where: str) -> Tuple[Tuple[str, Wrapper], ...]:
+    if not isinstance(value, Mapping):
+        raise ContractError(f"{where}: expected a table of method = {{parameters, passes, returns}}")
+    wrappers = []
+    for method, spec in value.items():
+        here = f"{where}.{method}"
+        if method not in WRAPPED_METHODS:
+            raise ContractError(f"{here}: not an interface method ({', '.join(WRAPPED_METHODS)})")
+        if not isinstance(spec, Mapping) or set(spec) != {"parameters", "passes", "returns"}:
+            raise ContractError(f"{here}: expected the keys parameters, passes and returns")
+        parameters = spec["parameters"]
+        if not isinstance(parameters, list) or not all(
+            isinstance(p, str) and _IDENTIFIER.fullmatch(p.lstrip("*")) for p in parameters
+        ):
+            raise ContractError(f"{here}.parameters: expected a list of parameter names (`*args`, `**kwargs` too)")
+        passes = spec["passes"]
+        if passes != ITS_ARGUMENTS and not (isinstance(passes, str) and CONFIG_NODE.fullmatch(passes)):
+            raise ContractError(f"{here}.passes: expected {ITS_ARGUMENTS!r} or a node of self.cfg, got {passes!r}")
+        if not isinstance(spec["returns"], bool):
+            raise ContractError(f"{here}.returns: expected true or false")
+        wrappers.append((method, Wrapper(tuple(parameters), passes, spec["returns"])))
+    return tuple(sorted(wrappers, key=lambda pair: WRAPPED_METHODS.index(pair[0])))
 
 
 def _names(value: Any, where: str) -> Tuple[str, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_porter
-from runtime.contract import ContractError, GUIDE, load, PORTER
+from runtime.contract import ContractError, GUIDE, load, PORTER, WRAPPED_METHODS, Wrapper
 
 STRICT_RUNTIME = ("guide_runtime.recipes.recipe_base", "guide_runtime.utils")
 
@@ -16,7 +16,7 @@ def test_the_guides_contract_is_the_guides():
     assert len(GUIDE.log_step) == 11 and "step_tokens_per_s" not in GUIDE.log_step
     assert GUIDE.log_epoch == ("gpu_rank", "epoch_num", "epoch_len", "epoch_time_elapsed_s")
     assert GUIDE.attributes == {"job_id", "user_id", "cfg", "dataset", "job_logger", "rank"}
-    assert GUIDE.save_hook is None and not GUIDE.wrappers_forward_arguments
+    assert GUIDE.save_hook is None and GUIDE.wrappers == ()
 
 
 def test_runtime_module_renames_only_porters_runtime_module():
@@ -115,12 +115,15 @@ def test_check_reads_a_teams_runtime_and_says_where_it_differs_from_the_guide(tm
     assert contract.log_step == GUIDE.log_step and contract.log_epoch == GUIDE.log_epoch
     assert contract.attributes == GUIDE.attributes and contract.save_hook is None
     # Its public wrappers return `self._<method>(*args, **kwargs)`: the recipe's own calls may go through them.
-    assert contract.wrappers_forward_arguments
+    passing_on = Wrapper(("*args", "**kwargs"), "arguments", returns=True)
+    assert contract.wrappers == tuple((method, passing_on) for method in WRAPPED_METHODS)
     differences = [line for line in done.stderr.splitlines() if line.startswith("differs from the guide:")]
     assert differences == [
         "differs from the guide: imports: Dataset from torch.utils.data, RecipeBase from guide_runtime.recipes.recipe_base, "
         "run_recipe from guide_runtime.utils (the guide's: Dataset from torch.utils.data, RecipeBase from runtime, run_recipe from runtime)",
-        "differs from the guide: wrappers_forward_arguments: true (the guide's: false)",
+        "differs from the guide: wrappers: load_checkpoint hands `_load_checkpoint` its arguments; setup hands `_setup` "
+        "its arguments; train hands `_train` its arguments; save_checkpoint hands `_save_checkpoint` its arguments; "
+        "cleanup hands `_cleanup` its arguments (the guide's: none)",
     ]
 
 
@@ -142,3 +145,63 @@ def test_check_refuses_a_logger_whose_keywords_cannot_be_read(tmp_path):
         "porter: error: JobLogger.log_step(self, **fields) takes **kwargs: which keywords it accepts cannot be read; declare them in a contract file",
         "porter: error: JobLogger.log_epoch requires `flops`, which porter has no value for",
     ]
+
+
+def test_wrappers_round_trip_through_a_contract_file_and_the_earlier_shorthand_still_reads(tmp_path):
+    from dataclasses import replace
+
+    declared = replace(
+        GUIDE,
+        name="team",
+        wrappers=(("load_checkpoint", Wrapper(("cfg_checkpointer",), "self.cfg.checkpointer", returns=True)),),
+    )
+    (tmp_path / "team.toml").write_text(declared.toml())
+    assert load("team.toml", base=tmp_path).wrappers == declared.wrappers
+    (tmp_path / "old.toml").write_text("wrappers_forward_arguments = true\n")
+    passing_on = Wrapper(("*args", "**kwargs"), "arguments", returns=True)
+    assert load("old.toml", base=tmp_path).wrappers == tuple((method, passing_on) for method in WRAPPED_METHODS)
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (
+            "[wrappers.fit]\nparameters = []\npasses = 'arguments'\nreturns = true\n",
+            "wrappers.fit: not an interface method",
+        ),
+        (
+            "[wrappers.train]\nparameters = []\npasses = 'self.config'\nreturns = true\n",
+            "wrappers.train.passes: expected",
+        ),
+        ("[wrappers.train]\nparameters = []\n", "wrappers.train: expected the keys parameters, passes and returns"),
+    ],
+)
+def test_a_bad_wrapper_is_one_line_naming_its_key(tmp_path, table, message):
+    (tmp_path / "team.toml").write_text(table)
+    with pytest.raises(ContractError, match=message) as error:
+        load("team.toml", base=tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_check_says_which_methods_a_runtime_declares_abstract_in_one_line(tmp_path):
+    (tmp_path / "abstract_runtime.py").write_text(
+        "import abc\n"
+        "class JobLogger:\n"
+        "    def log_step(self, *, gpu_rank, step_num): ...\n"
+        "    def log_epoch(self, *, gpu_rank, epoch_num): ...\n"
+        "class RecipeBase(abc.ABC):\n"
+        "    def __init__(self, job_id, user_id, cfg, dataset, job_logger: JobLogger):\n"
+        "        self.job_logger = job_logger\n"
+        "    @abc.abstractmethod\n"
+        "    def _setup(self, cfg): ...\n"
+        "    @abc.abstractmethod\n"
+        "    def _load_checkpoint(self, cfg_checkpointer): ...\n"
+        "def run_recipe(recipe_class, job_id, user_id, cfg, dataset): ...\n"
+    )
+    done = run_porter("contract", "check", "abstract_runtime", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "declares abstract" in line] == [
+        "read: RecipeBase declares abstract: `_load_checkpoint`, `_setup`; a port defines only the methods its recipe "
+        "has, and one that lacks any of these cannot be built on this runtime"
+    ]
+    assert "read: job logger: abstract_runtime.JobLogger (`__init__`'s parameter `job_logger`)" in done.stderr

@@ -58,8 +58,9 @@ class Runs:
             self._done[key] = make()
         return self._done[key]
 
-    def team(self, recipe: str, recipes: Path = None, name: str = "guide"):
-        """(process, log records, output folder) of the recipe on the team's runtime."""
+    def team(self, recipe: str, recipes: Path = None, name: str = "guide", events: str = "GUIDE_RUNTIME_EVENTS"):
+        """(process, log records, output folder) of the recipe on the team's runtime (or
+        another runtime whose run_recipe writes its records where `events` says)."""
 
         def make():
             out = self.root / "team" / name / recipe
@@ -78,7 +79,7 @@ class Runs:
                 capture_output=True,
                 text=True,
                 timeout=300,
-                env={**os.environ, **JOB_ENV, "GUIDE_RUNTIME_EVENTS": str(log)},
+                env={**os.environ, **JOB_ENV, events: str(log)},
             )
             records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
             return done, records, out
@@ -171,3 +172,65 @@ def test_on_porters_runtime_a_guide_contract_job_resumes_from_the_recipes_own_sa
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(e["data"]["step_num"] for e in events if e["operation"] == "step") == list(range(1, STEPS + 1))
     assert_same_losses(losses(events), losses(uninterrupted))
+
+
+# -- a runtime shaped like a real platform's (tests/platform_runtime) -------------------------
+
+PLATFORM = ("platform_runtime.recipes.recipe_base", "platform_runtime.utils")
+
+
+@pytest.fixture(scope="module")
+def platform_recipes(tmp_path_factory):
+    """Its contract, read by `porter contract check` with no flags, and the installed
+    torchtune's recipes ported for it."""
+    from conftest import run_porter
+
+    folder = tmp_path_factory.mktemp("platform")
+    done = run_porter(
+        "contract", "check", *PLATFORM, "-o", folder / "platform.toml", env={"PYTHONPATH": str(Path(__file__).parent)}
+    )
+    assert done.returncode == 0, done.stderr
+    return done, generate(load(str(folder / "platform.toml")), folder / "recipes")
+
+
+def test_contract_check_reads_a_platforms_runtime_without_flags(platform_recipes):
+    done, _ = platform_recipes
+    read = [line for line in done.stderr.splitlines() if line.startswith("read: ")]
+    assert "read: job logger: platform_runtime.utils.LoggerAgent (`__init__`'s parameter `job_logger`)" in read
+    assert (
+        "read: RecipeBase.load_checkpoint(cfg_checkpointer) calls `_load_checkpoint` with `self.cfg.checkpointer` and "
+        "returns its result: the port calls `self.load_checkpoint(...)` where the recipe passes that node "
+        "(`cfg.checkpointer` of its `setup(cfg)`)"
+    ) in read
+    assert not [line for line in done.stderr.splitlines() if "abstract" in line]
+
+
+# What a port by hand records on it: the runtime's calls, and the recipe's own calls of
+# `load_checkpoint` and `save_checkpoint` (2 epochs) through the platform's wrappers.
+HAND_PORT_HEARTBEATS = [
+    ("setup", "start"),
+    ("load_checkpoint", "start"),
+    ("load_checkpoint", "finish"),
+    ("setup", "finish"),
+    ("train", "start"),
+    ("save_checkpoint", "start"),
+    ("save_checkpoint", "finish"),
+    ("save_checkpoint", "start"),
+    ("save_checkpoint", "finish"),
+    ("train", "finish"),
+    ("cleanup", "start"),
+    ("cleanup", "finish"),
+]
+
+
+@pytest.mark.parametrize("recipe", ["full_finetune_single_device", "lora_finetune_single_device"])
+def test_on_a_platforms_runtime_a_port_trains_as_upstream_and_runs_its_wrappers_as_a_hand_port(
+    recipe, runs, platform_recipes
+):
+    _, recipes = platform_recipes
+    done, records, out = runs.team(recipe, recipes, name="platform", events="PLATFORM_RUNTIME_EVENTS")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [(r["method"], r["phase"]) for r in records if r["kind"] == "heartbeat"] == HAND_PORT_HEARTBEATS
+    theirs, upstream_out = runs.upstream(recipe)
+    assert_same_losses(team_losses(records), theirs, SINGLE_DEVICE[recipe][1])
+    assert checkpoint_files(out) == checkpoint_files(upstream_out)

@@ -45,6 +45,7 @@ from porter.shape import (
     SAVES,
 )
 from porter.verify import ported_method
+from porter.wrapper_calls import wrapper_call
 from porter.syntax import (
     block_statements,
     containing_block,
@@ -322,13 +323,22 @@ class CheckpointSaving(PortingRule):
         how = ""
         if site.kind == "method":
             how = (
-                "; it calls the runtime's public `save_checkpoint`, which passes its arguments on to `_save_checkpoint`"
-                if self.contract.wrappers_forward_arguments
+                "; it calls the runtime's public `save_checkpoint`, which hands `_save_checkpoint` the same values"
+                if self._through_wrapper(shape, site)
                 else "; it calls the renamed `_save_checkpoint`"
             )
         return (
             f"line {shape.index.line(site.statement)}: {_PLACES[site.place]} (`{callee}(...)`) stays the recipe's, "
             f"with its arguments and schedule: the runtime of contract `{self.contract.name}` has no save hook{how}"
+        )
+
+    def _through_wrapper(self, shape: RecipeShape, site: SaveSite) -> bool:
+        """Whether P001 keeps this save's call on the runtime's public wrapper."""
+        statement = shape.index.ast_node(site.statement)
+        calls = shape.index.self_calls(site.statement, "save_checkpoint")
+        return bool(calls) and all(
+            wrapper_call(self.contract, "save_checkpoint", call, statement, shape.index.ast_node(site.method)).through
+            for call in calls
         )
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:

@@ -3,16 +3,16 @@
 `class R(FTRecipeInterface)` becomes `class R(RecipeBase)`; `__init__` becomes `_init`
 and `load_checkpoint`, `setup`, `train`, `save_checkpoint` and `cleanup` get a `_`
 prefix, so RecipeBase's public methods wrap them. Calls on `self` are renamed with
-them, unless the runtime contract's public wrappers pass their arguments on: then
-those calls go through the wrappers, so the runtime's wrapper code runs as it would in
-a port by hand. Calls on anything else (`self._model.train()`) are left alone.
+them, except those the runtime contract's public wrapper hands the same values on
+(porter/wrapper_calls.py): they stay, so the runtime's wrapper code runs as it would in
+a port by hand (noted). Calls on anything else (`self._model.train()`) are left alone.
 """
 
 from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Set, Tuple
 
 import libcst as cst
 
@@ -21,6 +21,7 @@ from porter.errors import PortError
 from porter.imports import Needed
 from porter.rules.base import PortingRule
 from porter.shape import base_name, INTERFACE_METHODS, PORTED_BASE, RECIPE, RecipeShape, UPSTREAM_BASE
+from porter.wrapper_calls import wrapper_call
 
 
 # What the runtime passes the methods it calls (after `self`).
@@ -32,10 +33,25 @@ class Anchors:
     cls: cst.ClassDef
     renames: Dict[str, str]
     call_sites: List[cst.BaseStatement]
+    # By call site (id): the methods its calls keep calling through the runtime's wrappers.
+    through_wrappers: Dict[int, Set[str]]
+    # (line, method, why) of the calls that could not go through the runtime's wrapper.
+    past_wrappers: List[Tuple[int, str, str]]
     extra_parameters: Dict[str, List[str]]  # method -> parameters the runtime never passes (they have defaults)
 
 
 RENAMED = {"__init__": "_init"}
+
+
+def _self_references(node: ast.stmt, name: str) -> int:
+    return sum(
+        1
+        for inner in ast.walk(node)
+        if isinstance(inner, ast.Attribute)
+        and inner.attr == name
+        and isinstance(inner.value, ast.Name)
+        and inner.value.id == "self"
+    )
 
 
 class _RenameSelfAttributes(cst.CSTTransformer):
@@ -78,13 +94,45 @@ class RecipeClass(PortingRule):
             for stmt in shape.index.statements_using_self(shape.cls, called)
             if not isinstance(stmt, cst.FunctionDef)
         ]
+        through, past = self._wrapper_calls(shape, called, {id(stmt) for stmt in call_sites})
         extra = {name: self._extra_parameters(shape.methods[name]) for name in RUNTIME_CALLS if name in shape.methods}
         return Anchors(
             cls=shape.cls,
             renames=renames,
             call_sites=call_sites,
+            through_wrappers=through,
+            past_wrappers=past,
             extra_parameters={k: v for k, v in extra.items() if v},
         )
+
+    def _wrapper_calls(
+        self, shape: RecipeShape, called: List[str], sites: Set[int]
+    ) -> Tuple[Dict[int, Set[str]], List[Tuple[int, str, str]]]:
+        """Which call sites keep calling which methods through the contract's wrappers
+        (every use of the method in the statement is a call that may), and why the
+        others cannot."""
+        through: Dict[int, Set[str]] = {}
+        past: List[Tuple[int, str, str]] = []
+        wrapped = [name for name in called if self.contract.wrapper(name) is not None]
+        for method in shape.methods.values():
+            method_ast = shape.index.ast_node(method)
+            for stmt in shape.index.statements_using_self(method, wrapped):
+                node = shape.index.ast_node(stmt)
+                if id(stmt) not in sites or node is None:
+                    continue
+                for name in wrapped:
+                    calls = shape.index.self_calls(stmt, name)
+                    if not calls:
+                        continue
+                    answers = [wrapper_call(self.contract, name, call, node, method_ast) for call in calls]
+                    why = next((answer.why for answer in answers if not answer.through), "")
+                    if not why and len(calls) != _self_references(node, name):
+                        why = f"the statement also uses `self.{name}` other than by calling it"
+                    if why:
+                        past.append((shape.index.line(stmt), name, why))
+                    else:
+                        through.setdefault(id(stmt), set()).add(name)
+        return through, past
 
     def _extra_parameters(self, method: cst.FunctionDef) -> List[str]:
         """The parameters of `method` the runtime's call does not pass; refused when one
@@ -107,10 +155,12 @@ class RecipeClass(PortingRule):
         return extra
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
-        if not self.contract.wrappers_forward_arguments:
-            calls = _RenameSelfAttributes({old: new for old, new in anchors.renames.items() if old != "__init__"})
-            for stmt in anchors.call_sites:
-                edits.change(stmt, lambda node: node.visit(calls))
+        for stmt in anchors.call_sites:
+            kept = anchors.through_wrappers.get(id(stmt), set())
+            calls = _RenameSelfAttributes(
+                {old: new for old, new in anchors.renames.items() if old != "__init__" and old not in kept}
+            )
+            edits.change(stmt, lambda node, calls=calls: node.visit(calls))
         for old, new in anchors.renames.items():
             edits.change(shape.methods[old], lambda node, new=new: node.with_changes(name=cst.Name(new)))
         edits.change(
@@ -131,14 +181,26 @@ class RecipeClass(PortingRule):
             "and a caller that passed another value no longer does"
             for name, extra in anchors.extra_parameters.items()
         ]
-        if not self.contract.wrappers_forward_arguments or not anchors.call_sites:
-            return notes
-        lines = ", ".join(str(shape.index.line(stmt)) for stmt in anchors.call_sites)
-        return notes + [
-            f"line{'s' * (len(anchors.call_sites) > 1)} {lines}: the recipe's calls of its own interface methods go "
-            f"through the runtime's public wrappers (contract `{self.contract.name}`: they pass their arguments on), "
-            "so the wrappers' own work runs there too"
+        calls = [
+            (
+                shape.index.line(stmt),
+                f"line {shape.index.line(stmt)}: `self.{name}(...)` goes through the runtime's public wrapper "
+                f"(contract `{self.contract.name}`: {self.contract.wrapper(name).describe(name)}), so the "
+                "wrapper's own work runs there too",
+            )
+            for stmt in anchors.call_sites
+            for name in sorted(anchors.through_wrappers.get(id(stmt), ()))
         ]
+        calls += [
+            (
+                line,
+                f"line {line}: `self.{name}(...)` calls the renamed `_{name}` directly, not the runtime's public "
+                f"wrapper (contract `{self.contract.name}`), whose own work does not run there: {why}",
+            )
+            for line, name, why in anchors.past_wrappers
+        ]
+        notes += [note for _, note in sorted(calls, key=lambda pair: pair[0])]
+        return notes
 
     def imports(self, anchors: Anchors) -> List[Needed]:
         return [Needed(self.contract.module_of(PORTED_BASE), PORTED_BASE)]

@@ -47,25 +47,78 @@ def test_two_recipe_classes_are_refused_once():
     assert reason.count("expected one") == 1
 
 
-def test_calls_go_through_the_runtimes_wrappers_where_the_contract_says_they_pass_arguments_on():
+WRAPPED_CALLS = textwrap.dedent("""\
+    from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+    class Recipe(FTRecipeInterface):
+        def setup(self, cfg):
+            state = self.load_checkpoint(cfg_checkpointer=cfg.checkpointer)
+            teacher = self.load_checkpoint(cfg.teacher_checkpointer)
+            self.save_checkpoint(epoch=0)
+
+        def load_checkpoint(self, cfg_checkpointer):
+            return {}
+
+        def save_checkpoint(self, epoch):
+            pass
+    """)
+
+
+def team(**wrappers):
     from dataclasses import replace
 
     from runtime.contract import GUIDE
 
-    forwarding = replace(GUIDE, name="team", wrappers_forward_arguments=True)
-    before = recipe(extra_methods="def load_checkpoint(self, cfg_checkpointer):\n    return {}\n").replace(
-        "        self._checkpointer = config.instantiate(cfg.checkpointer)\n",
-        "        self._checkpointer = config.instantiate(cfg.checkpointer)\n        state = self.load_checkpoint(cfg.checkpointer)\n",
+    return replace(GUIDE, name="team", wrappers=tuple(wrappers.items()))
+
+
+def test_calls_that_the_runtimes_wrappers_hand_on_unchanged_go_through_them():
+    from runtime.contract import Wrapper
+
+    contract = team(
+        # `load_checkpoint(self, cfg_checkpointer)` calls `self._load_checkpoint(self.cfg.checkpointer)`
+        load_checkpoint=Wrapper(("cfg_checkpointer",), "self.cfg.checkpointer", returns=True),
+        # `save_checkpoint(self, *args, **kwargs)` calls `self._save_checkpoint(*args, **kwargs)`
+        save_checkpoint=Wrapper(("*args", "**kwargs"), "arguments", returns=False),
     )
-    after = ported_by(RecipeClass, before, contract=forwarding)
-    assert "    def _setup(self, cfg: DictConfig) -> None:\n" in after
-    assert "        state = self.load_checkpoint(cfg.checkpointer)\n" in after
-    (note,) = notes_of(RecipeClass, before, contract=forwarding)
-    assert "go through the runtime's public wrappers (contract `team`: they pass their arguments on)" in note
-    # Under a contract whose wrappers do not say so, the calls go to the renamed methods.
-    assert "        state = self._load_checkpoint(cfg.checkpointer)\n" in ported_by(
-        RecipeClass, before, contract="guide"
-    )
+    assert method(ported_by(RecipeClass, WRAPPED_CALLS, contract=contract), "_setup") == textwrap.dedent("""\
+        def _setup(self, cfg):
+            state = self.load_checkpoint(cfg_checkpointer=cfg.checkpointer)
+            teacher = self._load_checkpoint(cfg.teacher_checkpointer)
+            self.save_checkpoint(epoch=0)
+        """)
+    assert notes_of(RecipeClass, WRAPPED_CALLS, contract=contract) == [
+        "P001 line 6: `self.load_checkpoint(...)` goes through the runtime's public wrapper (contract `team`: "
+        "load_checkpoint(cfg_checkpointer) calls `_load_checkpoint` with `self.cfg.checkpointer` and returns its "
+        "result), so the wrapper's own work runs there too",
+        "P001 line 7: `self.load_checkpoint(...)` calls the renamed `_load_checkpoint` directly, not the runtime's public "
+        "wrapper (contract `team`), whose own work does not run there: it passes `cfg.teacher_checkpointer`, and "
+        "RecipeBase.load_checkpoint(cfg_checkpointer) hands `_load_checkpoint` `self.cfg.checkpointer` instead",
+        "P001 line 8: `self.save_checkpoint(...)` goes through the runtime's public wrapper (contract `team`: "
+        "save_checkpoint(*args, **kwargs) calls `_save_checkpoint` with its own arguments and does not return its "
+        "result), so the wrapper's own work runs there too",
+    ]
+
+
+def test_calls_a_wrapper_would_answer_otherwise_go_to_the_renamed_methods():
+    from runtime.contract import Wrapper
+
+    for contract in (
+        "guide",  # no wrappers
+        team(load_checkpoint=Wrapper(("cfg_checkpointer",), "arguments", returns=False)),  # drops the result
+        team(load_checkpoint=Wrapper(("path",), "arguments", returns=True)),  # no such keyword
+    ):
+        code = ported_by(RecipeClass, WRAPPED_CALLS, contract=contract)
+        assert "state = self._load_checkpoint(cfg_checkpointer=cfg.checkpointer)\n" in code, contract
+
+
+def test_a_config_rebound_in_setup_is_not_the_node_the_wrapper_passes():
+    from runtime.contract import Wrapper
+
+    rebound = WRAPPED_CALLS.replace("def setup(self, cfg):\n", "def setup(self, cfg):\n        cfg = cfg.trainer\n")
+    contract = team(load_checkpoint=Wrapper(("cfg_checkpointer",), "self.cfg.checkpointer", returns=True))
+    assert "state = self._load_checkpoint(" in ported_by(RecipeClass, rebound, contract=contract)
 
 
 def test_a_method_the_runtime_calls_with_parameters_it_does_not_pass_is_noted_or_refused():
