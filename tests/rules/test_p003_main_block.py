@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from shapes import notes_of, ported_by, recipe, refusal
 from porter.rules import MainBlock
 
@@ -25,5 +27,36 @@ def test_a_plain_main_block_yields_no_note_and_one_that_did_more_does():
     assert note.endswith('the `__main__` block also ran `os.environ["NCCL_DEBUG"] = "INFO"`; the job system does not')
 
 
-def test_two_main_blocks_are_refused():
-    assert refusal(MainBlock, recipe() + "\n" + MAIN_BLOCK).endswith("P003 found more than one `__main__` block")
+def test_every_main_block_goes_however_it_is_nested_or_spelled():
+    before = recipe().replace(
+        MAIN_BLOCK,
+        textwrap.dedent("""\
+            try:
+                if __name__ == "__main__":
+                    sys.exit(recipe_main())
+            except KeyboardInterrupt:
+                print("interrupted")
+            if '__main__' == __name__:
+                recipe_main()
+            """),
+    )
+    after = ported_by(MainBlock, before)
+    assert after.endswith(
+        textwrap.dedent("""\
+            try:
+                pass
+            except KeyboardInterrupt:
+                print("interrupted")
+            """)
+    )
+    assert "__main__" not in after
+    line = before.splitlines().index('    if __name__ == "__main__":') + 1
+    assert notes_of(MainBlock, before) == [
+        f"P003 line {line}: this `__main__` block sat inside `try:` (line {line - 1}), which stays without it and runs "
+        "at import; check what it did around the entry point"
+    ]
+
+
+def test_a_main_test_in_an_elif_is_refused_with_its_line():
+    before = recipe().replace(MAIN_BLOCK, 'if DEBUG:\n    pass\nelif __name__ == "__main__":\n    recipe_main()\n')
+    assert "`__main__` block left at line" in refusal(MainBlock, "DEBUG = False\n" + before)
