@@ -19,6 +19,7 @@ from typing import Collection, Dict, Iterator, List, Optional, Sequence, Set, Tu
 import libcst as cst
 import libcst.matchers as m
 
+from porter.dataset_flow import dataset_flow
 from porter.index import SourceIndex
 from porter.syntax import (
     Ancestors,
@@ -129,13 +130,27 @@ class SaveSite:
 @dataclass
 class DatasetSetup:
     method: cst.FunctionDef
-    kind: str  # "list-config", "single" (older recipes) or "mix"
-    anchor: cst.BaseStatement  # the ListConfig branch, the instantiating statement, or the loop of a mix
+    kind: str  # "list-config", "single" (older recipes), "mix", or "flow" (porter/dataset_flow.py)
+    anchor: cst.BaseStatement  # the ListConfig branch, the instantiating statement, the loop of a mix, or flow's first
     cfg_dataset: str  # the dataset config's name (the configs' in a mix)
     dataset_variable: str = "ds"
     assigns_packed: bool = False  # the recipe reads `packed` the branch sets
     several_setups: bool = False  # `_setup_data` also builds a validation set
     mix: Optional[Dict[str, str]] = None  # the names of a mix's datasets and weights dicts
+    # What the job's dataset replaces, in order (the anchor alone but in a flow).
+    replaced: Tuple[cst.BaseStatement, ...] = ()
+    loader: Optional[cst.BaseStatement] = None  # flow: the statement that hands the set to the loader
+
+    def __post_init__(self) -> None:
+        if not self.replaced:
+            self.replaced = (self.anchor,)
+
+    @property
+    def becomes_elif(self) -> bool:
+        """The replaced `if` chain becomes the `elif` of the job's dataset (else: the `else`)."""
+        return self.kind == "list-config" or (
+            self.kind == "flow" and len(self.replaced) == 1 and isinstance(self.anchor, cst.If)
+        )
 
 
 class RecipeShape:
@@ -606,13 +621,29 @@ class RecipeShape:
                     setup_data, "single", singles[0], cfg, dataset_variable=variable, several_setups=several
                 )
                 return
+        flow = dataset_flow(setup_data, self.index)
+        config = _config_parameter(setup_data)
+        if flow is not None and config is not None:
+            self.dataset = DatasetSetup(
+                setup_data,
+                "flow",
+                flow.replaced[0],
+                config,
+                dataset_variable=flow.variable,
+                assigns_packed=any(m.findall(stmt, m.AssignTarget(target=m.Name("packed"))) for stmt in flow.replaced),
+                several_setups=several,
+                replaced=flow.replaced,
+                loader=flow.loader,
+            )
+            return
         raise _Missing(
             Problem(
                 "expected, directly in `"
                 + setup_data.name.value
                 + "`, one `if isinstance(<dataset config>, ListConfig):`, or "
                 "one `ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a "
-                f"`datasets` and a `weights` dict (a mix), found {len(branches)} ListConfig branches",
+                "`datasets` and a `weights` dict (a mix), or a set handed to a data loader or sampler that a statement "
+                f"of it binds, found {len(branches)} ListConfig branches",
                 branches[1] if len(branches) > 1 else setup_data,
             )
         )
@@ -932,6 +963,12 @@ def _instantiated_config(stmt: cst.BaseStatement, params: Sequence[str]) -> Opti
     if isinstance(first, cst.Name) and first.value in params:
         return small.targets[0].target.value, first.value
     return None
+
+
+def _config_parameter(setup_data: cst.FunctionDef) -> Optional[str]:
+    """The parameter `_setup_data` is given the dataset config in: the first after `self`."""
+    params = [p.name.value for p in setup_data.params.params]
+    return params[1] if len(params) > 1 else None
 
 
 def _dataset_mix(setup_data: cst.FunctionDef, params: Sequence[str]) -> Optional[DatasetSetup]:

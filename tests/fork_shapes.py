@@ -143,6 +143,41 @@ def train(self) -> None:
         self.save_checkpoint(epoch=curr_epoch)
 """
 
+# `_setup_data`s in shapes other than upstream's: the set the loader gets is made by
+# statements porter follows back from the loader (porter/dataset_flow.py).
+DATASET_BRANCH_ON_A_PLAIN_LIST = """
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    if isinstance(cfg_dataset, list):
+        ds = config.instantiate(cfg_dataset[0], self._tokenizer)
+    else:
+        ds = config.instantiate(cfg_dataset, self._tokenizer)
+    return DataLoader(ds, batch_size=batch_size)
+"""
+
+DATASET_CONCAT_OF_A_COMPREHENSION = """
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    configs = cfg_dataset if isinstance(cfg_dataset, ListConfig) else [cfg_dataset]
+    datasets = [config.instantiate(c, self._tokenizer) for c in configs]
+    ds = ConcatDataset(datasets)
+    return DataLoader(ds, batch_size=batch_size)
+"""
+
+DATASET_FROM_A_NESTED_HELPER = """
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    def build(node):
+        return config.instantiate(node, self._tokenizer)
+
+    log.info("building the dataset")
+    train_set = build(cfg_dataset)
+    return DataLoader(dataset=train_set, batch_size=batch_size)
+"""
+
+DATASET_WITH_BUILDER_ARGUMENTS = """
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    ds = config.instantiate(cfg_dataset, self._tokenizer, split="train")
+    return DataLoader(ds, batch_size=batch_size)
+"""
+
 ALREADY_PORTED = """\
 from {module} import RecipeBase
 
@@ -295,6 +330,60 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         ),
         "converted",
         "builds from `cfg_dataset`, the config node the job's dataset replaces",
+    ),
+    "dataset_branch_on_a_plain_list.py": ForkShape(
+        recipe(setup_data=DATASET_BRANCH_ON_A_PLAIN_LIST),
+        "converted",
+        "`ds`, the set the data loader receives (line 33), is made by line 29",
+    ),
+    "dataset_concat_of_a_comprehension.py": ForkShape(
+        recipe(
+            setup_data=DATASET_CONCAT_OF_A_COMPREHENSION,
+            header=HEADER + "from torch.utils.data import ConcatDataset\n",
+        ),
+        "converted",
+        "`ds`, the set the data loader receives (line 33), is made by lines 30, 31, 32",
+    ),
+    "dataset_from_a_nested_helper.py": ForkShape(
+        recipe(setup_data=DATASET_FROM_A_NESTED_HELPER),
+        "converted",
+        "`train_set`, the set the data loader receives (line 34), is made by line 33",
+    ),
+    "dataset_with_builder_arguments.py": ForkShape(
+        recipe(setup_data=DATASET_WITH_BUILDER_ARGUMENTS),
+        "converted",
+        'the recipe builds its dataset with `split="train"`; the job\'s dataset is built from its own config without them',
+    ),
+    "dataset_wrapped_in_the_same_expression.py": ForkShape(
+        recipe(
+            setup_data=DATASET_WITH_BUILDER_ARGUMENTS.replace(
+                'config.instantiate(cfg_dataset, self._tokenizer, split="train")',
+                "PreferenceWithReference(config.instantiate(cfg_dataset, self._tokenizer), self._ref_model)",
+            )
+        ),
+        "failed",
+        "P008 `PreferenceWithReference(config.instantiate(cfg_dataset, self._tokenizer), self._ref_model)` wraps the "
+        "dataset the config builds in `PreferenceWithReference(...)`",
+    ),
+    "dataset_collate_bound_only_in_the_branch.py": ForkShape(
+        recipe(
+            setup_data=setup_data("collate = padded_collate").replace(
+                "DataLoader(ds, batch_size=batch_size)", "DataLoader(ds, batch_size=batch_size, collate_fn=collate)"
+            )
+        ),
+        "failed",
+        "P008 `collate` is bound only in what the job's dataset replaces (line 29) and read at line 34",
+    ),
+    "dataset_splits_of_one_config.py": ForkShape(
+        recipe(
+            setup_data=SETUP_DATA.replace("batch_size: int)", "batch_size: int, split: str = 'train')"),
+        ).replace(
+            "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n",
+            "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n"
+            "        self._val = self._setup_data(cfg.dataset, 1, split='validation')\n",
+        ),
+        "failed",
+        "P008 `_setup_data` is called with `cfg.dataset` at lines 26, 27: splits of one config would all get the job's dataset",
     ),
     "epoch_loop_in_a_nested_function.py": ForkShape(
         recipe(NESTED_EPOCH_LOOP), "failed", "P004, P005, P006 the epoch loop is in `run_loop`, defined inside `train`"

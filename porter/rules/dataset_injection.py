@@ -30,6 +30,7 @@ import libcst as cst
 
 import libcst.matchers as m
 
+from porter.dataset_flow import bound_names, read_names
 from porter.edits import Edits
 from porter.errors import PortError
 from porter.rules.base import PortingRule
@@ -59,6 +60,8 @@ class DatasetInjection(PortingRule):
                         f"the `if`/`else`, where every dataset `{anchors.dataset_variable}` goes through it",
                         processing,
                     )
+        if anchors.kind != "mix":
+            self._refuse_what_the_injected_path_would_lose(shape, anchors)
         if anchors.kind != "mix" and anchors.several_setups and self._training_config(shape) is None:
             raise PortError(
                 self.RULE_ID,
@@ -68,6 +71,45 @@ class DatasetInjection(PortingRule):
                 anchors.method,
             )
         return anchors
+
+    def _refuse_what_the_injected_path_would_lose(self, shape: RecipeShape, anchors: DatasetSetup) -> None:
+        """The post-conditions of replacing the builder, checked on the source."""
+        variable = anchors.dataset_variable
+        for stmt in anchors.replaced:
+            for assign in m.findall(stmt, m.Assign(targets=[m.AssignTarget(target=m.Name(variable))])):
+                wrapped = _wrapped_builder(assign.value)
+                if wrapped is not None:
+                    raise PortError(
+                        self.RULE_ID,
+                        f"`{node_code(assign.value).strip().splitlines()[0]}` wraps the dataset the config builds in "
+                        f"`{wrapped}(...)`, which the job's dataset would bypass: build the set first, then wrap "
+                        f"`{variable}` after the statements that make it",
+                        stmt,
+                    )
+        body = list(block_statements(anchors.method))
+        last = _position(body, anchors.replaced[-1])
+        later = [shape.index.ast_node(stmt) for stmt in body[last + 1 :]]
+        lost = bound_names(shape.index.ast_node(stmt) for stmt in anchors.replaced) - {variable}
+        lost -= {"packed"} if anchors.assigns_packed else set()
+        for name in sorted(lost & read_names(later)):
+            reader = next(stmt for stmt in body[last + 1 :] if name in read_names([shape.index.ast_node(stmt)]))
+            raise PortError(
+                self.RULE_ID,
+                f"`{name}` is bound only in what the job's dataset replaces (line "
+                f"{shape.index.line(anchors.replaced[0])}) and read at line {shape.index.line(reader)}: with a job "
+                f"dataset it would be unbound; bind it before or after the statements that make `{variable}`",
+                reader,
+            )
+        shared = _shared_configs(shape, anchors.method.name.value, anchors.cfg_dataset)
+        if shared is not None:
+            config, calls = shared
+            raise PortError(
+                self.RULE_ID,
+                f"`{anchors.method.name.value}` is called with `{config}` at lines "
+                f"{', '.join(str(shape.index.line(c)) for c in calls)}: splits of one config would all get the job's "
+                "dataset (the model would train on the validation slice); give each split its own config node",
+                calls[1],
+            )
 
     def _training_config(self, shape: RecipeShape):
         """The expression of the config node the job's dataset replaced, as this
@@ -99,11 +141,17 @@ class DatasetInjection(PortingRule):
 
         def inject(node: cst.BaseStatement) -> cst.If:
             original = node.with_changes(leading_lines=())
-            # The ListConfig branch becomes an `elif`; an older recipe's one statement, the `else`.
-            orelse = original if anchors.kind == "list-config" else cst.Else(body=cst.IndentedBlock(body=[original]))
+            # An `if` chain becomes an `elif`; the statements that make the set, the `else`.
+            orelse = (
+                original
+                if anchors.becomes_elif
+                else cst.Else(body=cst.IndentedBlock(body=[original, *anchors.replaced[1:]]))
+            )
             return injected.with_changes(leading_lines=node.leading_lines, orelse=orelse)
 
         edits.change(anchors.anchor, inject)
+        for stmt in anchors.replaced[1:]:
+            edits.remove(stmt)
 
     def notes(self, shape: RecipeShape, anchors: DatasetSetup) -> List[str]:
         line = shape.index.line(anchors.anchor)
@@ -114,6 +162,26 @@ class DatasetInjection(PortingRule):
             "config node the job's dataset replaces: with a job dataset, it is built from the job dataset's config"
             for stmt, config in _other_builds(shape, anchors)
         ]
+        for call in _builder_calls(anchors):
+            extra = [node_code(arg).strip().rstrip(",") for arg in _extra_arguments(call)]
+            if extra:
+                notes.append(
+                    f"line {line}: the recipe builds its dataset with {', '.join(f'`{a}`' for a in extra)}; the job's "
+                    "dataset is built from its own config without them"
+                )
+        notes += [
+            f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` changes the set after it is "
+            f"built: it changes the job's dataset too"
+            for stmt in _changes_after(anchors)
+        ]
+        if anchors.kind == "flow":
+            notes.append(
+                f"line {line}: `{anchors.dataset_variable}`, the set the data loader receives (line "
+                f"{shape.index.line(anchors.loader)}), is made by line"
+                f"{'s' if len(anchors.replaced) > 1 else ''} "
+                f"{', '.join(str(shape.index.line(stmt)) for stmt in anchors.replaced)}: with a job dataset, "
+                f"{'they do' if len(anchors.replaced) > 1 else 'it does'} not run"
+            )
         if anchors.several_setups:
             notes.append(
                 f"line {line}: `{anchors.method.name.value}` also builds another set (validation): the job's dataset replaces the "
@@ -135,6 +203,67 @@ class DatasetInjection(PortingRule):
 
 
 _INSTANTIATE = m.Call(func=m.Attribute(value=m.Name("config"), attr=m.Name("instantiate")))
+# What a dataset builder is given besides its config: the tokenizer, however passed.
+_TOKENIZER = m.Attribute(value=m.Name("self"), attr=m.Name("_tokenizer")) | m.Name("tokenizer")
+
+
+def _position(body: List[cst.BaseStatement], stmt: cst.BaseStatement) -> int:
+    return next(i for i, candidate in enumerate(body) if candidate is stmt)
+
+
+def _wrapped_builder(value: cst.BaseExpression) -> Optional[str]:
+    """The callee of `Wrapper(config.instantiate(...), ...)`: a call, not a builder, given a
+    builder's result directly."""
+    if not isinstance(value, cst.Call) or m.matches(value, _INSTANTIATE):
+        return None
+    if any(m.matches(arg.value, _INSTANTIATE) for arg in value.args):
+        return node_code(value.func).strip()
+    return None
+
+
+def _builder_calls(anchors: DatasetSetup) -> List[cst.Call]:
+    return [call for stmt in anchors.replaced for call in m.findall(stmt, _INSTANTIATE)]
+
+
+def _extra_arguments(call: cst.Call) -> List[cst.Arg]:
+    """A builder's arguments beyond its config (the first) and the tokenizer."""
+    return [
+        arg
+        for arg in call.args[1:]
+        if not (m.matches(arg.value, _TOKENIZER) and (arg.keyword is None or arg.keyword.value == "tokenizer"))
+    ]
+
+
+def _changes_after(anchors: DatasetSetup) -> List[cst.BaseStatement]:
+    """Statements after the set is made that rebind it from itself (`ds = Subset(ds, ...)`)
+    or call one of its methods (`ds.shuffle()`)."""
+    body = list(block_statements(anchors.method))
+    variable = m.Name(anchors.dataset_variable)
+    found = []
+    for stmt in body[_position(body, anchors.replaced[-1]) + 1 :]:
+        small = single_small_statement(stmt)
+        rebinds = (
+            isinstance(small, cst.Assign)
+            and any(m.matches(t.target, variable) for t in small.targets)
+            and m.findall(small.value, variable)
+        )
+        calls_on_it = isinstance(small, cst.Expr) and m.matches(small.value, m.Call(func=m.Attribute(value=variable)))
+        if rebinds or calls_on_it:
+            found.append(stmt)
+    return found
+
+
+def _shared_configs(shape: RecipeShape, name: str, parameter: str) -> Optional[Tuple[str, List[cst.BaseStatement]]]:
+    """A config expression two calls of `self.<name>(...)` pass as its dataset config
+    (`parameter`), with their statements."""
+    by_config: dict = {}
+    for stmt in shape.index.statements_using_self(shape.cls, [name]):
+        for call in shape.index.self_calls(stmt, name):
+            given = [k.value for k in call.keywords if k.arg == parameter]
+            first = call.args[0] if call.args else (given[0] if given else None)
+            if first is not None:
+                by_config.setdefault(ast.unparse(first), []).append(stmt)
+    return next(((config, calls) for config, calls in by_config.items() if len(calls) > 1), None)
 
 
 def _post_processing(branch: List[cst.BaseStatement], variable: str) -> Optional[cst.BaseStatement]:

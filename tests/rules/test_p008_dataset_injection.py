@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import method, notes_of, ported_by, recipe, refusal
+from shapes import method, notes_of, ported_by, recipe, refusal, SETUP_DATA
 from porter.rules import DatasetInjection
 
 
@@ -80,7 +80,8 @@ def test_no_dataset_branch_is_refused():
     assert refusal(DatasetInjection, recipe(setup_data=none)).endswith(
         "P008 expected, directly in `_setup_data`, one `if isinstance(<dataset config>, ListConfig):`, or one "
         "`ds = config.instantiate(<dataset config>, ...)`, or a loop over the dataset configs filling a `datasets` and a "
-        "`weights` dict (a mix), found 0 ListConfig branches"
+        "`weights` dict (a mix), or a set handed to a data loader or sampler that a statement of it binds, found 0 "
+        "ListConfig branches"
     )
 
 
@@ -150,3 +151,54 @@ def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
         f"P008 line {line}: `self._val = config.instantiate(cfg_dataset, self._tokenizer)` builds from `cfg_dataset`, the "
         "config node the job's dataset replaces: with a job dataset, it is built from the job dataset's config"
     )
+
+
+def test_any_other_shape_is_followed_back_from_the_loader_to_the_statements_that_make_its_set():
+    before = """
+def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+    def build(node):
+        return config.instantiate(node, self._tokenizer)
+
+    configs = cfg_dataset if isinstance(cfg_dataset, ListConfig) else [cfg_dataset]
+    # one set per config
+    datasets = [build(c) for c in configs]
+    ds = ConcatDataset(datasets)
+    return DataLoader(ds, batch_size=batch_size)
+"""
+    after = method(ported_by(DatasetInjection, recipe(setup_data=before)), "_setup_data")
+    assert after == textwrap.dedent("""\
+        def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+            def build(node):
+                return config.instantiate(node, self._tokenizer)
+
+            if self.dataset:
+                ds = self.dataset
+            else:
+                configs = cfg_dataset if isinstance(cfg_dataset, ListConfig) else [cfg_dataset]
+                # one set per config
+                datasets = [build(c) for c in configs]
+                ds = ConcatDataset(datasets)
+            return DataLoader(ds, batch_size=batch_size)
+        """)
+
+
+def test_an_if_on_anything_that_makes_the_set_becomes_the_elif():
+    before = SETUP_DATA.replace("if isinstance(cfg_dataset, ListConfig):", 'if "sources" in cfg_dataset:')
+    after = method(ported_by(DatasetInjection, recipe(setup_data=before)), "_setup_data")
+    assert after.startswith(
+        textwrap.dedent("""\
+        def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+            if self.dataset:
+                ds = self.dataset
+            elif "sources" in cfg_dataset:
+        """)
+    )
+
+
+def test_what_follows_the_builder_and_changes_the_set_is_noted():
+    before = SETUP_DATA.replace("    return DataLoader(", "    ds = Subset(ds, range(8))\n    return DataLoader(")
+    notes = notes_of(DatasetInjection, recipe(setup_data=before))
+    assert any(
+        note.endswith("`ds = Subset(ds, range(8))` changes the set after it is built: it changes the job's dataset too")
+        for note in notes
+    ), notes
