@@ -184,6 +184,13 @@ PORTER = RuntimeContract(
     log_epoch=EPOCH_FIELDS,
     attributes=frozenset(PortedRecipe.__annotations__),
     save_hook=PortedRecipe.save_checkpoint_if_due.__name__,
+    # runtime/recipe_base.py's public methods that wrap the recipe's, as `porter contract
+    # check runtime` reads them (tested); its `save_checkpoint` passes other values.
+    wrappers=(
+        ("setup", Wrapper(("cfg",), ITS_ARGUMENTS, returns=False)),
+        ("train", Wrapper((), ITS_ARGUMENTS, returns=False)),
+        ("cleanup", Wrapper((), ITS_ARGUMENTS, returns=False)),
+    ),
 )
 
 GUIDE = RuntimeContract(

@@ -19,7 +19,7 @@ def test_markdown_review_of_the_fixtures_matches_golden(golden):
 def test_markdown_review_has_rules_counts_follow_ups_and_a_folded_diff():
     done = run_porter("diff", FIXTURES / "recipes" / "main_recipe.py", "--format", "markdown")
     text = done.stdout
-    assert "| `main_recipe.py` | converted | +45 −36 | 0 | 4 |" in text
+    assert "| `main_recipe.py` | converted | +45 −36 | 0 | 5 |" in text
     assert "Rules applied: P001 recipe-class, P002 recipe-main" in text
     assert (
         "- [ ] P004 line 100: the save every N steps (`self.save_checkpoint(...)`) is now the runtime's step hook, in its place"
@@ -113,7 +113,7 @@ def test_upgrade_review_in_markdown_puts_the_flags_before_the_diff(upgrade, tmp_
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert text.startswith(f"## porter: upgrade {old} -> {new}\n")
-    assert "| `sft_recipe.py` | converted | +6 −5 | 3 | 1 |" in text
+    assert "| `sft_recipe.py` | converted | +6 −5 | 3 | 2 |" in text
     assert text.index("Look here first:") < text.index("<details>")
     assert "rl_recipe" not in text and "mix_recipe" not in text  # only the recipe asked for
 

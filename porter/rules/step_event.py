@@ -31,6 +31,10 @@ from porter.syntax import block_statements, expression_of, iter_statements, METH
 from porter.verify import called_once
 
 MEMORY_KEYS = ("peak_memory_active", "peak_memory_alloc", "peak_memory_reserved")
+THROUGHPUT_KEY = "tokens_per_second_per_gpu"  # upstream's
+# What forks call their throughput instead (the last part of the key).
+THROUGHPUT_SPELLINGS = ("tokens_per_second", "tokens_per_sec", "tokens_per_s", "tokens_per_second_per_device")
+THROUGHPUT_FIELD = "step_tokens_per_s"
 STEP_CLOCK = "t_step_start"
 NAMED_METRICS = "log_dict"
 
@@ -44,6 +48,8 @@ class Anchors:
     lr_key: str = "lr"
     lr_optional: bool = False  # the dict merges another that may hold `lr`: read with .get()
     memory_keys: Tuple[str, str, str] = MEMORY_KEYS
+    throughput_key: str = THROUGHPUT_KEY
+    throughput: str = "upstream"  # "upstream", "renamed" (read from the fork's key), "absent" (null)
     step_time: Optional[str] = None  # None: porter starts a step clock
     clock_before: Optional[cst.BaseStatement] = None  # where porter's step clock starts
     clock_depth: int = 0
@@ -105,6 +111,8 @@ class StepEvent(PortingRule):
         anchors.memory_keys = tuple(
             next((key for key in keys if _last_part(key) == memory), memory) for memory in MEMORY_KEYS
         )
+        if THROUGHPUT_FIELD in self.contract.log_step:
+            self._find_throughput(keys, logging, anchors)
         if logging.inline_metrics is not None:
             if NAMED_METRICS in shape.names_in(logging.method):
                 raise PortError(
@@ -112,6 +120,24 @@ class StepEvent(PortingRule):
                 )
         else:
             anchors.metrics = logging.metric_dict
+
+    def _find_throughput(self, keys: Tuple[str, ...], logging: StepLogging, anchors: Anchors) -> None:
+        """The key the fork logs its throughput under: upstream's, or one of its usual
+        other spellings (read from there, noted); none (null, noted)."""
+        if any(_last_part(key) == THROUGHPUT_KEY for key in keys):
+            anchors.throughput_key = next(key for key in keys if _last_part(key) == THROUGHPUT_KEY)
+            return
+        renamed = [key for key in keys if _last_part(key) in THROUGHPUT_SPELLINGS]
+        if len(renamed) == 1:
+            anchors.throughput_key, anchors.throughput = renamed[0], "renamed"
+        elif len(renamed) > 1:
+            raise PortError(
+                self.RULE_ID,
+                f"the dict it logs has several throughput keys ({', '.join(renamed)}); the step event needs one",
+                logging.log_call,
+            )
+        elif not logging.merged_metrics:  # a merge may hold upstream's key: read it with .get, as always
+            anchors.throughput = "absent"
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
         logging = anchors.logging
@@ -139,6 +165,7 @@ class StepEvent(PortingRule):
                 lr_key=anchors.lr_key,
                 lr_optional=anchors.lr_optional,
                 memory_keys=anchors.memory_keys,
+                throughput_key=anchors.throughput_key,
                 step_time=anchors.step_time or f"time.perf_counter() - {STEP_CLOCK}",
                 **where,
             )
@@ -176,6 +203,18 @@ class StepEvent(PortingRule):
             notes.append(
                 f"line {line(anchors.logging.log_call)}: `{anchors.metrics}` merges another dict (`**...`) porter cannot "
                 f'read: the step event reads the learning rate as `{anchors.metrics}.get("lr")`, null where the merge has no `lr`'
+            )
+        if anchors.throughput == "renamed":
+            notes.append(
+                f"line {line(anchors.logging.log_call)}: the recipe logs its throughput as `{anchors.throughput_key}`: "
+                f"the step event's `{THROUGHPUT_FIELD}` reads it from there (upstream's key is `{THROUGHPUT_KEY}`; "
+                "check it is per process, as upstream's is)"
+            )
+        elif anchors.throughput == "absent":
+            notes.append(
+                f"line {line(anchors.logging.log_call)}: `{anchors.metrics}` has no throughput key "
+                f"(`{THROUGHPUT_KEY}` or {', '.join(f'`{k}`' for k in THROUGHPUT_SPELLINGS)}): the step event's "
+                f"`{THROUGHPUT_FIELD}` is null"
             )
         if anchors.step_time is None:
             return notes + [

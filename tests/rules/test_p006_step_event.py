@@ -49,6 +49,32 @@ def test_renamed_metric_keys_are_the_keys_the_event_reads():
     )
 
 
+def test_throughput_logged_under_a_forks_own_key_is_read_from_it_and_noted():
+    before = recipe(
+        train().replace(
+            '{"loss": loss.item(), "lr": 1e-3}', '{"loss": loss.item(), "lr": 1e-3, "tokens_per_second": 9.0}'
+        )
+    )
+    assert '                    step_tokens_per_s=log_dict.get("tokens_per_second"),\n' in method(
+        ported_by(StepEvent, before), "train"
+    )
+    (note,) = notes_of(StepEvent, before)
+    assert note.endswith(
+        "the recipe logs its throughput as `tokens_per_second`: the step event's `step_tokens_per_s` reads it from "
+        "there (upstream's key is `tokens_per_second_per_gpu`; check it is per process, as upstream's is)"
+    )
+
+
+def test_a_dict_without_throughput_gives_a_null_throughput_with_a_note():
+    (note,) = notes_of(StepEvent, recipe())
+    assert note.endswith(
+        "`log_dict` has no throughput key (`tokens_per_second_per_gpu` or `tokens_per_second`, `tokens_per_sec`, "
+        "`tokens_per_s`, `tokens_per_second_per_device`): the step event's `step_tokens_per_s` is null"
+    )
+    # Under a contract whose log_step takes no throughput, there is nothing to say.
+    assert notes_of(StepEvent, recipe(), contract="guide") == []
+
+
 def test_a_step_clock_under_another_name_is_the_events_step_time():
     before = recipe(train().replace("t0", "t_step").replace("time_per_step", "elapsed"))
     assert textwrap.indent(event(time="elapsed"), " " * 16) in method(ported_by(StepEvent, before), "train")
@@ -92,8 +118,8 @@ def test_an_older_loop_gets_its_dict_named_and_a_step_clock():
         textwrap.indent(event(time="time.perf_counter() - t_step_start", step="self.total_training_steps"), " " * 16)
         in body
     )
-    (note,) = notes_of(StepEvent, before)
-    assert "the recipe has no step clock: the step event times the iteration of the loop" in note
+    notes = notes_of(StepEvent, before)
+    assert any("the recipe has no step clock: the step event times the iteration of the loop" in n for n in notes)
 
 
 @pytest.mark.parametrize(
