@@ -73,6 +73,7 @@ class PortCache:
             fingerprint(),
             settings.contract.fingerprint(),
             ",".join(sorted(settings.skip_rules)),
+            "assisted" if settings.assisted else "refusing",
             label,
             torchtune_version,
             overlay,

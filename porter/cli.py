@@ -20,7 +20,19 @@ import click
 # Commands import the converter (libcst, black) and the runtime (torch) when they run:
 # `porter run` then trains in a process that never loaded the converter.
 from porter import __version__
-from porter.outcomes import CONVERTED, exit_code, FAILED, FileReport, Mode, ORPHAN, PRUNED, SKIPPED, summary, UNCHANGED
+from porter.outcomes import (
+    CONVERTED,
+    exit_code,
+    FAILED,
+    FileReport,
+    Mode,
+    ORPHAN,
+    PARTIAL,
+    PRUNED,
+    SKIPPED,
+    summary,
+    UNCHANGED,
+)
 from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, ProjectSettings, Settings, SettingsError
 from porter.sources import (
     discover,
@@ -39,6 +51,7 @@ _STATUS_COLOURS = {
     UNCHANGED: None,
     SKIPPED: "yellow",
     FAILED: "red",
+    PARTIAL: "magenta",
     ORPHAN: "yellow",
     PRUNED: "yellow",
 }
@@ -84,6 +97,10 @@ def _echo_status(report: FileReport, mode: Mode) -> None:
     label = click.style(f"{status:<10}", fg=_STATUS_COLOURS.get(report.status), bold=status == FAILED)
     if report.status in (CONVERTED, UNCHANGED):
         _say(f"{label} {report.source} -> {report.output}")
+    elif report.status == PARTIAL:
+        _say(f"{label} {report.source} -> {report.output}: {len(report.holes)} hole(s) to fill by hand")
+        for hole in report.holes:
+            _say(f"  hole: {hole['rule']} line {hole['line']}: {hole['message']}; {hole['todo']}")
     else:
         _say(f"{label} {report.source}: {report.reason}")
 
@@ -106,7 +123,11 @@ def _sources(paths, installed: bool, version: Optional[str], project: ProjectSet
 
 
 def _generation(
-    project: ProjectSettings, contract: Optional[str], runtime_module: Optional[str], skip_rules: Tuple[str, ...]
+    project: ProjectSettings,
+    contract: Optional[str],
+    runtime_module: Optional[str],
+    skip_rules: Tuple[str, ...],
+    assisted: Optional[bool],
 ) -> Settings:
     from runtime.contract import ContractError, load
 
@@ -116,6 +137,7 @@ def _generation(
         return Settings(
             contract=declared.with_runtime_module(module),
             skip_rules=check_rule_ids(skip_rules, "--skip-rule") if skip_rules else project.skip_rules,
+            assisted=project.assisted if assisted is None else assisted,
         )
     except (SettingsError, ContractError) as error:
         raise _Failure(str(error)) from error
@@ -178,6 +200,11 @@ with_generation = _options(
         multiple=True,
         metavar="RULE",
         help="Leave out the rule of this id (see README, Architecture); repeatable; refused when another rule needs it.",
+    ),
+    click.option(
+        "--assisted/--no-assisted",
+        default=None,
+        help="Write a step porter cannot port safely as an explicit hole to fill by hand (default), or refuse the file.",
     ),
 )
 with_no_cache = click.option(
@@ -250,6 +277,7 @@ def convert(
     contract: Optional[str],
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
+    assisted: Optional[bool],
     overlays_dir: Optional[Path],
     use_overlays: bool,
 ) -> None:
@@ -266,16 +294,16 @@ def convert(
       porter convert --installed --contract team-contract.toml
 
     \b
-    Exit codes: 0 success; 1 changes pending (--check, --diff);
-    2 some file failed (the others are still converted), an overlay
-    conflicts, or bad usage.
+    Exit codes: 0 success; 1 changes pending (--check, --diff), or holes
+    open (a partial file: an assisted port to finish by hand); 2 some file
+    failed (the others are still converted), an overlay conflicts, or bad usage.
     """
     from porter.convert import convert as convert_sources, OutputFolderError
 
     project = _project()
     mode = Mode.DIFF if show_diff else Mode.CHECK if check else Mode.WRITE
     found = _sources(sources, installed, torchtune_version, project)
-    settings = _generation(project, contract, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules, assisted)
     try:
         with _progress(len(found), "converting") as progress:
             reports = convert_sources(
@@ -314,6 +342,7 @@ def list_command(
     contract: Optional[str],
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
+    assisted: Optional[bool],
     use_cache: bool,
 ) -> None:
     """List every file found: in scope (with its family and variant) or skipped (with the reason).
@@ -328,7 +357,7 @@ def list_command(
     from porter.convert import list_sources
 
     project = _project()
-    settings = _generation(project, contract, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules, assisted)
     found = _sources(sources, installed, torchtune_version, project)
     with _progress(len(found), "reading") as progress:
         reports = list_sources(found, settings, cache=_cache(use_cache), progress=progress)
@@ -373,6 +402,7 @@ def diff(
     contract: Optional[str],
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
+    assisted: Optional[bool],
     overlays_dir: Optional[Path],
     use_overlays: bool,
 ) -> None:
@@ -396,7 +426,7 @@ def diff(
     from porter.review import markdown, REMOVED_UPSTREAM, review_ports, review_upgrade, unified
 
     project = _project()
-    settings = _generation(project, contract, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules, assisted)
     overlays = _overlays(project, overlays_dir, use_overlays)
     with contextlib.ExitStack() as stack:
         if between:
@@ -454,6 +484,7 @@ def explain(
     contract: Optional[str],
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
+    assisted: Optional[bool],
 ) -> None:
     """Say what porter sees in each recipe (default: [tool.porter] source): its class,
     epoch loop, step logging, every save and where it goes, its dataset branch, and the
@@ -470,7 +501,7 @@ def explain(
     from porter.sources import read_source
 
     project = _project()
-    settings = _generation(project, contract, runtime_module, skip_rules)
+    settings = _generation(project, contract, runtime_module, skip_rules, assisted)
     failed = False
     for source in _sources(sources, installed, torchtune_version, project):
         if isinstance(source, MissingSource):
@@ -504,6 +535,7 @@ def overlay(
     contract: Optional[str],
     runtime_module: Optional[str],
     skip_rules: Tuple[str, ...],
+    assisted: Optional[bool],
     overlays_dir: Optional[Path],
 ) -> None:
     """Keep the hand edits of generated RECIPE as an overlay patch, re-applied by every
@@ -535,7 +567,7 @@ def overlay(
         done = save_overlay(
             matches[0],
             out_dir or project.output,
-            _generation(project, contract, runtime_module, skip_rules),
+            _generation(project, contract, runtime_module, skip_rules, assisted),
             _overlays(project, overlays_dir, True),
         )
     except (OverlaySaveError, OutputFolderError, OSError) as error:
@@ -743,7 +775,7 @@ def run(
         verbose=verbose,
         resume=resume,
     )
-    _run_and_report(request, _generation(project, None, None, ()))
+    _run_and_report(request, _generation(project, None, None, (), None))
 
 
 @main.command()
@@ -784,7 +816,7 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     from porter.running import RunRequest
 
     project = _project()
-    generation = _generation(project, None, None, ())
+    generation = _generation(project, None, None, (), None)
     try:
         reports = convert_sources(
             discover([], installed=True),

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -28,7 +28,19 @@ from porter.outputs import (
     split_header,
     unified_diff,
 )
-from porter.outcomes import CONVERTED, FAILED, FileReport, Mode, ORPHAN, PortResult, PRUNED, SKIPPED, UNCHANGED
+from porter.outcomes import (
+    CONVERTED,
+    FAILED,
+    FileReport,
+    HOLE_MARK,
+    Mode,
+    ORPHAN,
+    PARTIAL,
+    PortResult,
+    PRUNED,
+    SKIPPED,
+    UNCHANGED,
+)
 from porter.settings import Settings
 from porter.sources import MissingSource, read_source, SourceFile
 from runtime.files import write_atomically
@@ -102,10 +114,17 @@ def _port(inputs: _Inputs, settings: Settings, cache: Optional[PortCache]) -> Ge
 
     result = port(inputs.text, settings)
     generated = Generated(inputs.text, result)
-    if result.status == CONVERTED:
-        generated.text = _with_overlay(
-            inputs.source, inputs.text, result.code, inputs.overlay, inputs.overlay_text, settings.contract.name
+    if result.status in (CONVERTED, PARTIAL):
+        generated.text, open_holes = _with_overlay(
+            inputs.source, inputs.text, result, inputs.overlay, inputs.overlay_text, settings.contract.name
         )
+        if result.status == PARTIAL and not open_holes:  # the team's overlay filled every hole
+            generated.result = replace(
+                result,
+                status=CONVERTED,
+                holes=[],
+                notes=[*result.notes, *(f"{_hole_text(hole)}: filled by the overlay" for hole in result.holes)],
+            )
     if cache:
         cache.put(inputs.key, generated.result, generated.text)
     return generated
@@ -245,15 +264,16 @@ def _compare_and_write(source: SourceFile, made, out_dir: Path, mode: Mode, forc
         return report
     result = made.result
     report.status, report.reason, report.variant = result.status, result.reason, result.variant
-    if result.status != CONVERTED:
+    if result.status not in (CONVERTED, PARTIAL):
         return report
     report.rules, report.notes, report.output = result.rules, result.notes, str(out_path)
+    report.holes = result.holes
     try:
         on_disk = inspect(out_path)
     except OSError as error:
         return _failed(report, f"cannot read {out_path}: {error.strerror or error}")
     if on_disk.current == made.text:
-        report.status = UNCHANGED
+        report.status = UNCHANGED if result.status == CONVERTED else PARTIAL  # open holes stay open
         return report
     if mode is Mode.DIFF or (not force and (on_disk.foreign or on_disk.edited_by_hand)):
         report.diff = unified_diff(on_disk.current or "", made.text, f"a/{out_path}", f"b/{out_path}")
@@ -329,10 +349,19 @@ def _overlay(source: SourceFile, overlays: Optional[Path]) -> Tuple[Optional[Pat
         raise GenerateError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from error
 
 
-def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Path], patch: str, contract: str) -> str:
-    """The generated text of `source`: its port, with the team's overlay applied."""
+def _hole_text(hole: dict) -> str:
+    return f"{hole['rule']} line {hole['line']}: {hole['message']}"
+
+
+def _with_overlay(
+    source: SourceFile, text: str, result: PortResult, overlay: Optional[Path], patch: str, contract: str
+) -> Tuple[str, List[dict]]:
+    """The generated text of `source`: its port, with the team's overlay applied; and the
+    holes still open in it (those whose marker the overlay did not remove), which its
+    header lists."""
+    body = result.code
     if overlay is None:
-        return generated_text(source, text, body, contract)
+        return generated_text(source, text, body, contract, holes=[_hole_text(h) for h in result.holes]), result.holes
     try:
         patched = overlay_patches.apply(body, patch, str(overlay))
     except overlay_patches.OverlayError as error:
@@ -343,7 +372,19 @@ def _with_overlay(source: SourceFile, text: str, body: str, overlay: Optional[Pa
         raise GenerateError(
             f"{overlay}: the patched recipe does not compile: line {error.lineno}: {error.msg}"
         ) from error
-    return generated_text(source, text, patched, contract, overlay=overlay.name, overlay_text=patch)
+    open_holes = result.holes if HOLE_MARK in patched else []
+    return (
+        generated_text(
+            source,
+            text,
+            patched,
+            contract,
+            overlay=overlay.name,
+            overlay_text=patch,
+            holes=[_hole_text(h) for h in open_holes],
+        ),
+        open_holes,
+    )
 
 
 def _failed(report: FileReport, reason: str) -> FileReport:
@@ -369,7 +410,7 @@ def save_overlay(source: SourceFile, out_dir: Path, settings: Settings, overlays
         generated = generate(source, settings, overlays=None)
     except GenerateError as error:
         raise OverlaySaveError(f"{source}: {error}") from error
-    if generated.result.status != CONVERTED:
+    if generated.result.status not in (CONVERTED, PARTIAL):  # a hole is filled by an overlay
         raise OverlaySaveError(f"{source}: {generated.result.status}: {generated.result.reason}")
     edited = split_header(on_disk.current)
     try:  # an overlay is saved only when it makes a recipe: nothing half-done on disk

@@ -7,6 +7,10 @@ from enum import Enum
 from typing import Dict, List, Optional, Sequence
 
 CONVERTED, UNCHANGED, SKIPPED, FAILED = "converted", "unchanged", "skipped", "failed"
+# Written, with holes a person fills (porter/errors.py, Hole): an assisted port.
+PARTIAL = "partial"
+# The marker of an open hole in a generated recipe; an overlay that removes it fills it.
+HOLE_MARK = "# TODO(porter "
 # An output no source generates any more; pruned when --prune removes it.
 ORPHAN, PRUNED = "orphan", "pruned"
 
@@ -21,12 +25,13 @@ class Mode(Enum):
 class PortResult:
     """What porting one source gave: the ported code, or why there is none."""
 
-    status: str  # CONVERTED, SKIPPED or FAILED (UNCHANGED is decided against outputs)
+    status: str  # CONVERTED, PARTIAL, SKIPPED or FAILED (UNCHANGED is decided against outputs)
     code: Optional[str] = None  # the ported module, without porter's header
     rules: List[str] = field(default_factory=list)  # each rule applied: its id and name
     notes: List[str] = field(default_factory=list)  # "<rule id> line 912: ..." for reviewers
     reason: Optional[str] = None
     variant: Optional[str] = None
+    holes: List[Dict[str, object]] = field(default_factory=list)  # PARTIAL: {rule, line, message, todo} each
 
 
 @dataclass
@@ -39,13 +44,14 @@ class FileReport:
     reason: Optional[str] = None
     variant: Optional[str] = None
     diff: Optional[str] = None  # current output -> new output, when they differ
+    holes: List[Dict[str, object]] = field(default_factory=list)  # open holes, each {rule, line, message, todo}
 
     def as_json(self) -> Dict[str, object]:
         return asdict(self)
 
 
 def summary(reports: Sequence[FileReport], mode: Mode) -> str:
-    counts = {status: 0 for status in (CONVERTED, UNCHANGED, SKIPPED, FAILED, ORPHAN, PRUNED)}
+    counts = {status: 0 for status in (CONVERTED, PARTIAL, UNCHANGED, SKIPPED, FAILED, ORPHAN, PRUNED)}
     for report in reports:
         counts[report.status] += 1
     converted = "to convert" if mode is not Mode.WRITE else CONVERTED
@@ -53,7 +59,7 @@ def summary(reports: Sequence[FileReport], mode: Mode) -> str:
         f"porter: {counts[CONVERTED]} {converted}, {counts[UNCHANGED]} unchanged, "
         f"{counts[SKIPPED]} skipped, {counts[FAILED]} failed"
     )
-    for status in (ORPHAN, PRUNED):
+    for status in (PARTIAL, ORPHAN, PRUNED):
         if counts[status]:
             line += f", {counts[status]} {status}"
     return line
@@ -61,9 +67,12 @@ def summary(reports: Sequence[FileReport], mode: Mode) -> str:
 
 def exit_code(reports: Sequence[FileReport], mode: Mode) -> int:
     """0 success; 1 changes pending (--check, --diff: stale, missing or orphaned
-    outputs); 2 some file failed."""
+    outputs) or holes open (an assisted port written, or checked, with holes to fill);
+    2 some file failed."""
     if any(report.status == FAILED for report in reports):
         return 2
+    if any(report.status == PARTIAL for report in reports):
+        return 1
     if mode is not Mode.WRITE and any(report.status in (CONVERTED, ORPHAN) for report in reports):
         return 1
     return 0

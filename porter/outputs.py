@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from porter import __version__
 from porter.sources import SourceFile
@@ -35,9 +35,11 @@ def generated_text(
     contract: str,
     overlay: Optional[str] = None,
     overlay_text: str = "",
+    holes: Sequence[str] = (),
 ) -> str:
     """The header and `body`; `contract` names the runtime contract the body was
-    generated for, `overlay` the patch already applied to it."""
+    generated for, `overlay` the patch already applied to it, `holes` what is left to
+    fill by hand."""
     from porter import snippets
 
     header = snippets.render(
@@ -50,6 +52,7 @@ def generated_text(
         overlay=overlay,
         overlay_sha256=sha256(overlay_text),
         body_sha256=sha256(body),
+        holes=holes,
     )
     return header + body
 

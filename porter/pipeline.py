@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from dataclasses import asdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
+from porter import snippets
 from porter.edits import EmptyBlockError, Edits
-from porter.errors import PortError
+from porter.errors import Hole, HoleSite, PortError
 from porter.imports import add_imports, header_code, header_length, remove_imports
 from porter.index import SourceIndex
 from porter.outputs import HEADER_MARK
-from porter.outcomes import CONVERTED, FAILED, PortResult, SKIPPED
+from porter.outcomes import CONVERTED, FAILED, PARTIAL, PortResult, SKIPPED
 from porter.rules import RULES
 from porter.rules.base import PortingRule
 from porter.settings import Settings
@@ -26,12 +28,14 @@ from porter.syntax import module_code
 from porter.verify import check_names, contract_problems
 from runtime.contract import PORTER, PORTER_RUNTIME_MODULE
 
+HOLES_TEMPLATE = "holes.py.j2"
+
 
 def port(text: str, settings: Settings = Settings()) -> PortResult:
     """Port one module's source with every rule the settings leave in, or say precisely why not."""
     rules = [rule(None, contract=settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
     try:
-        return port_with(rules, text)
+        return port_with(rules, text, assisted=settings.assisted)
     except Exception as error:  # a bug in porter: this file fails, every other one still ports
         return PortResult(
             FAILED,
@@ -39,7 +43,10 @@ def port(text: str, settings: Settings = Settings()) -> PortResult:
         )
 
 
-def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
+def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) -> PortResult:
+    """Port `text` with `rules`. A rule's step that cannot be ported safely is a hole
+    (an assisted port: PARTIAL) where the rule says where (`PortingRule.hole`) and
+    `assisted`; otherwise the file is refused, with every problem and its line."""
     if not text.strip():
         return PortResult(SKIPPED, reason="empty file")
     if text.startswith(HEADER_MARK):
@@ -58,7 +65,8 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
     index = SourceIndex(module, source_ast)
     shape = RecipeShape(module, index)
     variant = describe_variant(shape)
-    problems = _shape_problems(shape, rules)
+    sites = {rule.RULE_ID: rule.hole(shape) for rule in rules} if assisted else {}
+    problems, holes = _shape_problems(shape, rules, sites)
     found: List[Tuple[PortingRule, object]] = []
     for rule in rules:
         if any(shape.missing(part) for part in rule.NEEDS):
@@ -66,11 +74,33 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
         try:
             found.append((rule, rule.find(shape)))
         except PortError as error:
-            problems.append((index.line(error.node), f"{error.rule_id} {error.message}"))
+            problem = (index.line(error.node), f"{error.rule_id} {error.message}")
+            (holes if sites.get(rule.RULE_ID) is not None else problems).append(problem)
     if problems:
-        return _refused(problems, variant)
+        return _refused(problems + holes, variant)
 
     edits, notes, needed, applied = Edits(), [], [], []
+    left = [_hole(line, text, sites) for line, text in holes]
+    for hole in left:
+        site = sites[hole.rule]
+        made = len(edits.inserted)
+        edits.insert_before(
+            site.before,
+            snippets.statements(
+                HOLES_TEMPLATE,
+                "guard",
+                site.depth,
+                rule_id=hole.rule,
+                line=hole.line,
+                message=hole.message,
+                todo=hole.todo,
+                condition=site.condition,
+            ),
+        )
+        problems += [
+            (index.line(anchor), f"{hole.rule} {problem}")
+            for anchor, problem in contract_problems(edits.inserted[made:], shape, rules[0].contract)
+        ]
     for rule, anchors in found:
         if anchors is None:
             continue
@@ -102,16 +132,25 @@ def port_with(rules: Sequence[PortingRule], text: str) -> PortResult:
     if problems_found:
         return PortResult(FAILED, reason="verify: " + "; ".join(problems_found), variant=variant)
     return PortResult(
-        CONVERTED,
+        PARTIAL if left else CONVERTED,
         code=code,
         rules=[rule.label for rule, _ in applied],
         notes=notes,
         variant=variant,
+        holes=[asdict(hole) for hole in left],
     )
 
 
-def _shape_problems(shape: RecipeShape, rules: Sequence[PortingRule]) -> List[Tuple[Optional[int], str]]:
-    """Each missing part the rules need, once, with every rule that needs it."""
+def _hole(line: Optional[int], text: str, sites: Dict[str, Optional[HoleSite]]) -> Hole:
+    rule_id, _, message = text.partition(" ")
+    return Hole(rule_id, line, message, sites[rule_id].todo)
+
+
+def _shape_problems(
+    shape: RecipeShape, rules: Sequence[PortingRule], sites: Dict[str, Optional[HoleSite]]
+) -> Tuple[List[Tuple[Optional[int], str]], List[Tuple[Optional[int], str]]]:
+    """Each missing part the rules need, once, with every rule that needs it: a problem,
+    or a hole when every rule that needs it has a site for one."""
     needing: Dict[str, List[str]] = defaultdict(list)
     for rule in rules:
         for part in rule.NEEDS:
@@ -119,10 +158,11 @@ def _shape_problems(shape: RecipeShape, rules: Sequence[PortingRule]) -> List[Tu
                 cause = shape.cause(part)
                 if rule.RULE_ID not in needing[cause]:
                     needing[cause].append(rule.RULE_ID)
-    return [
-        (shape.index.line(shape.problems[part].node), f"{', '.join(ids)} {shape.problems[part].message}")
-        for part, ids in needing.items()
-    ]
+    problems, holes = [], []
+    for part, ids in needing.items():
+        found = (shape.index.line(shape.problems[part].node), f"{', '.join(ids)} {shape.problems[part].message}")
+        (holes if len(ids) == 1 and sites.get(ids[0]) is not None else problems).append(found)
+    return problems, holes
 
 
 def _refused(problems: List[Tuple[Optional[int], str]], variant: str) -> PortResult:

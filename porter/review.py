@@ -35,6 +35,7 @@ class RecipeReview:
     reason: Optional[str] = None
     rules: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)  # follow-ups the rules asked for
+    holes: List[dict] = field(default_factory=list)  # an assisted port's holes: {rule, line, message, todo}
     flags: List[str] = field(default_factory=list)  # upstream changes to look at first
     diff: str = ""
 
@@ -62,7 +63,7 @@ def _generate(source: SourceFile, settings: Settings, overlays) -> Tuple[Optiona
         return None, review
     result = generated.result
     review.status, review.reason = result.status, result.reason
-    review.rules, review.notes = result.rules, result.notes
+    review.rules, review.notes, review.holes = result.rules, result.notes, result.holes
     return generated, review
 
 

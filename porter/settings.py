@@ -10,6 +10,8 @@ command-line flags override them:
                                      # a TOML file, or a [tool.porter.contract] table
     runtime_module = "runtime"       # shorthand: the module the contract's `runtime` imports become
     skip_rules = []                  # ids of rules to leave out (README, Architecture)
+    assisted = true                  # a step porter cannot port safely is a hole to fill by
+                                     # hand (the file is `partial`); false: refuse the file
     overlays = "overlays"            # the team's own patches, re-applied after conversion
 """
 
@@ -43,6 +45,7 @@ class Settings:
 
     contract: RuntimeContract = PORTER
     skip_rules: FrozenSet[str] = frozenset()
+    assisted: bool = True  # holes (an assisted port) rather than refusals, where a rule has a place for one
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ProjectSettings:
     contract: RuntimeContract = PORTER  # as declared, before `runtime_module` renames its module
     runtime_module: str = DEFAULT_RUNTIME_MODULE
     skip_rules: FrozenSet[str] = frozenset()
+    assisted: bool = True
     overlays: Path = Path("overlays")
     file: Optional[Path] = field(default=None, compare=False)  # where they were read
 
@@ -107,12 +111,16 @@ class ProjectSettings:
             raise SettingsError(str(error)) from error
         skip_rules = check_rule_ids(strings("skip_rules"), f"{where} skip_rules")
         source = tuple(s if s == INSTALLED else str(base / s) for s in strings("source"))
+        assisted = table.get("assisted", True)
+        if not isinstance(assisted, bool):
+            raise SettingsError(f"{where} assisted: expected true or false, got {assisted!r}")
         return cls(
             source=source,
             output=folder("output", cls.output),
             contract=contract,
             runtime_module=runtime_module,
             skip_rules=skip_rules,
+            assisted=assisted,
             overlays=folder("overlays", cls.overlays),
             file=path,
         )

@@ -27,6 +27,7 @@ from porter.syntax import (
     called_name,
     dotted_name,
     expression_of,
+    is_docstring,
     iter_statements,
     METHOD_BODY_DEPTH,
     node_code,
@@ -884,7 +885,7 @@ def _other_work(
 
 
 def _only_saving(stmt: cst.BaseStatement, saving: Set[int]) -> bool:
-    if id(stmt) in saving or is_log_call(stmt) or _is_docstring(stmt) or _is_timer(stmt):
+    if id(stmt) in saving or is_log_call(stmt) or is_docstring(stmt) or _is_timer(stmt):
         return True
     if m.matches(stmt, m.SimpleStatementLine(body=[m.Pass() | m.Return(value=None)])):
         return True
@@ -925,10 +926,6 @@ def _is_timer(stmt: cst.BaseStatement) -> bool:
     return isinstance(small, cst.Assign) and m.matches(
         small.value, m.Call(func=m.Attribute(value=m.Name("time"), attr=m.Name("perf_counter")))
     )
-
-
-def _is_docstring(stmt: cst.BaseStatement) -> bool:
-    return isinstance(expression_of(stmt), (cst.SimpleString, cst.ConcatenatedString))
 
 
 def _dataset_variable(branch: cst.If) -> Optional[str]:

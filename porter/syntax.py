@@ -110,6 +110,10 @@ def expression_of(stmt: cst.CSTNode) -> Optional[cst.BaseExpression]:
     return small.value if isinstance(small, cst.Expr) else None
 
 
+def is_docstring(stmt: cst.BaseStatement) -> bool:
+    return isinstance(expression_of(stmt), (cst.SimpleString, cst.ConcatenatedString))
+
+
 def dotted_name(node: cst.CSTNode) -> Optional[str]:
     """`a.b.c` for a Name/Attribute chain, else None."""
     if isinstance(node, cst.Name):

@@ -15,8 +15,8 @@ from shapes import HEADER, recipe, SETUP_DATA, train
 @dataclass(frozen=True)
 class ForkShape:
     source: str
-    status: str  # converted, failed or skipped
-    expect: str  # in the reason (failed, skipped) or in a reviewer note (converted)
+    status: str  # converted, partial (an assisted port, with holes), failed or skipped
+    expect: str  # in the reason (failed, skipped), a hole (partial) or a reviewer note (converted)
 
 
 HELPER_THAT_PRUNES = """
@@ -318,7 +318,7 @@ FORK_SHAPES: Dict[str, ForkShape] = {
     ),
     "dataset_wrapped_in_the_config_branch.py": ForkShape(
         recipe(setup_data=setup_data("ds = PreferenceWithReference(ds, self._ref_model)")),
-        "failed",
+        "partial",
         "P008 `ds = PreferenceWithReference(ds, self._ref_model)` post-processes the dataset the config builds",
     ),
     "validation_set_from_the_edited_training_config.py": ForkShape(
@@ -361,17 +361,17 @@ FORK_SHAPES: Dict[str, ForkShape] = {
                 "PreferenceWithReference(config.instantiate(cfg_dataset, self._tokenizer), self._ref_model)",
             )
         ),
-        "failed",
+        "partial",
         "P008 `PreferenceWithReference(config.instantiate(cfg_dataset, self._tokenizer), self._ref_model)` wraps the "
         "dataset the config builds in `PreferenceWithReference(...)`",
     ),
     "dataset_collate_bound_only_in_the_branch.py": ForkShape(
         recipe(
-            setup_data=setup_data("collate = padded_collate").replace(
+            setup_data=setup_data("collate = None  # the default collate").replace(
                 "DataLoader(ds, batch_size=batch_size)", "DataLoader(ds, batch_size=batch_size, collate_fn=collate)"
             )
         ),
-        "failed",
+        "partial",
         "P008 `collate` is bound only in what the job's dataset replaces (line 29) and read at line 34",
     ),
     "dataset_splits_of_one_config.py": ForkShape(
@@ -382,7 +382,7 @@ FORK_SHAPES: Dict[str, ForkShape] = {
             "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n"
             "        self._val = self._setup_data(cfg.dataset, 1, split='validation')\n",
         ),
-        "failed",
+        "partial",
         "P008 `_setup_data` is called with `cfg.dataset` at lines 26, 27: splits of one config would all get the job's dataset",
     ),
     "epoch_loop_in_a_nested_function.py": ForkShape(

@@ -146,10 +146,10 @@ def ported_by(rule, text: str, contract="porter") -> str:
 
 
 def refusal(rule, text: str, contract="porter") -> str:
-    """Why `rule` alone refuses `text`."""
+    """Why `rule` alone refuses `text` (were it not to leave a hole: tests/test_holes.py)."""
     from porter.pipeline import port_with
 
-    result = port_with([rule(None, contract=contract)], text)
+    result = port_with([rule(None, contract=contract)], text, assisted=False)
     assert result.status == "failed", "expected a refusal"
     return result.reason
 

@@ -30,7 +30,14 @@ from runtime.contract import GUIDE, PORTER
 
 pytestmark = pytest.mark.slow
 
-PORTED = sorted(name for name, shape in FORK_SHAPES.items() if shape.status == "converted")
+# Assisted ports too: without a job dataset their holes never fire, and nothing else may
+# change; but those whose dataset wrapper the fixture leaves undefined cannot train.
+UNDEFINED_WRAPPER = {"dataset_wrapped_in_the_config_branch.py", "dataset_wrapped_in_the_same_expression.py"}
+PORTED = sorted(
+    name
+    for name, shape in FORK_SHAPES.items()
+    if shape.status == "converted" or (shape.status == "partial" and name not in UNDEFINED_WRAPPER)
+)
 TEAM_RUNTIME = GUIDE.with_imports(
     {"RecipeBase": "guide_runtime.recipes.recipe_base", "run_recipe": "guide_runtime.utils"}
 )

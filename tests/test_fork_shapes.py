@@ -1,6 +1,6 @@
 """The shapes of teams' forks (tests/fork_shapes.py): each one ports, with a reviewer note
-where behaviour moves, or is refused naming the rule and the line, or skipped saying
-what it is; never a crash, never a silent change."""
+where behaviour moves, or ports with explicit holes (partial), or is refused naming the
+rule and the line, or skipped saying what it is; never a crash, never a silent change."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ def test_each_fork_shape_is_ported_with_its_notes_refused_or_skipped_saying_why(
     shape = FORK_SHAPES[name]
     result = port(shape.source)
     assert result.status == shape.status, result.reason
+    if result.status == "partial":  # an assisted port: written, with its hole marked and guarded
+        compile(result.code, name, "exec")
+        assert "class ForkRecipe(RecipeBase):" in result.code and "# TODO(porter P" in result.code
+        assert any(shape.expect in f"{h['rule']} {h['message']}" for h in result.holes), result.holes
+        return
     if result.status == "converted":
         compile(result.code, name, "exec")
         assert not findings(result.code) - findings(shape.source)
@@ -47,7 +52,7 @@ def test_convert_of_a_folder_of_forks_converts_the_good_and_refuses_the_rest_in_
     assert "Traceback" not in done.stderr
     for name, shape in FORK_SHAPES.items():
         (line,) = [line for line in done.stderr.splitlines() if f"/{name}" in line]
-        assert line.startswith(shape.status if shape.status != "failed" else "failed")
-        assert (out / name).exists() == (shape.status == "converted"), name
+        assert line.startswith(shape.status)
+        assert (out / name).exists() == (shape.status in ("converted", "partial")), name
         if shape.status == "failed":
             assert re.search(rf"{name}: line \d+: P\d{{3}}", line), line

@@ -87,7 +87,7 @@ def test_overlays_come_from_the_settings_folder(project):
     [
         (
             'sourc = ["recipes"]',
-            "pyproject.toml: [tool.porter] sourc: unknown setting (known: contract, output, overlays, runtime_module, skip_rules, source)",
+            "pyproject.toml: [tool.porter] sourc: unknown setting (known: assisted, contract, output, overlays, runtime_module, skip_rules, source)",
         ),
         (
             'skip_rules = ["P999"]',

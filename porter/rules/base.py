@@ -24,6 +24,7 @@ import libcst as cst
 from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
 
 from porter.edits import Edits
+from porter.errors import HoleSite
 from porter.imports import Needed
 from porter.settings import DEFAULT_RUNTIME_MODULE
 from porter.shape import RecipeShape
@@ -82,6 +83,11 @@ class PortingRule(CodemodCommand):
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Any) -> List[str]:
         """What is wrong with the ported module, as far as this rule's step goes."""
         return []
+
+    def hole(self, shape: RecipeShape) -> Optional[HoleSite]:
+        """Where this rule's step is left as a hole when it cannot be ported safely (an
+        assisted port); None: the file is refused instead."""
+        return None
 
     def snippet(self, name: str, depth: int, **arguments: object) -> List[cst.BaseStatement]:
         from porter import snippets

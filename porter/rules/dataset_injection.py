@@ -32,11 +32,11 @@ import libcst.matchers as m
 
 from porter.dataset_flow import bound_names, read_names
 from porter.edits import Edits
-from porter.errors import PortError
+from porter.errors import HoleSite, PortError
 from porter.rules.base import PortingRule
-from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA
+from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA, SETUP_DATA_METHODS
 from porter.syntax import single_small_statement
-from porter.syntax import block_statements, iter_statements, METHOD_BODY_DEPTH, node_code
+from porter.syntax import block_statements, is_docstring, iter_statements, METHOD_BODY_DEPTH, node_code
 from porter.verify import ported_method
 
 
@@ -110,6 +110,24 @@ class DatasetInjection(PortingRule):
                 "dataset (the model would train on the validation slice); give each split its own config node",
                 calls[1],
             )
+
+    def hole(self, shape: RecipeShape) -> Optional[HoleSite]:
+        """A `_setup_data` porter cannot inject into safely gets a guard at its top that
+        raises only when a job injects a dataset: without one the recipe trains on its
+        config's dataset, as before."""
+        methods = [shape.methods[name] for name in SETUP_DATA_METHODS if name in shape.methods]
+        if not methods or not self.contract.provides("dataset"):
+            return None
+        body = [stmt for stmt in block_statements(methods[0]) if not is_docstring(stmt)]
+        if not body:
+            return None
+        return HoleSite(
+            before=body[0],
+            depth=METHOD_BODY_DEPTH,
+            condition="self.dataset",
+            todo=f"make `{methods[0].name.value}` use the job's dataset (`self.dataset`) in place of the one the config "
+            "builds, delete this guard, and keep the edit with `porter overlay`",
+        )
 
     def _training_config(self, shape: RecipeShape):
         """The expression of the config node the job's dataset replaced, as this
