@@ -227,10 +227,13 @@ FORK_SHAPES: Dict[str, ForkShape] = {
             train("").replace(
                 "        self.epochs_run += 1\n",
                 "        self.epochs_run += 1\n    with self._timer('save'):\n        self.save_checkpoint(epoch=curr_epoch)\n",
-            )
+            ),
+            header=HEADER + "from contextlib import nullcontext\n",
+            extra_methods="def _timer(self, what: str):\n    return nullcontext()\n",
         ),
-        "failed",
-        "P004 the final save is all that its `with` block holds",
+        "converted",
+        "every save stays the recipe's (line 56), with its arguments and schedule, since the runtime's save hook "
+        "cannot take this one over: the final save is all that its `with` block holds",
     ),
     "users_condition_around_save.py": ForkShape(
         recipe(
@@ -252,10 +255,15 @@ FORK_SHAPES: Dict[str, ForkShape] = {
     ),
     "helper_that_saves_and_cleans_up_more.py": ForkShape(
         recipe(
-            train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_PRUNES + "    self._upload(epoch)\n"
+            train("self.save_intermediate(curr_epoch)"),
+            extra_methods=HELPER_THAT_PRUNES
+            + "    self._upload(epoch)\n\n"
+            + "def _upload(self, epoch: int) -> None:\n    log.info('uploaded epoch %d', epoch)\n",
+            header=HEADER + "import shutil\nfrom pathlib import Path\n",
+            init_extra="self._output_dir = Path(cfg.output_dir)\n",
         ),
-        "failed",
-        "P004 `self.save_intermediate(...)` saves a checkpoint",
+        "converted",
+        "since the runtime's save hook cannot take this one over: `self.save_intermediate(...)` saves a checkpoint",
     ),
     "helper_that_only_saves.py": ForkShape(
         recipe(train("self.save_intermediate(curr_epoch)"), extra_methods=HELPER_THAT_SAVES),

@@ -13,8 +13,10 @@ user's own condition stays around the hook. The hook takes the save's place, ins
 one, `_save_checkpoint(epoch)`, holding the moved save.
 
 Every routed save yields a reviewer note, with what its call passed that the runtime
-does not pass the same way. Refused: a helper that saves and does other work, a save
-whose result is used, a save method needing arguments the runtime cannot pass.
+does not pass the same way. A save the hook cannot take over (a helper that saves and
+does other work, a save whose result is used, a save method needing arguments the
+runtime cannot pass, ...) keeps every save the recipe's, as below, with one note saying
+which save and why: half a schedule moved to the runtime would change what is saved.
 
 Under a runtime contract without a save hook the runtime saves nothing: every save
 stays the recipe's, in its place, with its arguments and schedule (calling the renamed
@@ -85,7 +87,10 @@ class Anchors:
     epoch_hook_after: Optional[cst.BaseStatement]  # the epoch count, when no epoch save holds the hook
     moved: Optional[SaveSite] = None  # the inline save that becomes `_save_checkpoint`
     moved_body: str = ""
-    kept: List[SaveSite] = field(default_factory=list)  # saves that stay the recipe's: the runtime has no save hook
+    kept: List[SaveSite] = field(default_factory=list)  # saves that stay the recipe's
+    # Why the saves stay the recipe's under a contract with a save hook: the save porter
+    # could not route, and why (None: the contract has no save hook).
+    unroutable: Optional[Tuple[cst.CSTNode, str]] = None
 
 
 class CheckpointSaving(PortingRule):
@@ -101,6 +106,16 @@ class CheckpointSaving(PortingRule):
     def find(self, shape: RecipeShape) -> Anchors:
         if self.contract.save_hook is None:
             return Anchors(routes=[], epoch_hook_after=None, kept=list(shape.saves))
+        try:
+            return self._routed(shape)
+        except PortError as error:
+            # One save the runtime cannot take over: every save stays the recipe's, as
+            # under a contract without a save hook, rather than half the schedule moving.
+            return Anchors(
+                routes=[], epoch_hook_after=None, kept=list(shape.saves), unroutable=(error.node, error.message)
+            )
+
+    def _routed(self, shape: RecipeShape) -> Anchors:
         save_method = shape.methods.get("save_checkpoint")
         if save_method is not None:
             _check_signature(save_method, self.RULE_ID)
@@ -269,6 +284,15 @@ class CheckpointSaving(PortingRule):
 
     def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
         line = shape.index.line
+        if anchors.unroutable is not None:
+            node, why = anchors.unroutable
+            lines = ", ".join(str(line(site.statement)) for site in anchors.kept)
+            saves = f"every save stays the recipe's (line{'s' * (len(anchors.kept) > 1)} {lines}), with its arguments and schedule"
+            return [
+                f"line {line(node)}: {saves if anchors.kept else 'the recipe saves no checkpoint, and the job saves none'}, "
+                f"since the runtime's save hook cannot take this one over: {why}; the runtime's own save settings "
+                "(`porter.save_every_n_*`) do not apply to this recipe"
+            ]
         notes = [(line(site.statement), self._kept_note(shape, site)) for site in anchors.kept]
         for route in anchors.routes:
             site = route.site
