@@ -308,6 +308,13 @@ FORK_SHAPES: Dict[str, ForkShape] = {
         "converted",
         "ran between `recipe.train()` and `recipe.cleanup()`; it now runs after `run_recipe(...)`",
     ),
+    "training_inside_a_with_in_recipe_main.py": ForkShape(
+        recipe(header=HEADER + "import torch\n").replace(
+            "    recipe.train()\n", "    with torch.autograd.detect_anomaly():\n        recipe.train()\n"
+        ),
+        "converted",
+        "`run_recipe(...)` takes its place there, so the recipe's construction, setup and cleanup run inside it too",
+    ),
     "train_or_evaluate_in_recipe_main.py": ForkShape(
         recipe().replace(
             "    recipe.train()\n",

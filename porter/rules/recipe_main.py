@@ -6,16 +6,17 @@ the statements that build and drive the recipe (`recipe = R(cfg=cfg)`, `recipe.s
 Everything else in the body (the distributed check, the process-group init, thread
 setup, `config.log_config`) stays, in order: what ran before training still runs
 before it, what ran after still runs after. A statement that sat between two lifecycle
-calls now runs before or after all of them, which is noted. A recipe_main that does
-more with the recipe than run_recipe does, or calls a lifecycle method under a
-condition, is refused.
+calls now runs before or after all of them, which is noted. A `recipe.train()` inside a
+`with` (a profiler, anomaly detection) has `run_recipe(...)` take its place there, noted.
+A recipe_main that does more with the recipe than run_recipe does, or calls a
+lifecycle method under a condition, is refused.
 """
 
 from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import libcst as cst
 import libcst.matchers as m
@@ -39,6 +40,8 @@ class Anchors:
     recipe_class: str
     recipe_statements: List[cst.BaseStatement]  # construction, setup, train, cleanup, as found
     between: List[cst.BaseStatement]  # statements between the first and the last of them
+    # The `with` around `recipe.train()` (a profiler, anomaly detection): run_recipe runs in it.
+    train_context: Optional[cst.With] = None
 
 
 class RecipeMain(PortingRule):
@@ -72,8 +75,11 @@ class RecipeMain(PortingRule):
         (construction,) = constructions
         variable = _assigned_name(construction)
         driving = [construction]
+        context = None
         for method in _DRIVER_METHODS:
             found = [stmt for stmt in body if called_name(stmt) == f"{variable}.{method}"]
+            if not found and method == "train":
+                context, found = _train_in_a_with(body, variable)
             if not found:
                 nested = [
                     stmt
@@ -118,9 +124,13 @@ class RecipeMain(PortingRule):
                 "which is all run_recipe does",
                 others[0],
             )
-        positions = [index for index, stmt in enumerate(body) if any(stmt is d for d in driving)]
-        between = [stmt for stmt in body[positions[0] : positions[-1] + 1] if all(stmt is not d for d in driving)]
-        return Anchors(function, class_name, [body[index] for index in positions], between)
+        inside = _body(context) if context is not None else []
+        at_top = [context if any(d is inner for inner in inside) else d for d in driving]
+        positions = [index for index, stmt in enumerate(body) if any(stmt is d for d in at_top)]
+        between = [stmt for stmt in body[positions[0] : positions[-1] + 1] if all(stmt is not d for d in at_top)]
+        recipe_statements = [d for d in driving if d is not construction]
+        ordered = [construction, *sorted(recipe_statements, key=lambda d: _position(body, d, context))]
+        return Anchors(function, class_name, ordered, between, train_context=context)
 
     def edit(self, shape: RecipeShape, anchors: Anchors, edits: Edits) -> None:
         (template,) = self.snippet("entry_point", depth=0, recipe_class=anchors.recipe_class)
@@ -141,12 +151,20 @@ class RecipeMain(PortingRule):
 
     def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
         body = list(block_statements(anchors.function))
-        train = body.index(_train_call(anchors))
+        context = anchors.train_context
+        train = _position(body, _train_call(anchors), context)
         notes = []
+        if context is not None:
+            header = node_code(context).strip().splitlines()[0]
+            notes.append(
+                f"line {shape.index.line(context)}: `{node_code(_train_call(anchors)).strip()}` ran inside `{header}`; "
+                "`run_recipe(...)` takes its place there, so the recipe's construction, setup and cleanup run inside "
+                "it too"
+            )
         for stmt in anchors.between:
             position = body.index(stmt)
-            before = [d for d in anchors.recipe_statements if body.index(d) < position][-1]
-            after = [d for d in anchors.recipe_statements if body.index(d) > position][0]
+            before = [d for d in anchors.recipe_statements if _position(body, d, context) < position][-1]
+            after = [d for d in anchors.recipe_statements if _position(body, d, context) > position][0]
             notes.append(
                 f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` ran between "
                 f"`{node_code(before).strip()}` and `{node_code(after).strip()}`; it now runs "
@@ -187,6 +205,27 @@ _RUN_RECIPE_PASSES = {
     "train": ([],),
     "cleanup": ([],),
 }
+
+
+def _train_in_a_with(body, variable: str) -> Tuple[Optional[cst.With], List[cst.BaseStatement]]:
+    """A `with` statement of `recipe_main` whose own block calls `<variable>.train()`."""
+    for stmt in body:
+        if isinstance(stmt, cst.With):
+            found = [inner for inner in _body(stmt) if called_name(inner) == f"{variable}.train"]
+            if found:
+                return stmt, found
+    return None, []
+
+
+def _body(stmt: cst.BaseStatement) -> List[cst.BaseStatement]:
+    return list(block_statements(stmt))
+
+
+def _position(body: List[cst.BaseStatement], stmt: cst.BaseStatement, context: Optional[cst.With]) -> int:
+    """Where `stmt` is among `recipe_main`'s statements: a call in the `with`, at the `with`."""
+    if context is not None and any(stmt is inner for inner in _body(context)):
+        stmt = context
+    return next(index for index, candidate in enumerate(body) if candidate is stmt)
 
 
 def _call(stmt: cst.BaseStatement) -> cst.Call:

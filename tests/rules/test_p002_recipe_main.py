@@ -95,3 +95,22 @@ def test_a_lifecycle_call_passing_what_run_recipe_does_not_is_refused():
         "P002 `recipe.setup(cfg=cfg, model=build_model(cfg))` passes `cfg=cfg, model=build_model(cfg)`, and run_recipe "
         "passes the recipe only the job's config (`R(cfg)`, `setup(cfg)`, `train()`, `cleanup()`)"
     )
+
+
+def test_training_inside_a_with_runs_run_recipe_inside_it_noted():
+    before = recipe().replace(
+        "    recipe.train()\n",
+        "    with torch.autograd.detect_anomaly():\n        recipe.train()\n        log.info('trained')\n",
+    )
+    code = ported_by(RecipeMain, "import torch\n" + before)
+    assert function(code, "recipe_main") == textwrap.dedent("""\
+        def recipe_main(job_id: str, user_id: str, cfg: DictConfig, dataset: Dataset) -> None:
+            with torch.autograd.detect_anomaly():
+                run_recipe(ForkRecipe, job_id, user_id, cfg, dataset)
+                log.info('trained')
+        """)
+    (note,) = notes_of(RecipeMain, "import torch\n" + before)
+    assert note.endswith(
+        "`recipe.train()` ran inside `with torch.autograd.detect_anomaly():`; `run_recipe(...)` takes its place "
+        "there, so the recipe's construction, setup and cleanup run inside it too"
+    )
