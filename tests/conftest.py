@@ -232,9 +232,17 @@ def run_job(demo, generated, tmp_path):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How many mutants the property test tried, by outcome (CI prints it)."""
+    """How many mutants the property test and variants the metamorphic test tried, by
+    outcome (CI prints them)."""
     import sys
 
+    metamorphic = sys.modules.get("test_metamorphic")
+    if metamorphic is not None and metamorphic.VARIANTS:
+        counts = metamorphic.VARIANTS
+        terminalreporter.write_line(
+            f"metamorphic test: {sum(counts.values())} variants of upstream recipes: {counts['full']} full, "
+            f"{counts['assisted']} assisted, {counts['refused']} refused, {counts['crashes']} crashes"
+        )
     mutations = sys.modules.get("test_mutations")
     if mutations is not None and mutations.MUTANTS:
         counts = dict(mutations.MUTANTS)
