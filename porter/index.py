@@ -141,7 +141,7 @@ class SourceIndex:
             for stmt, node in self._statements(root)
             if any(
                 isinstance(inner, ast.Name) and inner.id == name
-                for expr in _own_expressions(node)
+                for expr in own_expressions(node)
                 for inner in ast.walk(expr)
             )
         ]
@@ -180,7 +180,7 @@ def _child_statements(node: cst.CSTNode) -> List[cst.BaseStatement]:
     return children
 
 
-def _own_expressions(node: ast.stmt) -> List[ast.AST]:
+def own_expressions(node: ast.stmt) -> List[ast.AST]:
     """The parts of a statement that are not nested statements."""
     if not any(
         isinstance(value, list) and value and isinstance(value[0], ast.stmt) for _, value in ast.iter_fields(node)

@@ -32,6 +32,7 @@ import libcst.matchers as m
 
 from porter.dataset_flow import bound_names, read_names
 from porter.edits import Edits
+from porter.index import own_expressions
 from porter.errors import HoleSite, PortError
 from porter.rules.base import PortingRule
 from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA, SETUP_DATA_METHODS
@@ -299,15 +300,25 @@ def _post_processing(branch: List[cst.BaseStatement], variable: str) -> Optional
 
 
 def _other_builds(shape: RecipeShape, anchors: DatasetSetup) -> List[Tuple[cst.BaseStatement, str]]:
-    """Each statement outside the replaced branch that instantiates from the config node
-    the job's dataset replaces: `cfg_dataset` in `_setup_data`, `cfg.dataset` elsewhere."""
+    """Each statement outside what the job's dataset replaces whose own code instantiates
+    from the config node it replaces: `cfg_dataset` in `_setup_data`, `cfg.dataset`
+    elsewhere. Read from the stdlib ast of the statements that read `config` (one scan of
+    the module's index, not a libcst search per statement)."""
+    replaced = {id(stmt) for root in anchors.replaced for stmt in (root, *(s for s, _ in iter_statements(root)))}
     found = []
     for method in shape.methods.values():
         config = anchors.cfg_dataset if method is anchors.method else "cfg.dataset"
-        for stmt, ancestors in iter_statements(method):
-            if stmt is anchors.anchor or any(ancestor is anchors.anchor for ancestor in ancestors):
+        for stmt in shape.index.statements_using_name(method, "config"):
+            node = shape.index.ast_node(stmt)
+            if id(stmt) in replaced or node is None:
                 continue
-            for call in m.findall(stmt, _INSTANTIATE):
-                if any(node_code(arg.value).strip() in (config, "self." + config) for arg in call.args[:1]):
-                    found.append((stmt, config))
+            if any(
+                isinstance(call, ast.Call)
+                and ast.unparse(call.func) == "config.instantiate"
+                and call.args
+                and ast.unparse(call.args[0]) in (config, "self." + config)
+                for part in own_expressions(node)
+                for call in ast.walk(part)
+            ):
+                found.append((stmt, config))
     return found
