@@ -361,9 +361,11 @@ def list_command(
     found = _sources(sources, installed, torchtune_version, project)
     with _progress(len(found), "reading") as progress:
         reports = list_sources(found, settings, cache=_cache(use_cache), progress=progress)
-    labels = {CONVERTED: "in scope", SKIPPED: "skipped", FAILED: "failed"}
+    labels = {CONVERTED: "in scope", PARTIAL: "assisted", SKIPPED: "skipped", FAILED: "failed"}
     for report in reports:
-        detail = report.variant if report.status == CONVERTED else report.reason
+        detail = report.variant if report.status in (CONVERTED, PARTIAL) else report.reason
+        if report.status == PARTIAL:
+            detail += "; holes: " + ", ".join(f"{hole['rule']} line {hole['line']}" for hole in report.holes)
         if report.status == FAILED and report.variant:
             detail = f"{report.variant}: {detail}"
         _say(
@@ -371,7 +373,10 @@ def list_command(
             err=False,
         )
     counts = {status: sum(1 for r in reports if r.status == status) for status in labels}
-    _say(f"porter: {counts[CONVERTED]} in scope, {counts[SKIPPED]} skipped, {counts[FAILED]} failed")
+    _say(
+        f"porter: {counts[CONVERTED] + counts[PARTIAL]} in scope ({counts[PARTIAL]} with holes), "
+        f"{counts[SKIPPED]} skipped, {counts[FAILED]} failed"
+    )
     sys.exit(2 if counts[FAILED] else 0)
 
 

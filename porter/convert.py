@@ -243,7 +243,9 @@ def list_sources(
             reports.append(FileReport(str(source), FAILED, reason=str(generated)))
             continue
         result = generated.result
-        reports.append(FileReport(str(source), result.status, reason=result.reason, variant=result.variant))
+        reports.append(
+            FileReport(str(source), result.status, reason=result.reason, variant=result.variant, holes=result.holes)
+        )
     return reports
 
 

@@ -48,6 +48,7 @@ def explain(text: str, settings: Settings = Settings()) -> List[str]:
             lines.append(f"{label}: not read (it needs the {_PARTS.get(shape.causes[part], shape.causes[part])})")
         else:
             lines += _described(shape, part)
+    lines += [f"hole: {h['rule']} line {h['line']}: {h['message']}; {h['todo']}" for h in result.holes]
     lines += [f"note: {note}" for note in result.notes]
     if result.status == "failed":
         lines.append(f"refused: {result.reason}")

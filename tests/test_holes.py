@@ -94,6 +94,13 @@ def test_convert_writes_an_assisted_port_says_so_and_exits_1_until_an_overlay_fi
     assert run_porter("convert", "fork.py", "-o", "out", "--check", cwd=tmp_path).returncode == 1
     review = run_porter("diff", "fork.py", "--format", "markdown", cwd=tmp_path).stdout
     assert review.index("Holes to fill by hand") < review.index("Rules applied:")
+    listed = run_porter("list", "fork.py", cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.startswith(
+        f"assisted  fork.py  sft+no-load-checkpoint; holes: P008 line {LINE}"
+    )
+    assert "porter: 1 in scope (1 with holes), 0 skipped, 0 failed" in listed.stderr
+    explained = run_porter("explain", "fork.py", cwd=tmp_path).stdout
+    assert f"  hole: P008 line {LINE}: {MESSAGE}; {TODO}\n" in explained
 
     # A person fills the hole and keeps the edit as an overlay.
     guard = generated[
