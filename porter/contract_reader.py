@@ -316,13 +316,7 @@ def _read_wrapper(function: Callable, name: str) -> Tuple[Optional[Wrapper], str
         return None, "has no source porter can read"
     definition = next(node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))
     args = definition.args
-    positional = [a.arg for a in (*args.posonlyargs, *args.args)][1:]
-    parameters = (
-        *positional,
-        *([f"*{args.vararg.arg}"] if args.vararg else []),
-        *(a.arg for a in args.kwonlyargs),
-        *([f"**{args.kwarg.arg}"] if args.kwarg else []),
-    )
+    parameters = _parameters(args)
     calls = [
         node
         for node in ast.walk(definition)
@@ -331,7 +325,7 @@ def _read_wrapper(function: Callable, name: str) -> Tuple[Optional[Wrapper], str
     if len(calls) != 1:
         return None, f"calls `self._{name}` {len(calls)} times" if calls else f"does not call `self._{name}`"
     call = calls[0]
-    names = {p.lstrip("*") for p in parameters}
+    names = {p.strip("*=") for p in parameters} - {"", "/"}
     rebound = sorted(
         {node.id for node in ast.walk(definition) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
         & names
@@ -347,6 +341,24 @@ def _read_wrapper(function: Callable, name: str) -> Tuple[Optional[Wrapper], str
             return None, f"calls `self._{name}` with values other than its own arguments or one node of `self.cfg`"
         passes = node
     return Wrapper(parameters, passes, returns=_returns(definition, call)), ""
+
+
+def _parameters(args: ast.arguments) -> Tuple[str, ...]:
+    """A function's parameters after `self`, spelled as `Wrapper.parameters` are."""
+    positional = [*args.posonlyargs, *args.args]
+    defaulted = {id(a) for a in positional[len(positional) - len(args.defaults) :]}
+    spelled = [a.arg + ("=" if id(a) in defaulted else "") for a in positional]
+    if args.posonlyargs:
+        spelled.insert(len(args.posonlyargs), "/")
+    spelled = spelled[1:]  # self
+    if args.vararg:
+        spelled.append(f"*{args.vararg.arg}")
+    elif args.kwonlyargs:
+        spelled.append("*")
+    spelled += [a.arg + ("=" if d is not None else "") for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    if args.kwarg:
+        spelled.append(f"**{args.kwarg.arg}")
+    return tuple(spelled)
 
 
 def _passes_its_arguments(call: ast.Call, args: ast.arguments) -> bool:
@@ -369,19 +381,18 @@ def _returns(definition: ast.AST, call: ast.Call) -> bool:
     returned = {ast.unparse(node.value) for node in ast.walk(definition) if isinstance(node, ast.Return) and node.value}
     if ast.unparse(call) in returned:
         return True
-    for node in ast.walk(definition):
-        if isinstance(node, ast.Assign) and node.value is call and len(node.targets) == 1:
-            target = node.targets[0]
-            bound = [
-                n
-                for n in ast.walk(definition)
-                if isinstance(n, ast.Name)
-                and isinstance(n.ctx, ast.Store)
-                and isinstance(target, ast.Name)
-                and n.id == target.id
-            ]
-            return isinstance(target, ast.Name) and len(bound) == 1 and target.id in returned
-    return False
+    holders = [
+        node.targets[0].id
+        for node in ast.walk(definition)
+        if isinstance(node, ast.Assign)
+        and node.value is call
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+    ]
+    if not holders:
+        return False
+    bindings = [n for n in ast.walk(definition) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    return sum(1 for n in bindings if n.id == holders[0]) == 1 and holders[0] in returned
 
 
 def _source_tree(function: Callable) -> Optional[ast.AST]:

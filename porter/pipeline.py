@@ -74,14 +74,16 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
         try:
             found.append((rule, rule.find(shape)))
         except PortError as error:
-            problem = (index.line(error.node), f"{error.rule_id} {error.message}")
-            (holes if sites.get(rule.RULE_ID) is not None else problems).append(problem)
+            site = sites.get(rule.RULE_ID)
+            if site is not None:
+                holes.append(Hole(rule.RULE_ID, index.line(error.node), error.message, site.todo))
+            else:
+                problems.append((index.line(error.node), f"{error.rule_id} {error.message}"))
     if problems:
-        return _refused(problems + holes, variant)
+        return _refused(problems + [(hole.line, f"{hole.rule} {hole.message}") for hole in holes], variant)
 
     edits, notes, needed, applied = Edits(), [], [], []
-    left = [_hole(line, text, sites) for line, text in holes]
-    for hole in left:
+    for hole in holes:
         site = sites[hole.rule]
         made = len(edits.inserted)
         edits.insert_before(
@@ -132,23 +134,18 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
     if problems_found:
         return PortResult(FAILED, reason="verify: " + "; ".join(problems_found), variant=variant)
     return PortResult(
-        PARTIAL if left else CONVERTED,
+        PARTIAL if holes else CONVERTED,
         code=code,
         rules=[rule.label for rule, _ in applied],
         notes=notes,
         variant=variant,
-        holes=[asdict(hole) for hole in left],
+        holes=[asdict(hole) for hole in holes],
     )
-
-
-def _hole(line: Optional[int], text: str, sites: Dict[str, Optional[HoleSite]]) -> Hole:
-    rule_id, _, message = text.partition(" ")
-    return Hole(rule_id, line, message, sites[rule_id].todo)
 
 
 def _shape_problems(
     shape: RecipeShape, rules: Sequence[PortingRule], sites: Dict[str, Optional[HoleSite]]
-) -> Tuple[List[Tuple[Optional[int], str]], List[Tuple[Optional[int], str]]]:
+) -> Tuple[List[Tuple[Optional[int], str]], List[Hole]]:
     """Each missing part the rules need, once, with every rule that needs it: a problem,
     or a hole when every rule that needs it has a site for one."""
     needing: Dict[str, List[str]] = defaultdict(list)
@@ -160,8 +157,12 @@ def _shape_problems(
                     needing[cause].append(rule.RULE_ID)
     problems, holes = [], []
     for part, ids in needing.items():
-        found = (shape.index.line(shape.problems[part].node), f"{', '.join(ids)} {shape.problems[part].message}")
-        (holes if len(ids) == 1 and sites.get(ids[0]) is not None else problems).append(found)
+        line, message = shape.index.line(shape.problems[part].node), shape.problems[part].message
+        site = sites.get(ids[0]) if len(ids) == 1 else None
+        if site is not None:
+            holes.append(Hole(ids[0], line, message, site.todo))
+        else:
+            problems.append((line, f"{', '.join(ids)} {message}"))
     return problems, holes
 
 

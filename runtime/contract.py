@@ -20,6 +20,7 @@ Imports nothing heavy: the converter reads it without loading torch.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 import sys
@@ -47,6 +48,9 @@ SAVE_HOOK_ARGUMENTS = ("epoch", "total_epochs", "step")
 NAMED = ("porter", "guide")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A wrapper's parameter as Python spells it: `name`, `name=` (it has a default), `/`, `*`,
+# `*args`, `**kwargs`.
+_PARAMETER = re.compile(r"/|\*|\*{1,2}[A-Za-z_][A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*=?")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -79,19 +83,20 @@ class Wrapper:
     the wrapper passes on may go through it, so the wrapper's own work (heartbeats,
     timing) runs as in a port by hand."""
 
-    parameters: Tuple[str, ...]  # after `self`, as declared; `*args` and `**kwargs` spelled so
+    # After `self`, as Python spells them: `name`, `name=` (with a default), `/`, `*`,
+    # `*args`, `**kwargs`: enough to tell which calls bind.
+    parameters: Tuple[str, ...]
     passes: str  # ITS_ARGUMENTS, or `self.cfg.<node>`: that config node, whatever it was given
     returns: bool  # it returns what the `_` method returned
 
     def binds(self, positional: int, keywords: Tuple[str, ...]) -> bool:
-        """Whether a call with `positional` arguments and these keywords binds to it."""
-        named = [name for name in self.parameters if not name.startswith("*")]
-        variadic = any(p.startswith("*") and not p.startswith("**") for p in self.parameters)
-        any_keyword = any(p.startswith("**") for p in self.parameters)
-        if positional > len(named) and not variadic:
+        """Whether a call with `positional` arguments and these keywords binds to it, as
+        Python binds them (keyword-only and positional-only parameters, required ones)."""
+        try:
+            signature(self.parameters).bind(*range(positional), **dict.fromkeys(keywords))
+        except TypeError:
             return False
-        taken = set(named[:positional])
-        return all((keyword in named and keyword not in taken) or any_keyword for keyword in keywords)
+        return True
 
     @property
     def config_node(self) -> Optional[str]:
@@ -102,6 +107,27 @@ class Wrapper:
         what = "its own arguments" if self.passes == ITS_ARGUMENTS else f"`{self.passes}`"
         returned = "and returns its result" if self.returns else "and does not return its result"
         return f"{method}({', '.join(self.parameters)}) calls `_{method}` with {what} {returned}"
+
+
+def signature(parameters: Tuple[str, ...]) -> inspect.Signature:
+    """The signature `parameters` spell (Wrapper.parameters); ValueError if none."""
+    kind, made = inspect.Parameter.POSITIONAL_OR_KEYWORD, []
+    if "/" in parameters:
+        kind = inspect.Parameter.POSITIONAL_ONLY
+    for parameter in parameters:
+        if parameter == "/":
+            kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        elif parameter == "*":
+            kind = inspect.Parameter.KEYWORD_ONLY
+        elif parameter.startswith("**"):
+            made.append(inspect.Parameter(parameter[2:], inspect.Parameter.VAR_KEYWORD))
+        elif parameter.startswith("*"):
+            made.append(inspect.Parameter(parameter[1:], inspect.Parameter.VAR_POSITIONAL))
+            kind = inspect.Parameter.KEYWORD_ONLY
+        else:
+            name, default = parameter.rstrip("="), None if parameter.endswith("=") else inspect.Parameter.empty
+            made.append(inspect.Parameter(name, kind, default=default))
+    return inspect.Signature(made)
 
 
 class ContractError(ValueError):
@@ -314,10 +340,17 @@ def _wrappers(value: Any, where: str) -> Tuple[Tuple[str, Wrapper], ...]:
         if not isinstance(spec, Mapping) or set(spec) != {"parameters", "passes", "returns"}:
             raise ContractError(f"{here}: expected the keys parameters, passes and returns")
         parameters = spec["parameters"]
-        if not isinstance(parameters, list) or not all(
-            isinstance(p, str) and _IDENTIFIER.fullmatch(p.lstrip("*")) for p in parameters
-        ):
-            raise ContractError(f"{here}.parameters: expected a list of parameter names (`*args`, `**kwargs` too)")
+        try:
+            if not isinstance(parameters, list) or not all(
+                isinstance(p, str) and _PARAMETER.fullmatch(p) for p in parameters
+            ):
+                raise ValueError
+            signature(tuple(parameters))
+        except ValueError:
+            raise ContractError(
+                f"{here}.parameters: expected the parameters after `self` as Python orders them "
+                "(`name`, `name=` with a default, `/`, `*`, `*args`, `**kwargs`)"
+            ) from None
         passes = spec["passes"]
         if passes != ITS_ARGUMENTS and not (isinstance(passes, str) and CONFIG_NODE.fullmatch(passes)):
             raise ContractError(f"{here}.passes: expected {ITS_ARGUMENTS!r} or a node of self.cfg, got {passes!r}")

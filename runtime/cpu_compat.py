@@ -1,13 +1,13 @@
 """Fixes for upstream torchtune recipes on a CPU-only PyTorch, without editing them.
 
-Applied by `run_recipe` in each training process, and only when the job runs on the
-CPU. A recipe module imported before that (every entry path imports the recipe first)
-may hold an original under its own name (`from torch.distributed import
-init_process_group`): `rebind` points such names at the fixes. Each fix replaces one torchtune/torch function with a wrapper
-that behaves as upstream does on CUDA machines and does the sensible thing on CPU, and
-names the torch and torchtune versions it was written for: outside them it is not
-installed (`porter run` says which were left out), since a wrapper of a function that
-changed could do harm.
+Applied in each training process that runs on the CPU, by runtime/run.py: as a recipe
+imports `run_recipe` in a process without CUDA, and in `run_recipe` for a CPU job on a
+machine with CUDA. A recipe module may hold an original under its own name (`from
+torch.distributed import init_process_group`): `rebind` points such names at the
+fixes. Each fix replaces one torchtune/torch function with a wrapper that behaves as
+upstream does on CUDA machines and does the sensible thing on CPU, and names the torch
+and torchtune versions it was written for: outside them it is not installed (a warning
+says which were left out), since a wrapper of a function that changed could do harm.
 
 1. `init_process_group` with a backend string naming NCCL (`"cuda:nccl,cpu:gloo"`): a
    CPU build has no NCCL. The wrapper keeps only the backends this build has (gloo),

@@ -153,7 +153,10 @@ def test_wrappers_round_trip_through_a_contract_file_and_the_earlier_shorthand_s
     declared = replace(
         GUIDE,
         name="team",
-        wrappers=(("load_checkpoint", Wrapper(("cfg_checkpointer",), "self.cfg.checkpointer", returns=True)),),
+        wrappers=(
+            ("load_checkpoint", Wrapper(("cfg_checkpointer",), "self.cfg.checkpointer", returns=True)),
+            ("save_checkpoint", Wrapper(("epoch", "/", "step=", "*", "tag="), "arguments", returns=False)),
+        ),
     )
     (tmp_path / "team.toml").write_text(declared.toml())
     assert load("team.toml", base=tmp_path).wrappers == declared.wrappers
@@ -174,6 +177,10 @@ def test_wrappers_round_trip_through_a_contract_file_and_the_earlier_shorthand_s
             "wrappers.train.passes: expected",
         ),
         ("[wrappers.train]\nparameters = []\n", "wrappers.train: expected the keys parameters, passes and returns"),
+        (
+            "[wrappers.train]\nparameters = ['a=', 'b']\npasses = 'arguments'\nreturns = true\n",
+            "wrappers.train.parameters: expected the parameters after `self` as Python orders them",
+        ),
     ],
 )
 def test_a_bad_wrapper_is_one_line_naming_its_key(tmp_path, table, message):

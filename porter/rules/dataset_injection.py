@@ -62,7 +62,7 @@ class DatasetInjection(PortingRule):
                         processing,
                     )
         if anchors.kind != "mix":
-            self._refuse_what_the_injected_path_would_lose(shape, anchors)
+            self._check_what_the_injected_path_would_lose(shape, anchors)
         if anchors.kind != "mix" and anchors.several_setups and self._training_config(shape) is None:
             raise PortError(
                 self.RULE_ID,
@@ -73,8 +73,9 @@ class DatasetInjection(PortingRule):
             )
         return anchors
 
-    def _refuse_what_the_injected_path_would_lose(self, shape: RecipeShape, anchors: DatasetSetup) -> None:
-        """The post-conditions of replacing the builder, checked on the source."""
+    def _check_what_the_injected_path_would_lose(self, shape: RecipeShape, anchors: DatasetSetup) -> None:
+        """The post-conditions of replacing the builder, checked on the source: a
+        PortError (a hole, or a refusal without assisted ports) where one fails."""
         variable = anchors.dataset_variable
         for stmt in anchors.replaced:
             for assign in m.findall(stmt, m.Assign(targets=[m.AssignTarget(target=m.Name(variable))])):

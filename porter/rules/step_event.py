@@ -124,8 +124,9 @@ class StepEvent(PortingRule):
     def _find_throughput(self, keys: Tuple[str, ...], logging: StepLogging, anchors: Anchors) -> None:
         """The key the fork logs its throughput under: upstream's, or one of its usual
         other spellings (read from there, noted); none (null, noted)."""
-        if any(_last_part(key) == THROUGHPUT_KEY for key in keys):
-            anchors.throughput_key = next(key for key in keys if _last_part(key) == THROUGHPUT_KEY)
+        upstream = [key for key in keys if _last_part(key) == THROUGHPUT_KEY]
+        if upstream:
+            anchors.throughput_key = upstream[0]
             return
         renamed = [key for key in keys if _last_part(key) in THROUGHPUT_SPELLINGS]
         if len(renamed) == 1:

@@ -108,6 +108,8 @@ def test_calls_a_wrapper_would_answer_otherwise_go_to_the_renamed_methods():
         "guide",  # no wrappers
         team(load_checkpoint=Wrapper(("cfg_checkpointer",), "arguments", returns=False)),  # drops the result
         team(load_checkpoint=Wrapper(("path",), "arguments", returns=True)),  # no such keyword
+        team(load_checkpoint=Wrapper(("cfg_checkpointer", "/"), "arguments", returns=True)),  # positional only
+        team(load_checkpoint=Wrapper(("cfg_checkpointer", "step"), "arguments", returns=True)),  # needs `step` too
     ):
         code = ported_by(RecipeClass, WRAPPED_CALLS, contract=contract)
         assert "state = self._load_checkpoint(cfg_checkpointer=cfg.checkpointer)\n" in code, contract
