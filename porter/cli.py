@@ -37,8 +37,7 @@ from porter.settings import check_rule_ids, check_runtime_module, INSTALLED, Pro
 from porter.sources import (
     discover,
     find_recipe,
-    INSTALLED_NAME,
-    installed_recipes_dir,
+    installed_folders,
     MissingSource,
     recipe_name,
     SourceFile,
@@ -66,6 +65,23 @@ class _Failure(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"porter: error: {self.format_message()}", err=True)
+
+
+# What each command beyond the converter imports, and the install that brings it: the
+# converter's own install (`pip install porter`) has none of them.
+_RUNTIME_PACKAGES = ("torch", "torchtune", "torchao", "requests", "packaging", "matplotlib")
+_RUNTIME_INSTALL = "pip install 'porter[runtime]' (torch first: README, Install)"
+_REPORT_PACKAGES = ("matplotlib",)
+_REPORT_INSTALL = "pip install 'porter[report]'"
+
+
+def _require(command: str, packages: Tuple[str, ...], install: str) -> None:
+    """Stop in one line when this install lacks what `command` imports (exit 2)."""
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise _Failure(f"porter {command} needs {', '.join(missing)}, which this install lacks: {install}")
 
 
 def _say(message: str, err: bool = True, nl: bool = True) -> None:
@@ -433,32 +449,31 @@ def diff(
     project = _project()
     settings = _generation(project, contract, runtime_module, skip_rules, assisted)
     overlays = _overlays(project, overlays_dir, use_overlays)
-    with contextlib.ExitStack() as stack:
-        if between:
-            with _progress(0, "reviewing") as progress:
-                try:
-                    reviews = review_upgrade(*between, recipes, settings, overlays, stack, progress)
-                except ValueError as error:
-                    raise _Failure(str(error)) from error
-            title = f"upgrade {between[0]} -> {between[1]}"
+    if between:
+        with _progress(0, "reviewing") as progress:
+            try:
+                reviews = review_upgrade(*between, recipes, settings, overlays, progress)
+            except ValueError as error:
+                raise _Failure(str(error)) from error
+        title = f"upgrade {between[0]} -> {between[1]}"
+    else:
+        if recipes or installed:
+            try:
+                installed_dir = installed_folders()
+                found = [source for recipe in recipes for source in sources_at(find_recipe(recipe, installed_dir))]
+                found += discover([], installed=True) if installed else []
+            except FileNotFoundError as error:
+                raise _Failure(str(error)) from error
         else:
-            if recipes or installed:
-                try:
-                    installed_dir = {INSTALLED_NAME: installed_recipes_dir()}
-                    found = [source for recipe in recipes for source in sources_at(find_recipe(recipe, installed_dir))]
-                    found += discover([], installed=True) if installed else []
-                except FileNotFoundError as error:
-                    raise _Failure(str(error)) from error
-            else:
-                found = _sources((), False, None, project)
-            missing = [source for source in found if isinstance(source, MissingSource)]
-            if missing:
-                raise _Failure(f"{missing[0].path}: {missing[0].reason}")
-            with _progress(len(found), "porting") as progress:
-                reviews = review_ports(found, settings, overlays, progress)
-            title = "port of " + (
-                ", ".join(recipes) if recipes else "the installed torchtune" if installed else ", ".join(project.source)
-            )
+            found = _sources((), False, None, project)
+        missing = [source for source in found if isinstance(source, MissingSource)]
+        if missing:
+            raise _Failure(f"{missing[0].path}: {missing[0].reason}")
+        with _progress(len(found), "porting") as progress:
+            reviews = review_ports(found, settings, overlays, progress)
+        title = "port of " + (
+            ", ".join(recipes) if recipes else "the installed torchtune" if installed else ", ".join(project.source)
+        )
     shown = [review for review in reviews if review.status != SKIPPED or review.flags]
     skipped = [(review.name, review.reason) for review in reviews if review.status == SKIPPED and not review.flags]
     if output_format == "markdown":
@@ -608,7 +623,7 @@ def contract_show(contract_name: Optional[str], runtime_module: Optional[str]) -
 
     Exit codes: 0 shown; 2 a bad setting or contract file.
     """
-    settings = _generation(_project(), contract_name, runtime_module, ())
+    settings = _generation(_project(), contract_name, runtime_module, (), None)
     click.echo(settings.contract.toml(), nl=False)
 
 
@@ -756,6 +771,7 @@ def run(
     Exit codes: 0 completed; 1 training failed; 2 bad input (ids, config, dataset,
     recipe, options); 130 cancelled by SIGINT; 143 cancelled by SIGTERM.
     """
+    _require("run", _RUNTIME_PACKAGES, _RUNTIME_INSTALL)
     from porter.running import RunRequest
 
     flags = {
@@ -806,6 +822,7 @@ def demo(directory: Path, prepare_only: bool, verbose: bool) -> None:
     """
     import datetime
 
+    _require("demo", _RUNTIME_PACKAGES, _RUNTIME_INSTALL)
     from porter.demo import prepare
 
     # Everything the demo needs is on disk: never reach for a hub.
@@ -1016,6 +1033,7 @@ def report(job_id: str, output_root: str, user_id: Optional[str], target: Path) 
     Examples:
       porter report demo-20261129-101500 --output-root .porter-demo/runs -o report.html
     """
+    _require("report", _REPORT_PACKAGES, _REPORT_INSTALL)
     from runtime.job import JobError
     from runtime.report import write_report
 

@@ -88,12 +88,12 @@ def review_ports(sources: Sequence[SourceFile], settings: Settings, overlays=Non
 
 
 def review_upgrade(
-    old: str, new: str, names: Sequence[str], settings: Settings, overlays, stack, progress=None
+    old: str, new: str, names: Sequence[str], settings: Settings, overlays, progress=None
 ) -> List[RecipeReview]:
     """How each generated recipe changes from the OLD recipes to the NEW ones (each
     `installed`, a folder or a wheel), for the recipes `names` or every one.
     ValueError: a side cannot be read, or neither has a recipe of those names."""
-    old_sources, new_sources = recipe_set(old, stack), recipe_set(new, stack)
+    old_sources, new_sources = recipe_set(old), recipe_set(new)
     wanted = {recipe_name(name) for name in names}
     if wanted:
         old_sources, new_sources = (

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from porter.outcomes import CONVERTED, UNCHANGED
 from porter.settings import Settings
-from porter.sources import find_recipe, INSTALLED_NAME, installed_recipes_dir, installed_source
+from porter.sources import find_recipe, installed_folders, installed_recipes_dir, installed_source
 from runtime.job import JobError, JobPaths
 from runtime.lifecycle import Outcome
 
@@ -85,7 +85,7 @@ def generated_recipe(recipe: str, recipes_dir: Path, settings: Settings) -> Path
     installed torchtune recipe (by name, when `recipes_dir` lacks it, or by path) is
     converted into `recipes_dir` with `settings` first."""
     try:
-        path = find_recipe(recipe, {str(recipes_dir): recipes_dir, INSTALLED_NAME: installed_recipes_dir()})
+        path = find_recipe(recipe, {str(recipes_dir): recipes_dir, **installed_folders()})
     except FileNotFoundError as error:
         raise JobError(str(error)) from error
     if path.is_dir():

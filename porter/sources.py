@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import importlib.util
 import re
@@ -10,7 +9,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 UNKNOWN_VERSION = "unknown"
 
@@ -63,7 +62,17 @@ def discover(paths: Iterable[Path], installed: bool, version: Optional[str] = No
             for source in _folder(installed_recipes_dir(), version)
         ]
     for path in paths:
-        if path.is_dir():
+        if path.suffix == ".whl":
+            try:
+                recipes, wheel_version = wheel_recipes(path)
+            except ValueError as error:
+                found.append(MissingSource(path, str(error)))
+                continue
+            found += [
+                replace(source, display=f"{path.name}: {source.label}")
+                for source in _folder(recipes, version or wheel_version)
+            ]
+        elif path.is_dir():
             found += _folder(path, version or detect_version(path))
         elif path.exists() or path.is_symlink():
             found.append(
@@ -120,6 +129,15 @@ def recipe_name(recipe: str) -> str:
 INSTALLED_NAME = "the installed torchtune"
 
 
+def installed_folders() -> Dict[str, Path]:
+    """The installed torchtune's recipes folder by how messages name it; none where
+    torchtune (or its recipes folder) is not installed."""
+    try:
+        return {INSTALLED_NAME: installed_recipes_dir()}
+    except FileNotFoundError:
+        return {}
+
+
 def find_recipe(recipe: str, folders: Mapping[str, Path]) -> Path:
     """The one resolver of a recipe as users give it: a file or folder by path, else
     `<folder>/<name>.py` in the first of `folders` that has it (`lora_finetune_single_device`,
@@ -132,6 +150,8 @@ def find_recipe(recipe: str, folders: Mapping[str, Path]) -> Path:
         candidate = folder / f"{recipe_name(recipe)}.py"
         if candidate.is_file():
             return candidate
+    if not folders:
+        raise FileNotFoundError(f"{recipe}: no such recipe file (and no installed torchtune to find it by name)")
     raise FileNotFoundError(f"{recipe}: no such recipe file, nor a recipe of that name in {' or '.join(folders)}")
 
 
@@ -154,22 +174,19 @@ def sources_at(path: Path) -> List[object]:
     return [source] if source is not None else discover([path], installed=False)
 
 
-def recipe_set(spec: str, stack: contextlib.ExitStack) -> List[SourceFile]:
+def recipe_set(spec: str) -> List[SourceFile]:
     """The recipes of one side of an upgrade: `installed`, a folder, or a torchtune
-    wheel (unpacked for as long as `stack` lives). ValueError says why not."""
+    wheel. ValueError says why not."""
     if spec == "installed":
         found = discover([], installed=True)
-    elif spec.endswith(".whl"):
-        try:
-            folder, version = wheel_recipes(Path(spec), stack)
-        except ValueError as error:
-            raise ValueError(f"{spec}: {error}") from error
-        found = discover([folder], installed=False, version=version)
-    elif Path(spec).is_dir():
+    elif spec.endswith(".whl") or Path(spec).is_dir():
+        found = discover([Path(spec)], installed=False)
         found = discover([Path(spec)], installed=False)
     else:
         raise ValueError(f"{spec}: not 'installed', a folder of recipes, nor a torchtune .whl file")
-    return [source for source in found if isinstance(source, SourceFile)]
+    for missing in (source for source in found if isinstance(source, MissingSource)):
+        raise ValueError(f"{spec}: {missing.reason}")
+    return found
 
 
 def read_source(path: Path) -> str:
@@ -188,22 +205,39 @@ def read_source(path: Path) -> str:
         raise ValueError(f"not UTF-8 text (byte {error.start}: {data[error.start]:#04x})") from error
 
 
-def wheel_recipes(wheel: Path, stack: contextlib.ExitStack) -> Tuple[Path, str]:
-    """The recipes folder of a torchtune wheel, unpacked into a temporary folder that
-    lives as long as `stack`, and the wheel's version. ValueError says why not."""
+def wheel_recipes(wheel: Path) -> Tuple[Path, str]:
+    """The recipes folder of a torchtune wheel and the wheel's version. The recipes are
+    unpacked once into porter's cache folder, under the hash of the wheel's bytes, so
+    nothing has to outlive a conversion. ValueError says why not."""
+    import hashlib
+    import shutil
+
+    from porter.cache import default_folder
+
     try:
-        archive = stack.enter_context(zipfile.ZipFile(wheel))
-        names = archive.namelist()
-        metadata = [name for name in names if name.endswith(".dist-info/METADATA")]
-        match = _VERSION_LINE.search(archive.read(metadata[0]).decode("utf-8", "replace")) if metadata else None
-        recipes = [name for name in names if name.startswith("recipes/") and name.endswith(".py")]
-        if not recipes:
-            raise ValueError("the wheel has no recipes folder")
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="porter-wheel-")))
-        for name in recipes:
-            archive.extract(name, folder)
+        data = wheel.read_bytes()
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+            metadata = [name for name in names if name.endswith(".dist-info/METADATA")]
+            match = _VERSION_LINE.search(archive.read(metadata[0]).decode("utf-8", "replace")) if metadata else None
+            recipes = [name for name in names if name.startswith("recipes/") and name.endswith(".py")]
+            if not recipes:
+                raise ValueError("the wheel has no recipes folder")
+            folder = default_folder() / "wheels" / f"{wheel.stem}-{hashlib.sha256(data).hexdigest()[:16]}"
+            if not folder.is_dir():
+                # Unpacked beside its final name and renamed: a folder there is always whole.
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+                for name in recipes:
+                    archive.extract(name, partial)
+                try:
+                    partial.rename(folder)
+                except OSError:  # another process unpacked it first
+                    shutil.rmtree(partial, ignore_errors=True)
     except FileNotFoundError:
         raise ValueError("no such file") from None
+    except IsADirectoryError:
+        raise ValueError("is a folder, not a wheel") from None
     except (OSError, zipfile.BadZipFile) as error:
-        raise ValueError(f"cannot read the wheel: {error}") from error
+        raise ValueError(f"cannot read the wheel: {getattr(error, 'strerror', None) or error}") from error
     return folder / "recipes", match.group(1) if match else UNKNOWN_VERSION

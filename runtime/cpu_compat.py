@@ -10,8 +10,9 @@ and torchtune versions it was written for: outside them it is not installed (a w
 says which were left out), since a wrapper of a function that changed could do harm.
 
 1. `init_process_group` with a backend string naming NCCL (`"cuda:nccl,cpu:gloo"`): a
-   CPU build has no NCCL. The wrapper keeps only the backends this build has (gloo),
-   once per device: torchtune main asks for `"cpu:gloo,cpu:gloo"` on CPU, which torch
+   CPU build has no NCCL, and a CUDA build on a machine without a GPU cannot start it
+   ("ProcessGroupNCCL is only supported with GPUs"). The wrapper keeps only the backends
+   this machine can start (gloo), once per device: torchtune main asks for `"cpu:gloo,cpu:gloo"` on CPU, which torch
    2.14 rejects.
 2. `training.get_memory_stats(device)` raises ValueError on CPU, and distributed
    recipes call it unconditionally. On CPU the wrapper reports the process's peak
@@ -82,16 +83,16 @@ def rebind(namespace: Dict[str, Any]) -> List[str]:
     return rebound
 
 
-def usable_backend(backend: Any, nccl_available: bool) -> Any:
-    """A backend string this build can start: without NCCL when it has none, and each
-    device named once (`"cpu:gloo,cpu:gloo"` -> `"cpu:gloo"`)."""
+def usable_backend(backend: Any, nccl_usable: bool) -> Any:
+    """A backend string this machine can start: without NCCL where it cannot (no NCCL in
+    the build, or no GPU), and each device named once (`"cpu:gloo,cpu:gloo"` -> `"cpu:gloo"`)."""
     if not isinstance(backend, str):
         return backend
     parts: List[str] = []
     devices = set()  # `device:backend` once per device; a bare backend name once
     for part in (part.strip() for part in backend.split(",")):
         device = part.split(":", 1)[0]
-        if ("nccl" in part and not nccl_available) or device in devices:
+        if ("nccl" in part and not nccl_usable) or device in devices:
             continue
         devices.add(device)
         parts.append(part)
@@ -102,12 +103,20 @@ def usable_backend(backend: Any, nccl_available: bool) -> Any:
     return ",".join(parts)
 
 
+def nccl_usable() -> bool:
+    """Whether NCCL can start here: in the build, and a GPU to run it on."""
+    import torch
+    import torch.distributed
+
+    return torch.distributed.is_nccl_available() and torch.cuda.is_available()
+
+
 def _process_group() -> None:
     import torch.distributed
 
     def init_process_group(original):
         def wrapper(backend=None, *args, **kwargs):
-            return original(usable_backend(backend, torch.distributed.is_nccl_available()), *args, **kwargs)
+            return original(usable_backend(backend, nccl_usable()), *args, **kwargs)
 
         return wrapper
 

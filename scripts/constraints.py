@@ -1,6 +1,8 @@
-"""Write constraints.txt: every package porter[test] needs, transitively, at the version
-installed here, where the tests passed. The README's set-up commands and .ci/run install
-with `-c constraints.txt`, so they resolve the same way next month.
+"""Write the constraints files: every package an install of porter needs, transitively,
+at the version installed here, where the tests passed. constraints.txt for porter[test]
+(the runtime and the tests: the README's set-up commands and .ci/run install with
+`-c constraints.txt`, so they resolve the same way next month); constraints-converter.txt
+for plain `pip install porter`, the converter alone.
 
 Run in a tested environment: python scripts/constraints.py
 """
@@ -35,16 +37,26 @@ def closure(name: str, extras=(), found=None) -> dict:
     return found
 
 
-HEADER = (
-    "# Every package porter[test] needs, at the versions the tests passed with\n"
-    "# (Python 3.11, the CPU build of torch 2.13.0). Made by scripts/constraints.py.\n"
-)
-TARGET = Path(__file__).resolve().parents[1] / "constraints.txt"
+REPO = Path(__file__).resolve().parents[1]
+# file -> (the extras of porter it pins, its header)
+TARGETS = {
+    REPO / "constraints.txt": (
+        ("test",),
+        "# Every package porter[test] needs, at the versions the tests passed with\n"
+        "# (Python 3.11, the CPU build of torch 2.13.0). Made by scripts/constraints.py.\n",
+    ),
+    REPO / "constraints-converter.txt": (
+        (),
+        "# Every package `pip install porter` (the converter and the command line, no torch)\n"
+        "# needs, at the versions the tests passed with (Python 3.11). Made by scripts/constraints.py.\n",
+    ),
+}
+TARGET = REPO / "constraints.txt"
 
 
-def pins() -> list:
-    """`name==version` of every package porter[test] needs, as installed here."""
-    found = closure("porter", ("test",))
+def pins(extras=("test",)) -> list:
+    """`name==version` of every package porter[extras] needs, as installed here."""
+    found = closure("porter", tuple(extras))
     return [
         f"{name}=={version}"
         for key, (name, version) in sorted(found.items())
@@ -53,9 +65,10 @@ def pins() -> list:
 
 
 def main() -> None:
-    lines = pins()
-    TARGET.write_text(HEADER + "\n".join(lines) + "\n")
-    print(f"wrote {len(lines)} pins to {TARGET}")
+    for target, (extras, header) in TARGETS.items():
+        lines = pins(extras)
+        target.write_text(header + "\n".join(lines) + "\n")
+        print(f"wrote {len(lines)} pins to {target}")
 
 
 if __name__ == "__main__":

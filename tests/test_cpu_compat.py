@@ -60,6 +60,16 @@ def test_the_backend_string_is_one_this_build_can_start(asked, nccl, usable):
     assert usable_backend(asked, nccl) == usable
 
 
+def test_nccl_is_left_out_by_a_cuda_build_on_a_machine_without_a_gpu(monkeypatch):
+    # torch 2.14's CUDA wheels have NCCL, which refuses to start with no GPU.
+    monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not cpu_compat.nccl_usable()
+    assert usable_backend("cuda:nccl,cpu:gloo", cpu_compat.nccl_usable()) == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cpu_compat.nccl_usable()
+
+
 def test_each_fix_names_the_versions_it_was_written_for():
     installed = cpu_compat.installed_versions()
     for fix in FIXES:

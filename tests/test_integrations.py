@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import FIXTURES, on_terminal, REPO, run_porter
+from conftest import FIXTURES, on_terminal, REPO, run_porter, torchtune_wheel
 from porter.rules import RULES
 
 COMMANDS = ["convert", "list", "diff", "overlay", "run", "demo"]
@@ -36,15 +36,23 @@ def test_the_workflow_runs_the_tests_the_check_and_publishes_the_review():
     assert summary["if"] == "always()"  # the review is published when the check fails too
 
 
+@pytest.mark.slow
 def test_the_pre_commit_hook_fails_a_commit_with_stale_generated_recipes(tmp_path):
+    """The hook runs in its own environment (`language: python`), which has no torch: the
+    team's forks are a folder, upstream's recipes a torchtune wheel the repository keeps."""
     if not (REPO / ".git").exists():
         pytest.skip("pre-commit try-repo needs porter's git repository")
     repo = tmp_path / "team"
     (repo / "recipes").mkdir(parents=True)
     shutil.copy(FIXTURES / "recipes" / "sft_recipe.py", repo / "recipes")
-    (repo / "pyproject.toml").write_text('[tool.porter]\nsource = ["recipes"]\noutput = "generated"\n')
+    wheel = torchtune_wheel("0.5.0")
+    shutil.copy(wheel, repo)
+    (repo / "pyproject.toml").write_text(f'[tool.porter]\nsource = ["recipes", "{wheel.name}"]\noutput = "generated"\n')
+    # The hook's environment installs no torch: one that asked for any would fail to resolve.
+    (tmp_path / "no-torch.txt").write_text("torch==0.0.0\ntorchtune==0.0.0\ntorchao==0.0.0\n")
     env = {
         **os.environ,
+        "PIP_CONSTRAINT": str(tmp_path / "no-torch.txt"),
         "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"),
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@example.com",

@@ -1,24 +1,27 @@
-"""Check porter against a torchtune source tree (its main branch, which CI cannot reach):
-every generated recipe next to upstream `tune run`, on the CPU, with loss parity.
+"""Check porter's runtime on a torch / torchtune / torchao stack CI does not run: the
+newest torch, torchtune main from a source tree, a newer torchao. Every generated recipe
+runs next to upstream `tune run`, on the CPU, with loss parity, and `porter demo` runs.
 
-    python scripts/check_torchtune_main.py --torchtune-src ~/src/torchtune [--recipes NAME ...]
+    python scripts/check_torch_stack.py --torchtune ~/src/torchtune [--recipes NAME ...]
+    python scripts/check_torch_stack.py --torchtune torchtune==0.6.1 --torch torch==2.14.1
 
-1. A virtual environment in WORK (default .cache/torchtune-src) with the newest torch
-   this machine's index offers (`--torch` to choose) and its torchvision, the torchtune tree, the newest
-   torchao with which `import torchtune` works (newest first, `--torchao` to choose),
-   porter's other dependencies, and porter itself.
+1. A virtual environment in WORK (default .cache/stacks/<torchtune>-<torch>) with the
+   newest torch this machine's index offers (`--torch` to choose) and its torchvision,
+   torchtune (`--torchtune`: a source tree, or a pip requirement for a release), the newest
+   torchao with which `import torchtune` works (newest first, `--torchao` to choose), and
+   porter with `porter[runtime-core]` (the runtime without torch, torchtune and torchao).
 2. `porter demo --prepare-only` (a config for each recipe, with the keys it reads) and
-   `porter convert --installed` in that environment.
+   `porter convert --installed` in that environment, then `porter demo` itself.
 3. For each training recipe that has a demo config: upstream `tune run` and
    `porter run`, one short epoch each (`--steps`), distributed ones in two gloo
    processes, both sides with porter's CPU fixes (runtime/cpu_compat.py, installed in
    every process by a sitecustomize module when PORTER_CPU_FIXES=1).
-4. A markdown table on stdout (the README's "Recipes on CPU" column), and every run's
-   last error line; WORK/results.json has it all, and WORK/constraints.txt every
-   version the environment had (the repository keeps it as constraints-torchtune-main.txt).
+4. A markdown table on stdout (the README's columns), and every run's last error line;
+   WORK/results.json has it all, and WORK/constraints.txt every version the environment
+   had (the repository keeps main's as constraints-torchtune-main.txt).
 
-Exit code 0 when every recipe upstream completes also completes under porter with the
-same losses; 1 otherwise; 2 for a bad --torchtune-src.
+Exit code 0 when `porter demo` completes and every recipe upstream completes also
+completes under porter with the same losses; 1 otherwise; 2 for a bad --torchtune.
 """
 
 from __future__ import annotations
@@ -57,23 +60,11 @@ def sh(
 def must(done: subprocess.CompletedProcess, what: str) -> subprocess.CompletedProcess:
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        sys.exit(f"check_torchtune_main: {what} failed:\n" + "\n".join(tail))
+        sys.exit(f"check_torch_stack: {what} failed:\n" + "\n".join(tail))
     return done
 
 
-def porter_dependencies() -> List[str]:
-    """pyproject's dependencies, but torch, torchtune and torchao: the tree brings those."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [
-        d for d in dependencies if re.split(r"[<>=!~; \[]", d, maxsplit=1)[0] not in ("torch", "torchtune", "torchao")
-    ]
-
-
-def build_environment(work: Path, source: Path, torch_spec: str, torchao_spec: Optional[str]) -> Path:
+def build_environment(work: Path, torchtune: str, torch_spec: str, torchao_spec: Optional[str]) -> Path:
     venv = work / "venv"
     python = venv / "bin" / "python"
     if not python.exists():
@@ -83,7 +74,7 @@ def build_environment(work: Path, source: Path, torch_spec: str, torchao_spec: O
     # users install torch, torchvision and torchao first): one resolve pairs the two.
     must(sh([*pip, torch_spec, "torchvision"]), f"pip install {torch_spec} torchvision")
     must(sh([python, "-c", "import torch, torchvision"]), f"import torch ({torch_spec})")
-    must(sh([*pip, source]), f"pip install {source}")
+    must(sh([*pip, torchtune]), f"pip install {torchtune}")
     if torchao_spec:
         must(sh([*pip, torchao_spec]), f"pip install {torchao_spec}")
     else:
@@ -95,10 +86,11 @@ def build_environment(work: Path, source: Path, torch_spec: str, torchao_spec: O
             if sh([python, "-c", "import torch, torchao, torchtune.training"]).returncode == 0:
                 break
         else:
-            sys.exit("check_torchtune_main: no torchao release imports with this torchtune")
+            sys.exit("check_torch_stack: no torchao release imports with this torchtune")
     # GRPO's reward reads answers with math-verify, an optional dependency of torchtune's
-    must(sh([*pip, *porter_dependencies(), "math-verify[antlr4_9_3]"]), "installing porter's dependencies")
-    must(sh([*pip, "--no-deps", "-e", REPO]), "installing porter")
+    # porter's runtime without torch, torchtune and torchao: the stack above stays as it is.
+    # GRPO's reward reads answers with math-verify, an optional dependency of torchtune's.
+    must(sh([*pip, "-e", f"{REPO}[runtime-core]", "math-verify[antlr4_9_3]"]), "installing porter[runtime-core]")
     (work / "cpufix").mkdir(exist_ok=True)
     (work / "cpufix" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     return python
@@ -219,9 +211,11 @@ def table(results: List[Dict[str, object]], installed: Dict[str, str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--torchtune-src", type=Path, required=True, help="a torchtune source tree (its pyproject.toml at the top)"
+        "--torchtune",
+        required=True,
+        help="a torchtune source tree (its pyproject.toml at the top), or a pip requirement (torchtune==0.6.1)",
     )
-    parser.add_argument("--work", type=Path, default=REPO / ".cache" / "torchtune-src")
+    parser.add_argument("--work", type=Path, help="the environment and runs (default .cache/stacks/...)")
     parser.add_argument("--torch", default="torch", help="pip requirement for torch (default: the newest)")
     parser.add_argument(
         "--torchao", default=None, help="pip requirement for torchao (default: the newest that imports)"
@@ -229,24 +223,34 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", help="only these recipes")
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args()
-    source = args.torchtune_src.resolve()
-    if not (source / "pyproject.toml").is_file() or not (source / "torchtune").is_dir():
+    tree = Path(args.torchtune).expanduser()
+    if tree.exists():
+        if not (tree / "pyproject.toml").is_file() or not (tree / "torchtune").is_dir():
+            print(
+                f"check_torch_stack: {tree}: not a torchtune source tree (no pyproject.toml and torchtune/)",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+        torchtune, described = str(tree.resolve()), f"torchtune from source ({tree.resolve().name})"
+    elif args.torchtune.startswith("torchtune"):
+        torchtune, described = args.torchtune, args.torchtune
+    else:
         print(
-            f"check_torchtune_main: {source}: not a torchtune source tree (no pyproject.toml and torchtune/)",
-            file=sys.stderr,
+            f"check_torch_stack: {args.torchtune}: neither a source tree nor a torchtune requirement", file=sys.stderr
         )
         sys.exit(2)
-    work = args.work.resolve()
+    stack_name = re.sub(r"[^\w.]+", "-", f"{tree.name if tree.exists() else args.torchtune}-{args.torch}")
+    work = (args.work or REPO / ".cache" / "stacks" / stack_name).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    python = build_environment(work, source, args.torch, args.torchao)
+    python = build_environment(work, torchtune, args.torch, args.torchao)
     installed = versions(python)
     print(f"environment: {installed}", file=sys.stderr)
     frozen = must(
         sh([python, "-m", "pip", "freeze", "--exclude", "torchtune", "--exclude", "porter"]), "pip freeze"
     ).stdout
     (work / "constraints.txt").write_text(
-        f"# Every package porter needs with torchtune main from source ({source.name}), at the versions\n"
-        f"# scripts/check_torchtune_main.py ran with: torch {installed['torch']}, torchao {installed['torchao']}.\n"
+        f"# Every package porter's runtime needs with {described}, at the versions\n"
+        f"# scripts/check_torch_stack.py ran with: torch {installed['torch']}, torchao {installed['torchao']}.\n"
         + frozen
     )
     env = {
@@ -266,6 +270,11 @@ def main() -> None:
         [python, "-m", "porter", "convert", "--installed", "-o", work / "generated", "--no-cache"], env=env, cwd=work
     )
     print(converted.stderr.strip().splitlines()[-1] if converted.stderr.strip() else "", file=sys.stderr)
+    # The first set-up command as a user runs it: the runtime's own CPU fixes, no sitecustomize.
+    user_env = {key: value for key, value in env.items() if key not in ("PYTHONPATH", "PORTER_CPU_FIXES")}
+    demo = sh([python, "-m", "porter", "demo", "--dir", work / "demo-run"], env=user_env, cwd=work, timeout=900)
+    demo_result = "completed" if demo.returncode == 0 else last_error(demo)
+    print(f"porter demo: {demo_result}", file=sys.stderr)
     generated = {
         str(p.relative_to(work / "generated").with_suffix(""))
         for p in (work / "generated").rglob("*.py")
@@ -281,10 +290,13 @@ def main() -> None:
         print(f"checking {recipe} ...", file=sys.stderr)
         results.append(check_recipe(python, work, recipe, args.steps, env))
         print(f"  {results[-1]}", file=sys.stderr)
-    (work / "results.json").write_text(json.dumps({"versions": installed, "results": results}, indent=2))
+    (work / "results.json").write_text(
+        json.dumps({"versions": installed, "demo": demo_result, "results": results}, indent=2)
+    )
     print(table(results, installed))
+    print(f"\n`porter demo`: {demo_result}")
     failed = [r for r in results if r["upstream"] == "completed" and (r["porter"] != "completed" or not r["parity"])]
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed or demo_result != "completed" else 0)
 
 
 if __name__ == "__main__":
