@@ -154,6 +154,12 @@ def test_plain_pip_install_is_the_converter_without_torch_and_converts_as_the_fu
     ):
         done = porter(converter_install, *args, cache="lite-cache")
         assert done.returncode == 0 and done.stdout, (args, done.stderr)
+    generated = tmp_path / "lite-0.6.1" / f"{recipe}.py"
+    generated.write_text(generated.read_text().replace("class LoRAFinetuneRecipeSingleDevice", "class TeamRecipe", 1))
+    overlay = porter(
+        converter_install, "overlay", recipe, wheel, "-o", "lite-0.6.1", "--overlays", "overlays", cache="lite-cache"
+    )
+    assert overlay.returncode == 0 and (tmp_path / "overlays" / f"{recipe}.patch").is_file(), overlay.stderr
     write_job(tmp_path / "runs", "alice", "done", 8, ("job_completed", {}))
     jobs = porter(converter_install, "jobs", "--output-root", tmp_path / "runs", cache="lite-cache")
     assert jobs.returncode == 0 and "done" in jobs.stdout and "completed" in jobs.stdout, jobs.stderr
