@@ -33,7 +33,7 @@ HOLES_TEMPLATE = "holes.py.j2"
 
 def port(text: str, settings: Settings = Settings()) -> PortResult:
     """Port one module's source with every rule the settings leave in, or say precisely why not."""
-    rules = [rule(None, contract=settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
+    rules = [rule(settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
     try:
         return port_with(rules, text, assisted=settings.assisted)
     except Exception as error:  # a bug in porter: this file fails, every other one still ports

@@ -140,7 +140,7 @@ def ported_by(rule, text: str, contract="porter") -> str:
     RuntimeContract): the code, or the test fails with porter's reason."""
     from porter.pipeline import port_with
 
-    result = port_with([rule(None, contract=contract)], text)
+    result = port_with([rule(contract)], text)
     assert result.status == "converted", result.reason
     return result.code
 
@@ -149,7 +149,7 @@ def refusal(rule, text: str, contract="porter") -> str:
     """Why `rule` alone refuses `text` (were it not to leave a hole: tests/test_holes.py)."""
     from porter.pipeline import port_with
 
-    result = port_with([rule(None, contract=contract)], text, assisted=False)
+    result = port_with([rule(contract)], text, assisted=False)
     assert result.status == "failed", "expected a refusal"
     return result.reason
 
@@ -157,4 +157,4 @@ def refusal(rule, text: str, contract="porter") -> str:
 def notes_of(rule, text: str, contract="porter") -> list:
     from porter.pipeline import port_with
 
-    return port_with([rule(None, contract=contract)], text).notes
+    return port_with([rule(contract)], text).notes

@@ -108,7 +108,7 @@ def test_module_code_reassembles_exactly_what_libcst_prints():
 def test_a_rule_run_as_a_codemod_reports_a_refusal_as_a_skipped_file():
     from libcst.codemod import CodemodContext, SkipFile
 
-    from porter.rules import EpochEvent
+    from porter.codemods.epoch_event import EpochEvent
 
     source = recipe(train().replace("        self.epochs_run += 1\n", ""))
     with pytest.raises(SkipFile, match="P005 expected one `self.epochs_run \\+= 1`"):

@@ -18,3 +18,39 @@ def test_ruff_passes_on_porters_own_code(command):
         [sys.executable, "-m", "ruff", *command, *CODE], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
+
+
+def _imports_between_modules() -> dict:
+    """{module: the porter/runtime modules it imports, at the top or inside a function}."""
+    import ast
+
+    paths = {
+        ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in ("porter", "runtime")
+        for path in (REPO / package).rglob("*.py")
+    }
+    graph = {}
+    for module, path in paths.items():
+        named = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                named.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                named.add(node.module)
+                named.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[module] = {name for name in named if name in paths and name != module}
+    return graph
+
+
+def test_no_module_of_porter_or_the_runtime_imports_itself_through_others():
+    graph = _imports_between_modules()
+    assert "porter.pipeline" in graph["porter.codemods"]  # the walk sees imports
+    for start in graph:
+        # Every module `start` reaches; none may reach `start` back.
+        reached, frontier = set(), list(graph[start])
+        while frontier:
+            module = frontier.pop()
+            if module not in reached:
+                reached.add(module)
+                frontier.extend(graph[module])
+        assert start not in reached, f"{start} imports itself through {sorted(reached & set(graph))}"

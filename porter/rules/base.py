@@ -11,27 +11,24 @@ A rule owns everything about its porting step:
 
 The pipeline (porter/pipeline.py) runs `find` of every rule before any edit, so a file
 fails with all its problems and nothing half-ported. Each rule also runs alone as a
-libcst codemod (README, "Command line").
+libcst codemod: its codemod face is in porter/codemods/, which calls the pipeline.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 from typing import Any, ClassVar, List, Optional, Tuple, Union
 
 import libcst as cst
-from libcst.codemod import CodemodCommand, CodemodContext, SkipFile
 
 from porter.edits import Edits
 from porter.errors import HoleSite
 from porter.imports import Needed
-from porter.settings import DEFAULT_RUNTIME_MODULE
 from porter.shape import RecipeShape
-from runtime.contract import load as load_contract, PORTER, RuntimeContract
+from runtime.contract import load as load_contract, PORTER, PORTER_RUNTIME_MODULE, RuntimeContract
 
 
-class PortingRule(CodemodCommand):
+class PortingRule:
     RULE_ID: ClassVar[str]
     NAME: ClassVar[str]
     DESCRIPTION: ClassVar[str]
@@ -39,29 +36,10 @@ class PortingRule(CodemodCommand):
     TEMPLATE: ClassVar[Optional[str]] = None
 
     def __init__(
-        self,
-        context: CodemodContext,
-        contract: Union[RuntimeContract, str] = PORTER,
-        runtime_module: str = DEFAULT_RUNTIME_MODULE,
+        self, contract: Union[RuntimeContract, str] = PORTER, runtime_module: str = PORTER_RUNTIME_MODULE
     ) -> None:
-        super().__init__(context)
         declared = contract if isinstance(contract, RuntimeContract) else load_contract(contract, where="--contract")
         self.contract = declared.with_runtime_module(runtime_module)
-
-    @staticmethod
-    def add_args(arg_parser: argparse.ArgumentParser) -> None:
-        arg_parser.add_argument(
-            "--contract",
-            dest="contract",
-            default=PORTER.name,
-            help="the runtime contract the output targets: porter, guide, or a TOML file",
-        )
-        arg_parser.add_argument(
-            "--runtime-module",
-            dest="runtime_module",
-            default=DEFAULT_RUNTIME_MODULE,
-            help="module the contract's imports from porter's `runtime` come from instead",
-        )
 
     @property
     def label(self) -> str:
@@ -93,11 +71,3 @@ class PortingRule(CodemodCommand):
         from porter import snippets
 
         return snippets.statements(self.TEMPLATE, name, depth, **arguments)
-
-    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        from porter.pipeline import port_with
-
-        result = port_with([self], tree.code)
-        if result.code is None:
-            raise SkipFile(result.reason)
-        return cst.parse_module(result.code)
