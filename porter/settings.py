@@ -17,22 +17,22 @@ command-line flags override them:
 
 from __future__ import annotations
 
-import re
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import FrozenSet, Optional, Tuple
 
-from runtime.contract import ContractError, load as load_contract, PORTER, PORTER_RUNTIME_MODULE, RuntimeContract
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # the same parser, before it joined the standard library
-    import tomli as tomllib
+from runtime.contract import (
+    ContractError,
+    load as load_contract,
+    MODULE_PATH,
+    PORTER,
+    PORTER_RUNTIME_MODULE,
+    read_toml,
+    RuntimeContract,
+)
 
 DEFAULT_RUNTIME_MODULE = PORTER_RUNTIME_MODULE
 INSTALLED = "installed"
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class SettingsError(Exception):
@@ -75,9 +75,9 @@ class ProjectSettings:
     @classmethod
     def read(cls, path: Path) -> Optional["ProjectSettings"]:
         try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("porter")
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-            raise SettingsError(f"{path}: cannot read settings: {error}".splitlines()[0]) from error
+            table = read_toml(path).get("tool", {}).get("porter")
+        except (OSError, ValueError) as error:
+            raise SettingsError(f"{path}: cannot read settings: {error}") from error
         if table is None:
             return None
         known = {f.name for f in fields(cls)} - {"file"}
@@ -127,7 +127,7 @@ class ProjectSettings:
 
 
 def check_runtime_module(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _MODULE.fullmatch(value):
+    if not isinstance(value, str) or not MODULE_PATH.fullmatch(value):
         raise SettingsError(f"{where}: {value!r} is not a module path like my_platform.runtime")
     return value
 

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
+from runtime.events import SchedulerJob  # the scheduler's job this run is part of, as events carry it
 from runtime.job import JobError
 
 # torchrun's options that name what to run: porter runs its own worker module.
@@ -119,15 +120,6 @@ class RendezvousFailed(Exception):
 
 
 # -- which node this is -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchedulerJob:
-    """The scheduler's job this run is part of."""
-
-    scheduler: str  # "slurm"
-    job_id: str
-    restart_count: int  # how often the scheduler restarted it (requeued, preempted)
 
 
 class ClusterEnvironment(Protocol):

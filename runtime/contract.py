@@ -51,7 +51,19 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A wrapper's parameter as Python spells it: `name`, `name=` (it has a default), `/`, `*`,
 # `*args`, `**kwargs`.
 _PARAMETER = re.compile(r"/|\*|\*{1,2}[A-Za-z_][A-Za-z0-9_]*|[A-Za-z_][A-Za-z0-9_]*=?")
-_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+# A dotted module path (`my_platform.runtime`): contracts' imports and [tool.porter]'s runtime_module.
+MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def read_toml(path: Path) -> Dict[str, Any]:
+    """A TOML file's table: FileNotFoundError when there is none, ValueError (its first
+    line) when it cannot be read or parsed. Contracts and [tool.porter] both read so."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
 
 
 class PortedRecipe(Protocol):
@@ -269,13 +281,13 @@ def load(spec: Union[str, Mapping[str, Any]], base: Path = Path("."), where: str
         return _BY_NAME[spec]
     path = base / spec
     try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        table = read_toml(path)
     except FileNotFoundError:
         raise ContractError(
             f"{where}: {spec!r} is neither `porter`, `guide` nor a contract file ({path} does not exist)"
         ) from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise ContractError(f"{path}: cannot read the contract: {error}".splitlines()[0]) from error
+    except ValueError as error:
+        raise ContractError(f"{path}: cannot read the contract: {error}") from error
     return from_table(table, str(path), name=str(spec))
 
 
@@ -296,7 +308,7 @@ def from_table(table: Mapping[str, Any], where: str, name: str) -> RuntimeContra
         for key, module in imports.items():
             if key not in IMPORTED_NAMES:
                 raise ContractError(f"{where}: imports.{key}: generated code imports only {', '.join(IMPORTED_NAMES)}")
-            if not isinstance(module, str) or not _MODULE.fullmatch(module):
+            if not isinstance(module, str) or not MODULE_PATH.fullmatch(module):
                 raise ContractError(f"{where}: imports.{key}: {module!r} is not a module path like my_platform.runtime")
         contract = contract.with_imports(imports)
     for key, known in (("log_step", STEP_FIELDS), ("log_epoch", EPOCH_FIELDS)):

@@ -49,7 +49,7 @@ class Envelope:
     data: Dict[str, Any] = _doc("the operation's fields")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SchedulerJob:
     scheduler: str = _doc("the scheduler: `slurm`")
     job_id: str = _doc("its id of the job (SLURM_JOB_ID)")
