@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, List, Optional, Sequence, Tuple
 
 from runtime.contract import (
     ContractError,
@@ -60,6 +60,39 @@ class ProjectSettings:
     assisted: bool = True
     overlays: Path = Path("overlays")
     file: Optional[Path] = field(default=None, compare=False)  # where they were read
+
+    def generation(
+        self,
+        contract: Optional[str] = None,
+        runtime_module: Optional[str] = None,
+        skip_rules: Tuple[str, ...] = (),
+        assisted: Optional[bool] = None,
+    ) -> Settings:
+        """These settings with the command line's flags over them (a flag not given is None
+        or empty). SettingsError names a bad flag."""
+        try:
+            declared = load_contract(contract, where="--contract") if contract else self.contract
+        except ContractError as error:
+            raise SettingsError(str(error)) from error
+        module = check_runtime_module(runtime_module, "--runtime-module") if runtime_module else self.runtime_module
+        return Settings(
+            contract=declared.with_runtime_module(module),
+            skip_rules=check_rule_ids(skip_rules, "--skip-rule") if skip_rules else self.skip_rules,
+            assisted=self.assisted if assisted is None else assisted,
+        )
+
+    def sources(self, paths: Sequence[Path], installed: bool) -> Tuple[List[Path], bool]:
+        """The sources the command line names, else `source`'s: (paths, whether the
+        installed torchtune's recipes are in). SettingsError when neither names any."""
+        if not paths and not installed:
+            paths, installed = [Path(s) for s in self.source if s != INSTALLED], INSTALLED in self.source
+        if not paths and not installed:
+            raise SettingsError("give SOURCE files or folders, or --installed (or set [tool.porter] source)")
+        return list(paths), installed
+
+    def overlays_folder(self, overlays: Optional[Path], use_overlays: bool = True) -> Optional[Path]:
+        """The folder of overlay patches: the flag's, else `overlays`; None without overlays."""
+        return (overlays or self.overlays) if use_overlays else None
 
     @classmethod
     def find(cls, start: Path = Path(".")) -> "ProjectSettings":

@@ -6,6 +6,7 @@ in the demo folder: a second `prepare` with the same porter version reuses it.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,15 @@ class DemoAssets:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+
+# Everything the demo needs is on disk: never reach for a hub.
+OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TIKTOKEN_CACHE_DIR": ""}
+
+
+def go_offline() -> None:
+    """Keep this process and the jobs it starts off the model and dataset hubs."""
+    os.environ.update(OFFLINE)
 
 
 def prepare(directory: Path = DEFAULT_DIR) -> DemoAssets:
