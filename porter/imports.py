@@ -101,13 +101,17 @@ def remove_imports(header: Sequence[cst.BaseStatement], names: Collection[str]) 
     lines that separated a removed import's group from the one before."""
     body: List[cst.BaseStatement] = []
     orphaned_lines: List[cst.EmptyLine] = []
+    removed_first = False  # the header's first statements went
     for stmt in header:
         node = _import(stmt)
         kept = [alias for alias in node.names if _local_name(alias) not in names] if node is not None else None
         if node is None or len(kept) == len(node.names):
+            if removed_first and not body:  # nothing left above for its blank lines to separate it from
+                stmt = stmt.with_changes(leading_lines=_without_leading_blanks(stmt.leading_lines))
             body.append(_prepend_lines(stmt, orphaned_lines))
             orphaned_lines = []
         elif not kept:
+            removed_first = removed_first or not body
             orphaned_lines = orphaned_lines or [line for line in stmt.leading_lines if line.comment is None]
         else:
             kept[-1] = kept[-1].with_changes(comma=node.names[-1].comma)
@@ -158,6 +162,13 @@ def _local_name(alias: cst.ImportAlias) -> str:
 
 def _local_names(stmt: cst.BaseStatement) -> set:
     return {_local_name(alias) for alias in _import(stmt).names}
+
+
+def _without_leading_blanks(lines: Sequence[cst.EmptyLine]) -> List[cst.EmptyLine]:
+    lines = list(lines)
+    while lines and lines[0].comment is None:
+        lines.pop(0)
+    return lines
 
 
 def _prepend_lines(stmt: cst.BaseStatement, lines: List[cst.EmptyLine]) -> cst.BaseStatement:

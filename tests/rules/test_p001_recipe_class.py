@@ -7,6 +7,90 @@ import textwrap
 from shapes import method, notes_of, ported_by, recipe, refusal
 from porter.rules import RecipeClass
 
+# A whole recipe, before and after this rule alone: the class inherits RecipeBase; `__init__` and the interface methods, and their calls on `self`, get a `_`.
+WHOLE_BEFORE = """\
+from omegaconf import DictConfig
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+
+    def load_checkpoint(self, cfg_checkpointer: DictConfig) -> dict:
+        self._checkpointer = config.instantiate(cfg_checkpointer)
+        return self._checkpointer.load_checkpoint()
+
+    def setup(self, cfg: DictConfig) -> None:
+        self._model = config.instantiate(cfg.model)
+        self._model.load_state_dict(self.load_checkpoint(cfg.checkpointer)["model"])
+
+    def save_checkpoint(self, epoch: int) -> None:
+        self._checkpointer.save_checkpoint({"model": self._model.state_dict()}, epoch=epoch)
+
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self.epochs_run += 1
+            self.save_checkpoint(epoch=curr_epoch)
+
+    def cleanup(self) -> None:
+        pass
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    recipe = TinyRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+"""
+
+WHOLE_AFTER = """\
+from omegaconf import DictConfig
+from runtime import RecipeBase
+from torchtune import config
+
+
+class TinyRecipe(RecipeBase):
+    def _init(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+
+    def _load_checkpoint(self, cfg_checkpointer: DictConfig) -> dict:
+        self._checkpointer = config.instantiate(cfg_checkpointer)
+        return self._checkpointer.load_checkpoint()
+
+    def _setup(self, cfg: DictConfig) -> None:
+        self._model = config.instantiate(cfg.model)
+        self._model.load_state_dict(self._load_checkpoint(cfg.checkpointer)["model"])
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        self._checkpointer.save_checkpoint({"model": self._model.state_dict()}, epoch=epoch)
+
+    def _train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self.epochs_run += 1
+            self._save_checkpoint(epoch=curr_epoch)
+
+    def _cleanup(self) -> None:
+        pass
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    recipe = TinyRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+"""
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(RecipeClass, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(RecipeClass, WHOLE_BEFORE) == []
+
 
 def test_the_recipe_inherits_recipe_base_and_imports_it():
     code = ported_by(RecipeClass, recipe())

@@ -7,6 +7,65 @@ import textwrap
 from shapes import ENTRY, function, notes_of, ported_by, recipe, refusal
 from porter.rules import RecipeMain
 
+# A whole recipe, before and after this rule alone: recipe_main takes the job's arguments and hands the class to run_recipe; what it did before the recipe stays.
+WHOLE_BEFORE = '''\
+import sys
+
+from omegaconf import DictConfig
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self.epochs_run += 1
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    """Entry point for the recipe."""
+    config.log_config(recipe_name="TinyRecipe", cfg=cfg)
+    recipe = TinyRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(recipe_main())
+'''
+
+WHOLE_AFTER = '''\
+import sys
+
+from omegaconf import DictConfig
+from runtime import Dataset, run_recipe
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self.epochs_run += 1
+
+
+def recipe_main(job_id: str, user_id: str, cfg: DictConfig, dataset: Dataset) -> None:
+    """Entry point for the recipe."""
+    config.log_config(recipe_name="TinyRecipe", cfg=cfg)
+    run_recipe(TinyRecipe, job_id, user_id, cfg, dataset)
+
+
+if __name__ == "__main__":
+    sys.exit(recipe_main())
+'''
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(RecipeMain, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(RecipeMain, WHOLE_BEFORE) == []
+
 
 def test_recipe_main_takes_the_job_and_calls_run_recipe():
     before = recipe().replace(

@@ -7,6 +7,59 @@ import textwrap
 from shapes import notes_of, ported_by, recipe, refusal
 from porter.rules import MainBlock
 
+# A whole recipe, before and after this rule alone: the `__main__` block goes, and `import sys`, which only it used.
+WHOLE_BEFORE = """\
+import sys
+
+from omegaconf import DictConfig
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self.epochs_run += 1
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    recipe = TinyRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(recipe_main())
+"""
+
+WHOLE_AFTER = """\
+from omegaconf import DictConfig
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            self.epochs_run += 1
+
+
+@config.parse
+def recipe_main(cfg: DictConfig) -> None:
+    recipe = TinyRecipe(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()
+"""
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(MainBlock, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(MainBlock, WHOLE_BEFORE) == []
+
+
 MAIN_BLOCK = 'if __name__ == "__main__":\n    sys.exit(recipe_main())\n'
 
 

@@ -11,6 +11,69 @@ from fork_shapes import HELPER_THAT_PRUNES, HELPER_THAT_SAVES, INLINE_SAVES
 from shapes import method, notes_of, ported_by, recipe, train
 from porter.rules import CheckpointSaving
 
+# A whole recipe, before and after this rule alone: the epoch's save becomes the runtime's epoch hook, in its place, with a note.
+WHOLE_BEFORE = """\
+from omegaconf import DictConfig
+from torchtune import training
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._steps_per_epoch = cfg.max_steps_per_epoch
+        self._log_every_n_steps = cfg.log_every_n_steps
+
+    def save_checkpoint(self, epoch: int) -> None:
+        self._checkpointer.save_checkpoint({training.MODEL_KEY: self._model.state_dict()}, epoch=epoch)
+
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for batch in self._dataloader:
+                self._model(**batch).backward()
+                self.global_step += 1
+            self.epochs_run += 1
+            self.save_checkpoint(epoch=curr_epoch)
+"""
+
+WHOLE_AFTER = """\
+from omegaconf import DictConfig
+from torchtune import training
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._steps_per_epoch = cfg.max_steps_per_epoch
+        self._log_every_n_steps = cfg.log_every_n_steps
+
+    def save_checkpoint(self, epoch: int) -> None:
+        self._checkpointer.save_checkpoint({training.MODEL_KEY: self._model.state_dict()}, epoch=epoch)
+
+    def train(self) -> None:
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for batch in self._dataloader:
+                self._model(**batch).backward()
+                self.global_step += 1
+            self.epochs_run += 1
+            self.save_checkpoint_if_due(
+                epoch=curr_epoch, total_epochs=self.total_epochs
+            )
+"""
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(CheckpointSaving, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(CheckpointSaving, WHOLE_BEFORE) == [
+        "P004 line 23: the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place: `porter.save_every_n_epochs` sets how often (default: every epoch), and the last epoch always saves",
+    ]
+
+
 EPOCH_HOOK = """\
 self.save_checkpoint_if_due(
     epoch=curr_epoch, total_epochs=self.total_epochs

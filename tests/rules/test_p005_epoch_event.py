@@ -4,8 +4,71 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import method, ported_by, recipe, refusal, train
+from shapes import method, notes_of, ported_by, recipe, refusal, train
 from porter.rules import EpochEvent
+
+# A whole recipe, before and after this rule alone: an epoch clock above the loop; the epoch event and the clock's reset where the epoch ends.
+WHOLE_BEFORE = """\
+import time
+
+from omegaconf import DictConfig
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._steps_per_epoch = cfg.max_steps_per_epoch
+        self._log_every_n_steps = cfg.log_every_n_steps
+
+    def train(self) -> None:
+        t0 = time.perf_counter()
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for batch in self._dataloader:
+                self._model(**batch).backward()
+                t0 = time.perf_counter()
+            self.epochs_run += 1
+"""
+
+WHOLE_AFTER = """\
+import time
+
+from omegaconf import DictConfig
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._steps_per_epoch = cfg.max_steps_per_epoch
+        self._log_every_n_steps = cfg.log_every_n_steps
+
+    def train(self) -> None:
+        t0 = time.perf_counter()
+        t_epoch_start = time.perf_counter()
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for batch in self._dataloader:
+                self._model(**batch).backward()
+                t0 = time.perf_counter()
+            self.epochs_run += 1
+            self.job_logger.log_epoch(
+                gpu_rank=self.rank,
+                epoch_num=curr_epoch + 1,
+                epoch_len=self.total_epochs,
+                epoch_time_elapsed_s=time.perf_counter() - t_epoch_start,
+            )
+            t_epoch_start = time.perf_counter()
+"""
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(EpochEvent, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(EpochEvent, WHOLE_BEFORE) == []
+
 
 EVENT = """\
 self.job_logger.log_epoch(

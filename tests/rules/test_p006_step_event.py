@@ -10,6 +10,94 @@ from fork_shapes import OLDER_LOOP, STEP_LOOP_IN_A_HELPER
 from shapes import method, notes_of, ported_by, recipe, refusal, train
 from porter.rules import StepEvent
 
+# A whole recipe, before and after this rule alone: the step event after the metric logger's call, from the keys its dict has.
+WHOLE_BEFORE = """\
+import time
+
+from omegaconf import DictConfig
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._steps_per_epoch = cfg.max_steps_per_epoch
+        self._log_every_n_steps = cfg.log_every_n_steps
+
+    def train(self) -> None:
+        t0 = time.perf_counter()
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for idx, batch in enumerate(self._dataloader):
+                loss = self._model(**batch)
+                loss.backward()
+                self.global_step += 1
+                if self.global_step % self._log_every_n_steps == 0:
+                    time_per_step = time.perf_counter() - t0
+                    log_dict = {
+                        "loss": loss.item(),
+                        "lr": self._optimizer.param_groups[0]["lr"],
+                        "tokens_per_second_per_gpu": 1024 / time_per_step,
+                    }
+                    self._metric_logger.log_dict(log_dict, step=self.global_step)
+                t0 = time.perf_counter()
+            self.epochs_run += 1
+"""
+
+WHOLE_AFTER = """\
+import time
+
+from omegaconf import DictConfig
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def __init__(self, cfg: DictConfig) -> None:
+        self.epochs_run = 0
+        self.total_epochs = cfg.epochs
+        self.global_step = 0
+        self._steps_per_epoch = cfg.max_steps_per_epoch
+        self._log_every_n_steps = cfg.log_every_n_steps
+
+    def train(self) -> None:
+        t0 = time.perf_counter()
+        for curr_epoch in range(self.epochs_run, self.total_epochs):
+            for idx, batch in enumerate(self._dataloader):
+                loss = self._model(**batch)
+                loss.backward()
+                self.global_step += 1
+                if self.global_step % self._log_every_n_steps == 0:
+                    time_per_step = time.perf_counter() - t0
+                    log_dict = {
+                        "loss": loss.item(),
+                        "lr": self._optimizer.param_groups[0]["lr"],
+                        "tokens_per_second_per_gpu": 1024 / time_per_step,
+                    }
+                    self._metric_logger.log_dict(log_dict, step=self.global_step)
+                    self.job_logger.log_step(
+                        gpu_rank=self.rank,
+                        step_num=self.global_step,
+                        step_len=self._steps_per_epoch * self.total_epochs,
+                        step_loss=float(log_dict["loss"]),
+                        step_lr=log_dict["lr"],
+                        step_peak_memory_active=log_dict.get("peak_memory_active"),
+                        step_peak_memory_alloc=log_dict.get("peak_memory_alloc"),
+                        step_peak_memory_reserved=log_dict.get("peak_memory_reserved"),
+                        step_time_elapsed_s=time_per_step,
+                        epoch_num=curr_epoch + 1,
+                        epoch_len=self.total_epochs,
+                        step_tokens_per_s=log_dict.get("tokens_per_second_per_gpu"),
+                    )
+                t0 = time.perf_counter()
+            self.epochs_run += 1
+"""
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(StepEvent, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(StepEvent, WHOLE_BEFORE) == []
+
 
 def event(
     metrics="log_dict", loss="loss", lr="lr", time="time_per_step", step="self.global_step", epoch="curr_epoch"

@@ -7,6 +7,53 @@ import textwrap
 from shapes import method, notes_of, ported_by, recipe, refusal, SETUP_DATA
 from porter.rules import DatasetInjection
 
+# A whole recipe, before and after this rule alone: the job's dataset first; the ListConfig branch becomes its `elif`.
+WHOLE_BEFORE = """\
+from omegaconf import DictConfig, ListConfig
+from torch.utils.data import ConcatDataset, DataLoader
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+        if isinstance(cfg_dataset, ListConfig):
+            datasets = [config.instantiate(single, self._tokenizer) for single in cfg_dataset]
+            ds = ConcatDataset(datasets=datasets)
+            packed = getattr(ds, "packed", False)
+        else:
+            ds = config.instantiate(cfg_dataset, self._tokenizer)
+            packed = cfg_dataset.get("packed", False)
+        return DataLoader(ds, batch_size=batch_size, drop_last=packed)
+"""
+
+WHOLE_AFTER = """\
+from omegaconf import DictConfig, ListConfig
+from torch.utils.data import ConcatDataset, DataLoader
+from torchtune import config
+from torchtune.recipe_interfaces import FTRecipeInterface
+
+
+class TinyRecipe(FTRecipeInterface):
+    def _setup_data(self, cfg_dataset: DictConfig, batch_size: int) -> DataLoader:
+        if self.dataset:
+            ds = self.dataset
+            packed = cfg_dataset.get("packed", False)
+        elif isinstance(cfg_dataset, ListConfig):
+            datasets = [config.instantiate(single, self._tokenizer) for single in cfg_dataset]
+            ds = ConcatDataset(datasets=datasets)
+            packed = getattr(ds, "packed", False)
+        else:
+            ds = config.instantiate(cfg_dataset, self._tokenizer)
+            packed = cfg_dataset.get("packed", False)
+        return DataLoader(ds, batch_size=batch_size, drop_last=packed)
+"""
+
+
+def test_a_whole_recipe_before_and_after():
+    assert ported_by(DatasetInjection, WHOLE_BEFORE) == WHOLE_AFTER
+    assert notes_of(DatasetInjection, WHOLE_BEFORE) == []
+
 
 def test_the_list_config_branch_becomes_the_elif_of_the_jobs_dataset():
     assert method(ported_by(DatasetInjection, recipe()), "_setup_data") == textwrap.dedent("""\
