@@ -90,7 +90,7 @@ class PortCache:
         """(port result, generated text or None), or None when not cached."""
         try:
             entry = json.loads(self._path(key).read_text(encoding="utf-8"))
-            return PortResult(**entry["result"]), entry["text"]
+            return PortResult.from_json(entry["result"]), entry["text"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -31,8 +31,10 @@ from porter.outputs import (
 from porter.outcomes import (
     CONVERTED,
     FAILED,
+    FILLED,
     FileReport,
     HOLE_MARK,
+    Note,
     Mode,
     ORPHAN,
     PARTIAL,
@@ -123,7 +125,13 @@ def _port(inputs: _Inputs, settings: Settings, cache: Optional[PortCache]) -> Ge
                 result,
                 status=CONVERTED,
                 holes=[],
-                notes=[*result.notes, *(f"{_hole_text(hole)}: filled by the overlay" for hole in result.holes)],
+                notes=[
+                    *result.notes,
+                    *(
+                        Note(h["rule"], h["line"], FILLED, f"{h['message']}: filled by the overlay")
+                        for h in result.holes
+                    ),
+                ],
             )
     if cache:
         cache.put(inputs.key, generated.result, generated.text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from runtime.console import end_line, weights_line
+from runtime.console import duration, end_line, weights_line
 from runtime.events import TERMINAL
 from runtime.job_reader import job_facts, JobSummary, scheduler_text, utc_time
 from runtime.sinks import Event
@@ -117,17 +117,6 @@ def sparkline(values: Sequence[float], width: int = 48) -> str:
     low, high = min(buckets), max(buckets)
     span = high - low or 1.0
     return "".join(_SPARKS[min(len(_SPARKS) - 1, int((value - low) / span * len(_SPARKS)))] for value in buckets)
-
-
-def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def as_json_rows(summaries: Sequence[JobSummary]) -> List[Dict[str, Any]]:

@@ -15,6 +15,31 @@ HOLE_MARK = "# TODO(porter "
 ORPHAN, PRUNED = "orphan", "pruned"
 
 
+# What an edit did to the recipe's behaviour, as a reviewer note says (Note.kind).
+MOVED = "moved"  # the behaviour runs elsewhere now: a save in the runtime's hook, statements around run_recipe
+DROPPED = "dropped"  # the behaviour is gone: what the `__main__` block did besides the entry point
+KEPT = "kept"  # the recipe keeps a behaviour the runtime could not take over: its own saves
+CHANGED = "changed"  # the behaviour differs: with a job dataset, in what an event reads, through a wrapper
+FILLED = "filled"  # a hole a team's overlay filled by hand
+NOTE_KINDS = (MOVED, DROPPED, KEPT, CHANGED, FILLED)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A reviewer note: what one rule's edit did to behaviour, at which source line. The
+    one place notes become words (`str`): the console, the review, `porter explain`."""
+
+    rule: str  # its id: P004
+    line: Optional[int]
+    kind: str  # one of NOTE_KINDS
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.rule} line {self.line}: {self.message}" if self.line is not None else f"{self.rule} {self.message}"
+        )
+
+
 class Mode(Enum):
     WRITE = "write"
     CHECK = "check"  # write nothing; report what is missing or stale
@@ -28,10 +53,15 @@ class PortResult:
     status: str  # CONVERTED, PARTIAL, SKIPPED or FAILED (UNCHANGED is decided against outputs)
     code: Optional[str] = None  # the ported module, without porter's header
     rules: List[str] = field(default_factory=list)  # each rule applied: its id and name
-    notes: List[str] = field(default_factory=list)  # "<rule id> line 912: ..." for reviewers
+    notes: List[Note] = field(default_factory=list)  # for reviewers
     reason: Optional[str] = None
     variant: Optional[str] = None
     holes: List[Dict[str, object]] = field(default_factory=list)  # PARTIAL: {rule, line, message, todo} each
+
+    @classmethod
+    def from_json(cls, data: Dict[str, object]) -> "PortResult":
+        """A result as `dataclasses.asdict` wrote it (porter/cache.py)."""
+        return cls(**{**data, "notes": [Note(**note) for note in data.get("notes", [])]})
 
 
 @dataclass
@@ -40,7 +70,7 @@ class FileReport:
     status: str
     output: Optional[str] = None
     rules: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)  # what a reviewer should look at
+    notes: List[Note] = field(default_factory=list)  # what a reviewer should look at
     reason: Optional[str] = None
     variant: Optional[str] = None
     diff: Optional[str] = None  # current output -> new output, when they differ

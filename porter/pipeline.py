@@ -113,7 +113,7 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
             (index.line(anchor), f"{rule.RULE_ID} {problem}")
             for anchor, problem in contract_problems(edits.inserted[made:], shape, rule.contract)
         ]
-        notes += [f"{rule.RULE_ID} {note}" for note in rule.notes(shape, anchors)]
+        notes += rule.notes(shape, anchors)
         needed += rule.imports(anchors)
         applied.append((rule, anchors))
     if problems:

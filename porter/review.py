@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from porter import snippets
 from porter.convert import generate, Generated, GenerateError
 from porter.outputs import unified_diff
-from porter.outcomes import FAILED, SKIPPED
+from porter.outcomes import FAILED, Note, SKIPPED
 from porter.settings import Settings
 from porter.sources import recipe_name, recipe_set, SourceFile
 
@@ -34,7 +34,7 @@ class RecipeReview:
     status: str
     reason: Optional[str] = None
     rules: List[str] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)  # follow-ups the rules asked for
+    notes: List[Note] = field(default_factory=list)  # follow-ups the rules asked for
     holes: List[dict] = field(default_factory=list)  # an assisted port's holes: {rule, line, message, todo}
     flags: List[str] = field(default_factory=list)  # upstream changes to look at first
     diff: str = ""

@@ -103,7 +103,7 @@ def milestone_line(event: Event, job_folder: Optional[Path] = None) -> Optional[
     if operation == "job_started":
         return _started(data)
     if operation == "epoch":
-        return f"epoch {data.get('epoch_num')}/{data.get('epoch_len')} done in {_duration(data.get('epoch_time_elapsed_s'))}"
+        return f"epoch {data.get('epoch_num')}/{data.get('epoch_len')} done in {duration(data.get('epoch_time_elapsed_s'))}"
     if operation == "weights":
         return weights_line(data, job_folder)
     if operation in TERMINAL:
@@ -188,7 +188,9 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _duration(seconds: Any) -> str:
+def duration(seconds: Any) -> str:
+    """A duration as people read it: `12.34 s` under a minute, `1:05` or `2:03:07` above;
+    the console, `porter jobs` and `porter show` print it so."""
     if not isinstance(seconds, (int, float)):
         return str(seconds)
     return _clock(seconds) if seconds >= 60 else f"{seconds:.2f} s"

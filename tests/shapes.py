@@ -155,6 +155,12 @@ def refusal(rule, text: str, contract="porter") -> str:
 
 
 def notes_of(rule, text: str, contract="porter") -> list:
+    """The notes `rule` alone gives `text`, as a reviewer reads them."""
+    return [str(note) for note in note_data(rule, text, contract)]
+
+
+def note_data(rule, text: str, contract="porter") -> list:
+    """The notes `rule` alone gives `text`: (rule, line, kind) each, and their words."""
     from porter.pipeline import port_with
 
     return port_with([rule(contract)], text).notes

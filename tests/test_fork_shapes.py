@@ -34,7 +34,7 @@ def test_each_fork_shape_is_ported_with_its_notes_refused_or_skipped_saying_why(
         compile(result.code, name, "exec")
         assert not findings(result.code) - findings(shape.source)
         assert "class ForkRecipe(RecipeBase):" in result.code
-        assert any(shape.expect in note for note in result.notes), result.notes
+        assert any(shape.expect in str(note) for note in result.notes), result.notes
         return
     assert "\n" not in result.reason and shape.expect in result.reason
     if result.status == "failed":

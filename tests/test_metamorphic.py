@@ -191,4 +191,4 @@ def test_a_recipes_rewrites_port_as_the_recipe_does(path, originals):
                 f"{what}: its port is not the original's port rewritten the same way"
             )
         if "train_in_a_with" in combination:
-            assert any("`run_recipe(...)` takes its place there" in note for note in result.notes), what
+            assert any("`run_recipe(...)` takes its place there" in str(note) for note in result.notes), what

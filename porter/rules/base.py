@@ -24,6 +24,7 @@ import libcst as cst
 from porter.edits import Edits
 from porter.errors import HoleSite
 from porter.imports import Needed
+from porter.outcomes import Note
 from porter.shape import RecipeShape
 from runtime.contract import load as load_contract, PORTER, PORTER_RUNTIME_MODULE, RuntimeContract
 
@@ -55,8 +56,12 @@ class PortingRule:
     def imports(self, anchors: Any) -> List[Needed]:
         return []
 
-    def notes(self, shape: RecipeShape, anchors: Any) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: Any) -> List[Note]:
+        """A note for every edit that moves, drops, keeps or changes behaviour (porter/outcomes.py, Note)."""
         return []
+
+    def note(self, line: Optional[int], kind: str, message: str) -> Note:
+        return Note(self.RULE_ID, line, kind, message)
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Any) -> List[str]:
         """What is wrong with the ported module, as far as this rule's step goes."""

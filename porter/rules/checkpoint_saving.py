@@ -35,6 +35,7 @@ import libcst.matchers as m
 
 from porter.edits import Edits
 from porter.errors import PortError
+from porter.outcomes import CHANGED, KEPT, MOVED, Note
 from porter.rules.base import PortingRule
 from porter.shape import (
     conjuncts,
@@ -282,18 +283,22 @@ class CheckpointSaving(PortingRule):
 
     # -- notes and checks --------------------------------------------------------------
 
-    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[Note]:
         line = shape.index.line
         if anchors.unroutable is not None:
             node, why = anchors.unroutable
             lines = ", ".join(str(line(site.statement)) for site in anchors.kept)
             saves = f"every save stays the recipe's (line{'s' * (len(anchors.kept) > 1)} {lines}), with its arguments and schedule"
             return [
-                f"line {line(node)}: {saves if anchors.kept else 'the recipe saves no checkpoint, and the job saves none'}, "
-                f"since the runtime's save hook cannot take this one over: {why}; the runtime's own save settings "
-                "(`porter.save_every_n_*`) do not apply to this recipe"
+                self.note(
+                    line(node),
+                    KEPT,
+                    f"{saves if anchors.kept else 'the recipe saves no checkpoint, and the job saves none'}, "
+                    f"since the runtime's save hook cannot take this one over: {why}; the runtime's own save settings "
+                    "(`porter.save_every_n_*`) do not apply to this recipe",
+                )
             ]
-        notes = [(line(site.statement), self._kept_note(shape, site)) for site in anchors.kept]
+        notes = [self._kept_note(shape, site) for site in anchors.kept]
         for route in anchors.routes:
             site = route.site
             what = f"{_PLACES[site.place]} (`{node_code(site.call.func)}(...)`"
@@ -306,7 +311,7 @@ class CheckpointSaving(PortingRule):
                         f"when `porter.keep_last_n_checkpoints` is set{f' (it kept {kept})' if kept else ''}"
                     )
             what += ")" + (", with its timing and log lines," if route.timing else "")
-            note = f"line {line(site.statement)}: {what} {_DONE[site.place]}"
+            note = f"{what} {_DONE[site.place]}"
             if route.dropped:
                 note += (
                     "; its condition "
@@ -323,26 +328,28 @@ class CheckpointSaving(PortingRule):
             differences = _argument_differences(shape, route, anchors)
             if differences:
                 note += "; " + differences
-            notes.append((line(site.statement), note))
+            notes.append(self.note(line(site.statement), MOVED, note))
         if anchors.epoch_hook_after is not None:
             notes.append(
-                (
+                self.note(
                     line(anchors.epoch_hook_after),
-                    f"line {line(anchors.epoch_hook_after)}: the epoch loop saved no checkpoint of its own; the runtime's "
-                    f"epoch hook, added after `{shape.epoch.epochs_run} += 1`, saves every epoch (`porter.save_every_n_epochs`) and always at the last",
+                    CHANGED,
+                    "the epoch loop saved no checkpoint of its own; the runtime's epoch hook, added after "
+                    f"`{shape.epoch.epochs_run} += 1`, saves every epoch (`porter.save_every_n_epochs`) and always at the last",
                 )
             )
         if anchors.moved is not None:
             notes.append(
-                (
+                self.note(
                     line(anchors.moved.statement),
-                    f"line {line(anchors.moved.statement)}: this save moved into a new `_save_checkpoint(epoch)`, which the "
-                    "runtime calls at every save; check it saves what the loop saved",
+                    MOVED,
+                    "this save moved into a new `_save_checkpoint(epoch)`, which the runtime calls at every save; "
+                    "check it saves what the loop saved",
                 )
             )
-        return [note for _, note in sorted(notes, key=lambda pair: pair[0])]
+        return sorted(notes, key=lambda note: note.line)
 
-    def _kept_note(self, shape: RecipeShape, site: SaveSite) -> str:
+    def _kept_note(self, shape: RecipeShape, site: SaveSite) -> Note:
         callee = node_code(site.call.func)
         how = ""
         if site.kind == "method":
@@ -351,9 +358,11 @@ class CheckpointSaving(PortingRule):
                 if self._through_wrapper(shape, site)
                 else "; it calls the renamed `_save_checkpoint`"
             )
-        return (
-            f"line {shape.index.line(site.statement)}: {_PLACES[site.place]} (`{callee}(...)`) stays the recipe's, "
-            f"with its arguments and schedule: the runtime of contract `{self.contract.name}` has no save hook{how}"
+        return self.note(
+            shape.index.line(site.statement),
+            KEPT,
+            f"{_PLACES[site.place]} (`{callee}(...)`) stays the recipe's, "
+            f"with its arguments and schedule: the runtime of contract `{self.contract.name}` has no save hook{how}",
         )
 
     def _through_wrapper(self, shape: RecipeShape, site: SaveSite) -> bool:

@@ -34,6 +34,7 @@ from porter.dataset_flow import bound_names, read_names
 from porter.edits import Edits
 from porter.index import own_expressions
 from porter.errors import HoleSite, PortError
+from porter.outcomes import CHANGED, Note
 from porter.rules.base import PortingRule
 from porter.shape import DatasetSetup, RecipeShape, SETUP_DATA, SETUP_DATA_METHODS
 from porter.syntax import single_small_statement
@@ -173,39 +174,59 @@ class DatasetInjection(PortingRule):
         for stmt in anchors.replaced[1:]:
             edits.remove(stmt)
 
-    def notes(self, shape: RecipeShape, anchors: DatasetSetup) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: DatasetSetup) -> List[Note]:
         line = shape.index.line(anchors.anchor)
         if anchors.kind == "mix":
-            return [f"line {line}: the job's dataset replaces every dataset of the mix"]
+            return [self.note(line, CHANGED, "the job's dataset replaces every dataset of the mix")]
         notes = [
-            f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` builds from `{config}`, the "
-            "config node the job's dataset replaces: with a job dataset, it is built from the job dataset's config"
+            self.note(
+                shape.index.line(stmt),
+                CHANGED,
+                f"`{node_code(stmt).strip().splitlines()[0]}` builds from `{config}`, the config node the job's dataset "
+                "replaces: with a job dataset, it is built from the job dataset's config",
+            )
             for stmt, config in _other_builds(shape, anchors)
         ]
         for call in _builder_calls(anchors):
             extra = [node_code(arg).strip().rstrip(",") for arg in _extra_arguments(call)]
             if extra:
                 notes.append(
-                    f"line {line}: the recipe builds its dataset with {', '.join(f'`{a}`' for a in extra)}; the job's "
-                    "dataset is built from its own config without them"
+                    self.note(
+                        line,
+                        CHANGED,
+                        f"the recipe builds its dataset with {', '.join(f'`{a}`' for a in extra)}; the job's "
+                        "dataset is built from its own config without them",
+                    )
                 )
         notes += [
-            f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` changes the set after it is "
-            f"built: it changes the job's dataset too"
+            self.note(
+                shape.index.line(stmt),
+                CHANGED,
+                f"`{node_code(stmt).strip().splitlines()[0]}` changes the set after it is built: it changes the job's "
+                "dataset too",
+            )
             for stmt in _changes_after(anchors)
         ]
         if anchors.kind == "flow":
             notes.append(
-                f"line {line}: `{anchors.dataset_variable}`, the set the data loader receives (line "
-                f"{shape.index.line(anchors.loader)}), is made by line"
-                f"{'s' if len(anchors.replaced) > 1 else ''} "
-                f"{', '.join(str(shape.index.line(stmt)) for stmt in anchors.replaced)}: with a job dataset, "
-                f"{'they do' if len(anchors.replaced) > 1 else 'it does'} not run"
+                self.note(
+                    line,
+                    CHANGED,
+                    f"`{anchors.dataset_variable}`, the set the data loader receives (line "
+                    f"{shape.index.line(anchors.loader)}), is made by line"
+                    f"{'s' if len(anchors.replaced) > 1 else ''} "
+                    f"{', '.join(str(shape.index.line(stmt)) for stmt in anchors.replaced)}: with a job dataset, "
+                    f"{'they do' if len(anchors.replaced) > 1 else 'it does'} not run",
+                )
             )
         if anchors.several_setups:
             notes.append(
-                f"line {line}: `{anchors.method.name.value}` also builds another set (validation): the job's dataset replaces the "
-                f"training set only, the set whose config is `{self._training_config(shape)}`"
+                self.note(
+                    line,
+                    CHANGED,
+                    f"`{anchors.method.name.value}` also builds another set (validation): the job's dataset replaces the "
+                    f"training set only, the set whose config is `{self._training_config(shape)}`",
+                )
             )
         return notes
 

@@ -17,6 +17,7 @@ import libcst as cst
 import libcst.matchers as m
 
 from porter.edits import Edits
+from porter.outcomes import CHANGED, DROPPED, Note
 from porter.rules.base import PortingRule
 from porter.shape import RecipeShape
 from porter.syntax import block_statements, node_code
@@ -64,19 +65,25 @@ class MainBlock(PortingRule):
             else:
                 edits.remove(found.block)
 
-    def notes(self, shape: RecipeShape, anchors: List[Block]) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: List[Block]) -> List[Note]:
         notes = []
         for found in anchors:
             line = shape.index.line(found.block)
             extra = [stmt for stmt in block_statements(found.block) if not m.matches(stmt, _RUNS_ENTRY_POINT)]
             if found.block.orelse is not None or extra:
                 what = node_code(extra[0]).strip().splitlines()[0] if extra else "its `else` branch"
-                notes.append(f"line {line}: the `__main__` block also ran `{what}`; the job system does not")
+                notes.append(
+                    self.note(line, DROPPED, f"the `__main__` block also ran `{what}`; the job system does not")
+                )
             if found.parent is not None:
                 header = node_code(found.parent).strip().splitlines()[0]
                 notes.append(
-                    f"line {line}: this `__main__` block sat inside `{header}` (line {shape.index.line(found.parent)}), "
-                    "which stays without it and runs at import; check what it did around the entry point"
+                    self.note(
+                        line,
+                        CHANGED,
+                        f"this `__main__` block sat inside `{header}` (line {shape.index.line(found.parent)}), "
+                        "which stays without it and runs at import; check what it did around the entry point",
+                    )
                 )
         return notes
 

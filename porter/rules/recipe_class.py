@@ -19,6 +19,7 @@ import libcst as cst
 from porter.edits import Edits
 from porter.errors import PortError
 from porter.imports import Needed
+from porter.outcomes import CHANGED, Note
 from porter.rules.base import PortingRule
 from porter.shape import base_name, INTERFACE_METHODS, PORTED_BASE, RECIPE, RecipeShape, UPSTREAM_BASE
 from porter.wrapper_calls import wrapper_call
@@ -173,18 +174,23 @@ class RecipeClass(PortingRule):
             ),
         )
 
-    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[Note]:
         notes = [
-            f"line {shape.index.line(shape.methods[name])}: `{name}` takes {', '.join(f'`{p}`' for p in extra)} beyond what "
-            f"the runtime passes (`{RENAMED.get(name, '_' + name)}({', '.join(RUNTIME_CALLS[name])})`): "
-            f"{'they keep' if len(extra) > 1 else 'it keeps'} {'their defaults' if len(extra) > 1 else 'its default'}, "
-            "and a caller that passed another value no longer does"
+            self.note(
+                shape.index.line(shape.methods[name]),
+                CHANGED,
+                f"`{name}` takes {', '.join(f'`{p}`' for p in extra)} beyond what "
+                f"the runtime passes (`{RENAMED.get(name, '_' + name)}({', '.join(RUNTIME_CALLS[name])})`): "
+                f"{'they keep' if len(extra) > 1 else 'it keeps'} {'their defaults' if len(extra) > 1 else 'its default'}, "
+                "and a caller that passed another value no longer does",
+            )
             for name, extra in anchors.extra_parameters.items()
         ]
         calls = [
-            (
+            self.note(
                 shape.index.line(stmt),
-                f"line {shape.index.line(stmt)}: `self.{name}(...)` goes through the runtime's public wrapper "
+                CHANGED,
+                f"`self.{name}(...)` goes through the runtime's public wrapper "
                 f"(contract `{self.contract.name}`: {self.contract.wrapper(name).describe(name)}), so the "
                 "wrapper's own work runs there too",
             )
@@ -192,15 +198,15 @@ class RecipeClass(PortingRule):
             for name in sorted(anchors.through_wrappers.get(id(stmt), ()))
         ]
         calls += [
-            (
+            self.note(
                 line,
-                f"line {line}: `self.{name}(...)` calls the renamed `_{name}` directly, not the runtime's public "
+                CHANGED,
+                f"`self.{name}(...)` calls the renamed `_{name}` directly, not the runtime's public "
                 f"wrapper (contract `{self.contract.name}`), whose own work does not run there: {why}",
             )
             for line, name, why in anchors.past_wrappers
         ]
-        notes += [note for _, note in sorted(calls, key=lambda pair: pair[0])]
-        return notes
+        return notes + sorted(calls, key=lambda note: note.line)
 
     def imports(self, anchors: Anchors) -> List[Needed]:
         return [Needed(self.contract.module_of(PORTED_BASE), PORTED_BASE)]

@@ -24,6 +24,7 @@ import libcst.matchers as m
 from porter.edits import Edits
 from porter.errors import PortError
 from porter.imports import Needed
+from porter.outcomes import CHANGED, MOVED, Note
 from porter.rules.base import PortingRule
 from porter.shape import RECIPE, RecipeShape
 from porter.syntax import block_statements, called_name, node_code, single_small_statement
@@ -149,7 +150,7 @@ class RecipeMain(PortingRule):
             ),
         )
 
-    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[Note]:
         body = list(block_statements(anchors.function))
         context = anchors.train_context
         train = _position(body, _train_call(anchors), context)
@@ -157,19 +158,27 @@ class RecipeMain(PortingRule):
         if context is not None:
             header = node_code(context).strip().splitlines()[0]
             notes.append(
-                f"line {shape.index.line(context)}: `{node_code(_train_call(anchors)).strip()}` ran inside `{header}`; "
-                "`run_recipe(...)` takes its place there, so the recipe's construction, setup and cleanup run inside "
-                "it too"
+                self.note(
+                    shape.index.line(context),
+                    CHANGED,
+                    f"`{node_code(_train_call(anchors)).strip()}` ran inside `{header}`; "
+                    "`run_recipe(...)` takes its place there, so the recipe's construction, setup and cleanup run "
+                    "inside it too",
+                )
             )
         for stmt in anchors.between:
             position = body.index(stmt)
             before = [d for d in anchors.recipe_statements if _position(body, d, context) < position][-1]
             after = [d for d in anchors.recipe_statements if _position(body, d, context) > position][0]
             notes.append(
-                f"line {shape.index.line(stmt)}: `{node_code(stmt).strip().splitlines()[0]}` ran between "
-                f"`{node_code(before).strip()}` and `{node_code(after).strip()}`; it now runs "
-                f"{'before' if position < train else 'after'} `run_recipe(...)`, which builds the recipe and runs "
-                "its setup, train and cleanup"
+                self.note(
+                    shape.index.line(stmt),
+                    MOVED,
+                    f"`{node_code(stmt).strip().splitlines()[0]}` ran between "
+                    f"`{node_code(before).strip()}` and `{node_code(after).strip()}`; it now runs "
+                    f"{'before' if position < train else 'after'} `run_recipe(...)`, which builds the recipe and runs "
+                    "its setup, train and cleanup",
+                )
             )
         return notes
 

@@ -25,6 +25,7 @@ import libcst as cst
 from porter.edits import Edits
 from porter.errors import PortError
 from porter.imports import Needed
+from porter.outcomes import CHANGED, Note
 from porter.rules.base import PortingRule
 from porter.shape import EPOCH_LOOP, RecipeShape, STEP_LOGGING, StepLogging
 from porter.syntax import block_statements, expression_of, iter_statements, METHOD_BODY_DEPTH, node_code
@@ -191,37 +192,57 @@ class StepEvent(PortingRule):
             needed.append(Needed("torchtune", "training"))
         return needed
 
-    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[str]:
+    def notes(self, shape: RecipeShape, anchors: Anchors) -> List[Note]:
         line = shape.index.line
+        logged = line(anchors.logging.log_call)
         if anchors.logging.kind == "rl":
             return [
-                f"line {line(anchors.logging.log_call)}: RL loop: the step event reports the mean loss of the stats it "
-                "logs, the optimizer's learning rate, and a step clock started at the top of the loop at line "
-                f"{line(anchors.logging.step_loop)}; no peak memory"
+                self.note(
+                    logged,
+                    CHANGED,
+                    "RL loop: the step event reports the mean loss of the stats it logs, the optimizer's learning "
+                    f"rate, and a step clock started at the top of the loop at line {line(anchors.logging.step_loop)}; "
+                    "no peak memory",
+                )
             ]
         notes = []
         if anchors.lr_optional:
             notes.append(
-                f"line {line(anchors.logging.log_call)}: `{anchors.metrics}` merges another dict (`**...`) porter cannot "
-                f'read: the step event reads the learning rate as `{anchors.metrics}.get("lr")`, null where the merge has no `lr`'
+                self.note(
+                    logged,
+                    CHANGED,
+                    f"`{anchors.metrics}` merges another dict (`**...`) porter cannot read: the step event reads the "
+                    f'learning rate as `{anchors.metrics}.get("lr")`, null where the merge has no `lr`',
+                )
             )
         if anchors.throughput == "renamed":
             notes.append(
-                f"line {line(anchors.logging.log_call)}: the recipe logs its throughput as `{anchors.throughput_key}`: "
-                f"the step event's `{THROUGHPUT_FIELD}` reads it from there (upstream's key is `{THROUGHPUT_KEY}`; "
-                "check it is per process, as upstream's is)"
+                self.note(
+                    logged,
+                    CHANGED,
+                    f"the recipe logs its throughput as `{anchors.throughput_key}`: the step event's "
+                    f"`{THROUGHPUT_FIELD}` reads it from there (upstream's key is `{THROUGHPUT_KEY}`; check it is per "
+                    "process, as upstream's is)",
+                )
             )
         elif anchors.throughput == "absent":
             notes.append(
-                f"line {line(anchors.logging.log_call)}: `{anchors.metrics}` has no throughput key "
-                f"(`{THROUGHPUT_KEY}` or {', '.join(f'`{k}`' for k in THROUGHPUT_SPELLINGS)}): the step event's "
-                f"`{THROUGHPUT_FIELD}` is null"
+                self.note(
+                    logged,
+                    CHANGED,
+                    f"`{anchors.metrics}` has no throughput key (`{THROUGHPUT_KEY}` or "
+                    f"{', '.join(f'`{k}`' for k in THROUGHPUT_SPELLINGS)}): the step event's `{THROUGHPUT_FIELD}` is null",
+                )
             )
         if anchors.step_time is None:
-            return notes + [
-                f"line {line(anchors.logging.block)}: the recipe has no step clock: the step event times the iteration "
-                f"of the loop at line {line(anchors.logging.step_loop)} that logs"
-            ]
+            notes.append(
+                self.note(
+                    line(anchors.logging.block),
+                    CHANGED,
+                    "the recipe has no step clock: the step event times the iteration of the loop at line "
+                    f"{line(anchors.logging.step_loop)} that logs",
+                )
+            )
         return notes
 
     def check(self, ported: ast.Module, shape: RecipeShape, anchors: Anchors) -> List[str]:

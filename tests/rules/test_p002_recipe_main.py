@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import ENTRY, function, notes_of, ported_by, recipe, refusal
+from shapes import ENTRY, function, note_data, notes_of, ported_by, recipe, refusal
 from porter.rules import RecipeMain
 
 # A whole recipe, before and after this rule alone: recipe_main takes the job's arguments and hands the class to run_recipe; what it did before the recipe stays.
@@ -124,6 +124,7 @@ def test_statements_between_lifecycle_calls_run_before_or_after_run_recipe_as_th
             run_recipe(ForkRecipe, job_id, user_id, cfg, dataset)
             log.info(f"Training time {time.time() - start}")
         """)
+    assert [(note.rule, note.kind) for note in note_data(RecipeMain, before)] == [("P002", "moved")] * 2
     first, second = notes_of(RecipeMain, before)
     assert first.endswith(
         "`start = time.time()` ran between `recipe.setup(cfg=cfg)` and `recipe.train()`; it now runs before "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import notes_of, ported_by, recipe, refusal
+from shapes import note_data, notes_of, ported_by, recipe, refusal
 from porter.rules import MainBlock
 
 # A whole recipe, before and after this rule alone: the `__main__` block goes, and `import sys`, which only it used.
@@ -75,9 +75,12 @@ def test_a_plain_main_block_yields_no_note_and_one_that_did_more_does():
     before = recipe().replace(
         MAIN_BLOCK, 'if __name__ == "__main__":\n    os.environ["NCCL_DEBUG"] = "INFO"\n    sys.exit(recipe_main())\n'
     )
-    (note,) = notes_of(MainBlock, "import os\n" + before)
-    assert note.startswith("P003 line ")
-    assert note.endswith('the `__main__` block also ran `os.environ["NCCL_DEBUG"] = "INFO"`; the job system does not')
+    (note,) = note_data(MainBlock, "import os\n" + before)
+    line = ("import os\n" + before).splitlines().index('if __name__ == "__main__":') + 1
+    assert (note.rule, note.line, note.kind) == ("P003", line, "dropped")
+    assert str(note) == (
+        f'P003 line {line}: the `__main__` block also ran `os.environ["NCCL_DEBUG"] = "INFO"`; the job system does not'
+    )
 
 
 def test_every_main_block_goes_however_it_is_nested_or_spelled():

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from fork_shapes import HELPER_THAT_PRUNES, HELPER_THAT_SAVES, INLINE_SAVES
-from shapes import method, notes_of, ported_by, recipe, train
+from shapes import method, note_data, notes_of, ported_by, recipe, train
 from porter.rules import CheckpointSaving
 
 # A whole recipe, before and after this rule alone: the epoch's save becomes the runtime's epoch hook, in its place, with a note.
@@ -72,6 +72,8 @@ def test_a_whole_recipe_before_and_after():
     assert notes_of(CheckpointSaving, WHOLE_BEFORE) == [
         "P004 line 23: the epoch save (`self.save_checkpoint(...)`) is now the runtime's epoch hook, in its place: `porter.save_every_n_epochs` sets how often (default: every epoch), and the last epoch always saves",
     ]
+    (note,) = note_data(CheckpointSaving, WHOLE_BEFORE)
+    assert (note.rule, note.line, note.kind) == ("P004", 23, "moved")
 
 
 EPOCH_HOOK = """\

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from fork_shapes import OLDER_LOOP, STEP_LOOP_IN_A_HELPER
-from shapes import method, notes_of, ported_by, recipe, refusal, train
+from shapes import method, note_data, notes_of, ported_by, recipe, refusal, train
 from porter.rules import StepEvent
 
 # A whole recipe, before and after this rule alone: the step event after the metric logger's call, from the keys its dict has.
@@ -146,6 +146,9 @@ def test_throughput_logged_under_a_forks_own_key_is_read_from_it_and_noted():
     assert '                    step_tokens_per_s=log_dict.get("tokens_per_second"),\n' in method(
         ported_by(StepEvent, before), "train"
     )
+    (data,) = note_data(StepEvent, before)
+    log_line = before.splitlines().index(" " * 20 + "self._metric_logger.log_dict(log_dict, step=self.global_step)") + 1
+    assert (data.rule, data.line, data.kind) == ("P006", log_line, "changed")
     (note,) = notes_of(StepEvent, before)
     assert note.endswith(
         "the recipe logs its throughput as `tokens_per_second`: the step event's `step_tokens_per_s` reads it from "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from shapes import method, notes_of, ported_by, recipe, refusal, SETUP_DATA
+from shapes import method, note_data, notes_of, ported_by, recipe, refusal, SETUP_DATA
 from porter.rules import DatasetInjection
 
 # A whole recipe, before and after this rule alone: the job's dataset first; the ListConfig branch becomes its `elif`.
@@ -115,6 +115,9 @@ def test_a_validation_set_built_by_the_same_method_keeps_its_config_and_is_noted
         "        self._dataloader = self._setup_data(cfg.dataset, cfg.batch_size)\n        self._val = self._setup_data(cfg.dataset_val, 1)\n",
     )
     assert "    if self.dataset and cfg_dataset is self.job_dataset_config:\n" in ported_by(DatasetInjection, before)
+    (data,) = note_data(DatasetInjection, before)
+    assert (data.rule, data.kind) == ("P008", "changed")
+    assert data.line == before.splitlines().index("        if isinstance(cfg_dataset, ListConfig):") + 1
     (note,) = notes_of(DatasetInjection, before)
     assert note.endswith(
         "`_setup_data` also builds another set (validation): the job's dataset replaces the training set only, "
