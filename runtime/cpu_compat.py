@@ -190,9 +190,10 @@ def _barrier_without_device_ids() -> None:
 
 
 # The versions every fix below was written and checked for: torch from 2.5 (torchtune
-# 0.5's floor) through 2.14, torchtune 0.5 through main (0.7.0 in development). A fix
-# that a later release needs only for some versions gets its own range.
-_CHECKED = {"torch": ">=2.5,<2.15", "torchtune": ">=0.5,<0.8"}
+# 0.5's floor) through 2.15 (scripts/check_torch_stack.py), torchtune 0.5 through main
+# (0.7.0 in development). A fix that a later release needs only for some versions gets
+# its own range.
+_CHECKED = {"torch": ">=2.5,<2.16", "torchtune": ">=0.5,<0.8"}
 FIXES: Tuple[CpuFix, ...] = (
     CpuFix("process group backend", install=_process_group, **_CHECKED),
     CpuFix("memory stats", install=_memory_stats, **_CHECKED),
