@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from runtime.events import STEP_FIELDS
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger
 
 STARTED = {
@@ -45,9 +46,7 @@ CONFIG = {
 def make_jobs(root: Path, jobs: int, steps: int) -> None:
     for index in range(jobs):
         log = JobLogger(
-            job_id=f"job-{index:05d}",
-            user_id=f"user-{index % 20}",
-            workflow="lora_finetune_single_device",
+            job=JobRef(f"job-{index:05d}", f"user-{index % 20}", "lora_finetune_single_device"),
             events_path=root / f"user-{index % 20}" / f"job-{index:05d}" / "events.jsonl",
         )
         log.log("job_started", STARTED)

@@ -49,6 +49,16 @@ def event_logs(paths: Iterable[str]) -> List[str]:
 
 
 @dataclass(frozen=True)
+class JobRef:
+    """Which job: its id, the user who owns it and the recipe it runs (the workflow),
+    as every event names them."""
+
+    job_id: str
+    user_id: str
+    workflow: str
+
+
+@dataclass(frozen=True)
 class JobPaths:
     root: Path
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from runtime.events import event_data, keyword_signature, new_event_id, SCHEMA_VERSION
-from runtime.job import JobPaths
+from runtime.job import JobPaths, JobRef
 from runtime.secrets import redact, scrub
 from runtime.sinks import DEFAULT_MAX_QUEUE, Event, JsonlFileSink, QueuedSink, Sink
 
@@ -101,9 +101,7 @@ class JobLogger:
     def __init__(
         self,
         *,
-        job_id: str,
-        user_id: str,
-        workflow: str,
+        job: JobRef,
         events_path: Path,
         rank: Optional[int] = 0,
         node_rank: int = 0,
@@ -115,7 +113,7 @@ class JobLogger:
         after_durable: Optional[Callable[[], None]] = None,
     ) -> None:
         # `rank` is None for `porter run` itself, which is no training process.
-        self.job_id, self.user_id, self.workflow, self.rank, self.node_rank = job_id, user_id, workflow, rank, node_rank
+        self.job, self.rank, self.node_rank = job, rank, node_rank
         self._secrets = tuple(secrets)  # the config's secret values, scrubbed from every event
         self._seq = 0
         self.events_path = events_path
@@ -143,16 +141,16 @@ class JobLogger:
         data = self._safe(redact(event_data(operation, data or {})))
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"job logger of {self.job_id} is closed; cannot log {operation}")
+                raise RuntimeError(f"job logger of {self.job.job_id} is closed; cannot log {operation}")
             self._seq += 1
             event = {
                 "event_id": new_event_id(),
                 "seq": self._seq,
                 "schema_version": SCHEMA_VERSION,
-                "job_id": self.job_id,
-                "user_id": self.user_id,
+                "job_id": self.job.job_id,
+                "user_id": self.job.user_id,
                 "create_ts": utc_now(),
-                "workflow": self.workflow,
+                "workflow": self.job.workflow,
                 "node_rank": self.node_rank,
                 "gpu_rank": self.rank,
                 "operation": operation,

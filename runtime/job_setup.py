@@ -17,7 +17,7 @@ from typing import Any, ContextManager, Dict, List, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 
 from runtime.cluster import NodePlace, scheduler_job
-from runtime.job import JobError, JobPaths, private_files
+from runtime.job import JobError, JobPaths, JobRef, private_files
 from runtime.lifecycle import Lifecycle
 from runtime.secrets import redact_url, secret_values
 from runtime.settings import RuntimeSettings
@@ -34,18 +34,14 @@ class JobSetup:
     lifecycle: Lifecycle
 
     @classmethod
-    def for_node(
-        cls, cfg: DictConfig, job_id: str, user_id: str, workflow: str, node: NodePlace, resume_if_possible: bool
-    ) -> "JobSetup":
+    def for_node(cls, cfg: DictConfig, job: JobRef, node: NodePlace, resume_if_possible: bool) -> "JobSetup":
         """A node's `porter run`: node 0's owns the job and feeds the webhook and the
         sinks that do not follow the log; the other nodes' feed none."""
         settings = RuntimeSettings.from_config(cfg)
         sinks = build_sinks(settings, rank=None) if node.owner else []
         return cls._build(
             cfg,
-            job_id,
-            user_id,
-            workflow,
+            job,
             settings,
             node=node,
             rank=None,
@@ -55,7 +51,7 @@ class JobSetup:
         )
 
     @classmethod
-    def for_process(cls, cfg: DictConfig, job_id: str, user_id: str, workflow: str, rank: int) -> "JobSetup":
+    def for_process(cls, cfg: DictConfig, job: JobRef, rank: int) -> "JobSetup":
         """A training process: under `porter run` its node is the one `porter run` says
         and the supervisor owns the job; under another launcher, torchrun's node, and
         rank 0 owns it."""
@@ -65,9 +61,7 @@ class JobSetup:
         owner = not settings.supervised and rank == 0
         return cls._build(
             cfg,
-            job_id,
-            user_id,
-            workflow,
+            job,
             settings,
             node=node,
             rank=rank,
@@ -80,9 +74,7 @@ class JobSetup:
     def _build(
         cls,
         cfg: DictConfig,
-        job_id: str,
-        user_id: str,
-        workflow: str,
+        job: JobRef,
         settings: RuntimeSettings,
         *,
         node: NodePlace,
@@ -92,13 +84,11 @@ class JobSetup:
         sinks: List[Sink],
     ) -> "JobSetup":
         file_mode, dir_mode = settings.modes
-        paths, mirror = job_folder(settings.output_root, settings.staging_dir, user_id, job_id)
+        paths, mirror = job_folder(settings.output_root, settings.staging_dir, job.user_id, job.job_id)
         paths.create(dir_mode)
         lifecycle = Lifecycle(
             paths=paths,
-            job_id=job_id,
-            user_id=user_id,
-            workflow=workflow,
+            job=job,
             node=node,
             rank=rank,
             owner=owner,

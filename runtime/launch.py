@@ -32,9 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 from runtime.cluster import NodePlace, RendezvousFailed, TorchrunOptions, why_signalled, world_size
 from runtime.datasets import Dataset
 from runtime.error_reports import write_error_report
-from runtime.job import JobCancelled, JobError, JobPaths
+from runtime.job import JobCancelled, JobError, JobPaths, JobRef
 from runtime.job_logger import utc_text
-from runtime.lifecycle import EXIT_FAILED, Outcome, owner_ended
+from runtime.lifecycle import Outcome, owner_ended
 from runtime.console import output_to_log, ProgressConsole
 from runtime.job_reader import follow_log
 from runtime.job_config import check_config, check_dataset_kind
@@ -103,14 +103,14 @@ def supervise(launch: Launch) -> Outcome:
     """Run this node's part of a job to its end, and say how it ended. On node 0 the
     job's lifecycle is this process's (runtime/lifecycle.py)."""
     node = launch.node
-    setup = JobSetup.for_node(
-        launch.config, launch.job_id, launch.user_id, launch.recipe.stem, node, launch.resume_if_possible
-    )
+    job = JobRef(launch.job_id, launch.user_id, launch.recipe.stem)
+    setup = JobSetup.for_node(launch.config, job, node, launch.resume_if_possible)
     paths, mirror, lifecycle = setup.paths, setup.mirror, setup.lifecycle
     started = setup.started(launch.recipe.stem, launch.world_size, launch.dataset_source, node.nnodes)
+    run = lifecycle.run(started)
     with setup.private_files(), _watched(launch, setup), _following_the_owner(node, paths, mirror):
         try:
-            with lifecycle.running(started):
+            with run:
                 dataset = Dataset.fetch(launch.dataset_source, paths.dataset) if launch.dataset_source else None
                 check_config(launch.recipe, launch.config)
                 if dataset is not None:
@@ -125,17 +125,10 @@ def supervise(launch: Launch) -> Outcome:
                 else:
                     run_recipe_main(launch.recipe, launch.job_id, launch.user_id, config, dataset)
         except BaseException:
-            if lifecycle.outcome is None:  # refused before the job started: the lock, a rerun
+            if run.outcome is None:  # refused before the job started: the lock, a rerun
                 raise
-    outcome = replace(
-        lifecycle.outcome,
-        report=lifecycle.report_written,
-        report_error=lifecycle.report_error,
-        folder=str(where(setup.settings.output_root, paths)),
-    )
-    if lifecycle.upload_error is not None:
-        return replace(outcome, exit_code=EXIT_FAILED, upload_error=str(lifecycle.upload_error))
-    if mirror is not None:
+    outcome = replace(run.outcome, folder=str(where(setup.settings.output_root, paths)))
+    if mirror is not None and outcome.upload_error is None:
         mirror.remove_staging()
     return outcome
 

@@ -14,8 +14,9 @@
   never joined.
 
 `porter run` (runtime/launch.py) and `run_recipe` (runtime/run.py) both go through
-`Lifecycle.running`, built for them by runtime/job_setup.py; neither writes a start or
-terminal event itself.
+`Lifecycle.run`, built for them by runtime/job_setup.py; neither writes a start or
+terminal event itself. A run hands back its `Outcome`: the terminal event and exit code,
+whether the report was written, whether the files reached a remote output root.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from runtime.checkpoints import can_resume
 from runtime.cluster import NodePlace, RendezvousFailed
 from runtime.error_reports import first_failure, terminal_operation, write_error_report
-from runtime.job import JobCancelled, JobError, JobLock, JobPaths
+from runtime.job import JobCancelled, JobError, JobLock, JobPaths, JobRef
 from runtime.job_logger import JobLogger, logged_keys, read_job_events, sink_reports_since, utc_now
 from runtime.sinks import Sink
 from runtime.storage import JobMirror, StorageError
@@ -66,9 +67,7 @@ class Outcome:
 @dataclass
 class Lifecycle:
     paths: JobPaths
-    job_id: str
-    user_id: str
-    workflow: str
+    job: JobRef
     node: NodePlace
     rank: Optional[int]  # the training process's rank; None for `porter run` itself
     owner: bool
@@ -83,13 +82,8 @@ class Lifecycle:
     mirror: Optional[JobMirror] = None
     # Whether the owner writes the job's report.html after the terminal event.
     report: bool = False
-    # The job's events before this run (read under the lock), how this run ended, and
-    # why its last upload failed, if it did.
+    # The job's events before this run, read under the lock as the run starts.
     history: List[dict] = field(default_factory=list, init=False)
-    outcome: Optional[Outcome] = field(default=None, init=False)
-    report_written: bool = field(default=False, init=False)
-    report_error: Optional[str] = field(default=None, init=False)
-    upload_error: Optional[StorageError] = field(default=None, init=False)
 
     @property
     def _uploads(self) -> bool:
@@ -97,11 +91,14 @@ class Lifecycle:
         process (its checkpoints and epochs), and the owner of an unsupervised job."""
         return self.mirror is not None and (self.rank is None or int(os.environ.get("LOCAL_RANK", "0")) == 0)
 
+    def run(self, started: Optional[Dict[str, Any]] = None) -> "JobRun":
+        """This process's run of the job: entered, the job's log (`with lifecycle.run(...)
+        as logger`); then its `outcome`. The owner writes `started` as `job_started` first
+        and the terminal event last; the rest report their failure and re-raise."""
+        return JobRun(self, started)
+
     @contextlib.contextmanager
-    def running(self, started: Optional[Dict[str, Any]] = None) -> Iterator[JobLogger]:
-        """The job's log for this process, for as long as the body runs. The owner
-        writes `started` as `job_started` first and the terminal event last; the rest
-        report their failure and re-raise. `self.outcome` says how it ended."""
+    def _running(self, started: Optional[Dict[str, Any]], ended: Callable[[Outcome], None]) -> Iterator[JobLogger]:
         since = utc_now()
         with contextlib.ExitStack() as stack:
             try:
@@ -112,9 +109,7 @@ class Lifecycle:
                     refuse_everywhere(self.paths, str(error), self.mirror)
                 raise
             logger = JobLogger(
-                job_id=self.job_id,
-                user_id=self.user_id,
-                workflow=self.workflow,
+                job=self.job,
                 events_path=self.paths.events_of(self.node.node_rank),
                 rank=self.rank,
                 node_rank=self.node.node_rank,
@@ -133,12 +128,9 @@ class Lifecycle:
                     logger.log("job_started", {**(started or {}), "resumed": self.resuming})
                 yield logger
             except BaseException as error:
-                self.outcome = self._failed(logger, error, since)
-                self._upload_at_the_end()
+                ended(self._uploaded(self._failed(logger, error, since)))
                 raise
-            self.outcome = Outcome(EXIT_OK, "job_completed", {})
-            self._end(logger, "job_completed", {}, since)
-            self._upload_at_the_end()
+            ended(self._uploaded(self._end(logger, Outcome(EXIT_OK, "job_completed", {}), since)))
 
     def _admit(self, stack: contextlib.ExitStack) -> None:
         """Take the job: its lock (the owner), its history, whether it resumes; a rerun
@@ -155,14 +147,15 @@ class Lifecycle:
         if self.owner:
             refuse_rerun(self.paths, self.history, self.resuming)
 
-    def _upload_at_the_end(self) -> None:
+    def _uploaded(self, outcome: Outcome) -> Outcome:
         """Everything, after the terminal event: by each node's `porter run`, or by the
-        owner of a job without one. A failure is kept for the caller to report."""
+        owner of a job without one. A failure fails the outcome, for the caller to report."""
         if self._uploads and (self.rank is None or self.owner):
             try:
                 self.mirror.push()
             except StorageError as error:
-                self.upload_error = error
+                return replace(outcome, exit_code=EXIT_FAILED, upload_error=str(error))
+        return outcome
 
     def _failed(self, logger: JobLogger, error: BaseException, since: str) -> Outcome:
         operation = terminal_operation(error)
@@ -173,8 +166,7 @@ class Lifecycle:
             code = EXIT_BAD_INPUT
         else:
             code = EXIT_FAILED
-        self._end(logger, operation, data, since, killed=getattr(error, "killed", False))
-        return Outcome(code, operation, data)
+        return self._end(logger, Outcome(code, operation, data), since, killed=getattr(error, "killed", False))
 
     def _report(self, error: BaseException) -> Dict[str, Any]:
         """This process's error report, or the one a launcher's error points at (a
@@ -233,28 +225,33 @@ class Lifecycle:
         killed = [states[n]["failure"] for n in range(1, self.node.nnodes) if states[n].get("killed")]
         return killed[0] if killed else None
 
-    def _end(self, logger: JobLogger, operation: str, data: Dict[str, Any], since: str, killed: bool = False) -> None:
+    def _end(self, logger: JobLogger, outcome: Outcome, since: str, killed: bool = False) -> Outcome:
+        """The terminal event (the owner), the report, how this node stands: the outcome
+        with whether the report was written."""
         if self.owner:
-            logger.close(operation, data, sink_reports_since(self.paths.sink_drops, since))
+            logger.close(outcome.operation, outcome.data, sink_reports_since(self.paths.sink_drops, since))
             if self.report:
-                self._write_report()
+                written, problem = self._write_report()
+                outcome = replace(outcome, report=written, report_error=problem)
         else:
             logger.close()
         if self.rank is None:
-            self._say_how_the_node_stands(operation, data, killed)
+            self._say_how_the_node_stands(outcome.operation, outcome.data, killed)
+        return outcome
 
-    def _write_report(self) -> None:
-        """report.html from the finished log; a report that cannot be made is a warning,
-        never the job's failure."""
+    def _write_report(self) -> Tuple[bool, Optional[str]]:
+        """report.html from the finished log: (written, why not). A report that cannot be
+        made is a warning, never the job's failure."""
         from runtime.report import write_report
 
         try:
             write_report(read_job_events(self.paths), self.paths.report, self.paths.root, self.file_mode)
-            self.report_written = True
+            return True, None
         except Exception as error:
             # Said on the console by `porter run` (its stderr is the output log now).
-            self.report_error = f"{self.paths.report} not written: {type(error).__name__}: {error}".splitlines()[0]
-            print(f"porter: warning: {self.report_error}", file=sys.stderr)
+            problem = f"{self.paths.report} not written: {type(error).__name__}: {error}".splitlines()[0]
+            print(f"porter: warning: {problem}", file=sys.stderr)
+            return False, problem
 
     # -- nodes ----------------------------------------------------------------------
 
@@ -268,6 +265,25 @@ class Lifecycle:
     def _drops_file(self):
         who = f"rank-{self.rank}" if self.rank is not None else f"node-{self.node.node_rank}"
         return self.paths.sink_drops / f"{who}-{os.getpid()}.json"
+
+
+class JobRun:
+    """One run of a job in this process (`Lifecycle.run`). Entered, it takes the job (a
+    refusal raises JobError) and gives the job's log; when it ends, `outcome` says how.
+    `outcome` stays None when the job was refused before it started."""
+
+    def __init__(self, lifecycle: Lifecycle, started: Optional[Dict[str, Any]]) -> None:
+        self.outcome: Optional[Outcome] = None
+        self._running = lifecycle._running(started, self._ended)
+
+    def _ended(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def __enter__(self) -> JobLogger:
+        return self._running.__enter__()
+
+    def __exit__(self, *exception) -> Optional[bool]:
+        return self._running.__exit__(*exception)
 
 
 def _node_failure(node: int, message: str) -> Dict[str, Any]:

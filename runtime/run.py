@@ -28,10 +28,12 @@ from omegaconf import DictConfig
 from runtime import cpu_compat
 from runtime.checkpoints import CheckpointPolicy
 from runtime.datasets import Dataset
+from runtime.job import JobRef
 from runtime.job_config import job_config, job_dataset_config
 from runtime.job_setup import JobSetup
 from runtime.recipe_base import JobContext, RecipeBase
 from runtime.secrets import keep_secrets_out_of_torchtune, scrub_exception, secret_values
+from runtime.storage import StorageError
 from runtime.system import process_rank_and_world
 from runtime.trackers import name_runs
 
@@ -63,13 +65,14 @@ def _run(
     world_size: int,
 ) -> None:
     workflow = workflow_name(recipe_class)
-    setup = JobSetup.for_process(cfg, job_id, user_id, workflow, rank)
+    setup = JobSetup.for_process(cfg, JobRef(job_id, user_id, workflow), rank)
     settings, paths, lifecycle = setup.settings, setup.paths, setup.lifecycle
     started = setup.started(recipe_class.__name__, world_size, dataset.source if dataset is not None else None)
+    run = lifecycle.run(started)
     with contextlib.ExitStack() as stack:
         if not settings.supervised:  # under `porter run`, the supervisor owns the folder's modes
             stack.enter_context(setup.private_files())
-        logger = stack.enter_context(lifecycle.running(started))
+        logger = stack.enter_context(run)
         job_cfg = job_config(cfg, paths, dataset, lifecycle.history if lifecycle.resuming else None, workflow)
         if isinstance(job_cfg.get("metric_logger"), DictConfig):
             name_runs(job_cfg.metric_logger, job_id, user_id)  # the recipe's own tracker run
@@ -89,8 +92,8 @@ def _run(
         recipe.train()
         recipe.save_final_checkpoint_if_missing()
         recipe.cleanup()
-    if lifecycle.upload_error is not None:
-        raise lifecycle.upload_error
+    if run.outcome.upload_error is not None:
+        raise StorageError(run.outcome.upload_error)
     if setup.mirror is not None and lifecycle.owner:
         setup.mirror.remove_staging()
 

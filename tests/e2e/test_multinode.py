@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import JOB_ENV, REPO
-from runtime.job import JobPaths
+from runtime.job import JobPaths, JobRef
 from runtime.job_logger import read_job_events
 from runtime.lifecycle import NODE_REPORT_GRACE_S
 
@@ -342,13 +342,12 @@ def test_how_a_node_ended_an_earlier_attempt_does_not_hide_that_it_never_joined_
     paths = JobPaths.for_job(tmp_path, "u", "requeued").create()
     cancelled = {"error_type": "JobCancelled", "message": "received signal SIGTERM", "gpu_rank": None, "node_rank": 1}
     write_node_state(paths, 1, "job_cancelled", {**cancelled, "traceback_file": None})
-    lifecycle = Lifecycle(
-        paths=paths, job_id="requeued", user_id="u", workflow="w", node=NodePlace(0, 2), rank=None, owner=True
-    )
+    lifecycle = Lifecycle(paths=paths, job=JobRef("requeued", "u", "w"), node=NodePlace(0, 2), rank=None, owner=True)
+    run = lifecycle.run({"recipe": "w", "world_size": 2, "dataset": None, "porter_version": "0", "nnodes": 2})
     with pytest.raises(RendezvousFailed):
-        with lifecycle.running({"recipe": "w", "world_size": 2, "dataset": None, "porter_version": "0", "nnodes": 2}):
+        with run:
             raise RendezvousFailed("rendezvous: not every one of 2 nodes joined within 10 s")
-    assert (lifecycle.outcome.data["error_type"], lifecycle.outcome.data["message"]) == (
+    assert (run.outcome.data["error_type"], run.outcome.data["message"]) == (
         "NodeLost",
         "node 1 never joined the job",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runtime.events import STEP_FIELDS
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger
 
 STARTED = {
@@ -42,9 +43,7 @@ def write_job(
     root, user: str, job: str, steps: int, end=None, node_rank: int = 0, started=STARTED, padding: int = 0
 ) -> JobLogger:
     log = JobLogger(
-        job_id=job,
-        user_id=user,
-        workflow=started["recipe"],
+        job=JobRef(job, user, started["recipe"]),
         events_path=root / user / job / ("events.jsonl" if node_rank == 0 else f"events-node-{node_rank}.jsonl"),
         node_rank=node_rank,
     )

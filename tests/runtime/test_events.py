@@ -12,6 +12,7 @@ import jsonschema
 
 from conftest import REPO
 from runtime import events
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger, read_events
 
 
@@ -29,7 +30,7 @@ def test_the_readme_table_is_generated_from_the_contract():
 def test_every_operation_the_logger_writes_validates_against_the_schema(tmp_path):
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())  # the committed contract
     path = tmp_path / "events.jsonl"
-    log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=path)
+    log = JobLogger(job=JobRef("j", "u", "w"), events_path=path)
     log.log(
         "job_started",
         {"recipe": "r", "world_size": 2, "dataset": "s3://b/k", "resumed": False, "porter_version": "0.1"},
@@ -101,7 +102,7 @@ def test_a_step_without_a_learning_rate_is_valid_and_the_console_leaves_lr_out(t
 
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
     path = tmp_path / "events.jsonl"
-    log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=path)
+    log = JobLogger(job=JobRef("j", "u", "w"), events_path=path)
     log.log_step(**{name: 1 for name in events.STEP_FIELDS} | {"step_lr": None, "step_loss": 0.5})
     log.close("job_completed", {})
     (step,) = [event for event in read_events(path) if event["operation"] == "step"]

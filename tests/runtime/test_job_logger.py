@@ -13,6 +13,7 @@ import pytest
 
 from runtime import sinks as sinks_module
 from runtime.events import EPOCH_FIELDS, STEP_FIELDS
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger, logged_keys, read_events
 from runtime.sinks import QueuedSink, Sink, WebhookSink
 from helpers.faults import FailingSink, SlowSink
@@ -22,7 +23,7 @@ EPOCH = {name: 1 for name in EPOCH_FIELDS}
 
 
 def logger_at(path, **kwargs) -> JobLogger:
-    return JobLogger(job_id="j", user_id="u", workflow="wf", events_path=path, **kwargs)
+    return JobLogger(job=JobRef("j", "u", "wf"), events_path=path, **kwargs)
 
 
 STARTED = {"recipe": "r", "world_size": 1, "dataset": None, "resumed": False, "porter_version": "0"}
@@ -148,7 +149,7 @@ def test_threads_logging_at_once_write_whole_lines(tmp_path):
 
 
 def _append_from_process(path, rank):
-    log = JobLogger(job_id="j", user_id="u", workflow="wf", events_path=path, rank=rank)
+    log = JobLogger(job=JobRef("j", "u", "wf"), events_path=path, rank=rank)
     for index in range(1000):
         log.log("job_config", {"config": {"rank": rank, "index": index, "pad": "y" * 6000}})
     log.close()
@@ -355,7 +356,7 @@ def test_the_webhooks_max_queue_bounds_what_it_holds(tmp_path):
     from runtime.sinks import WebhookSink
 
     webhook = WebhookSink("http://127.0.0.1:9/events", max_queue=3)
-    log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=tmp_path / "events.jsonl", sinks=[webhook])
+    log = JobLogger(job=JobRef("j", "u", "w"), events_path=tmp_path / "events.jsonl", sinks=[webhook])
     try:
         (queued,) = log._queued
         assert queued._queue.maxsize == 3

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from porter.cli import main
 from porter.job_views import sparkline
 from helpers.job_folders import STARTED, step, write_job
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger
 from runtime.job_reader import follow_log, OutputRootReader
 
@@ -87,9 +88,7 @@ def test_a_job_silent_for_three_heartbeats_is_stale_and_its_other_nodes_count(ro
     assert {s.job_id: s.status for s in OutputRootReader(str(root)).summaries(now=later)}["live"] == "stale"
     # node 1 beating keeps the job alive though node 0's log is quiet
     beating = JobLogger(
-        job_id="live",
-        user_id="bob",
-        workflow="w",
+        job=JobRef("live", "bob", "w"),
         events_path=root / "bob" / "live" / "events-node-1.jsonl",
         node_rank=1,
     )

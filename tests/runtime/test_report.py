@@ -8,6 +8,7 @@ import re
 import pytest
 
 from conftest import CACHE, job_runner
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger, read_job_events
 from runtime.job import JobPaths
 from runtime.report import report_html, write_report
@@ -85,9 +86,7 @@ def test_a_failed_jobs_report_names_the_error_and_plots_every_rank(tmp_path):
     paths = JobPaths(tmp_path / "u" / "j")
     for node in (0, 1):
         log = JobLogger(
-            job_id="j",
-            user_id="u",
-            workflow="full_finetune_distributed",
+            job=JobRef("j", "u", "full_finetune_distributed"),
             events_path=paths.events_of(node),
             node_rank=node,
             rank=node,
@@ -142,7 +141,7 @@ def test_a_failed_jobs_report_names_the_error_and_plots_every_rank(tmp_path):
 
 def test_the_report_escapes_what_the_job_logged(tmp_path):
     paths = JobPaths(tmp_path / "u" / "j")
-    log = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    log = JobLogger(job=JobRef("j", "u", "w"), events_path=paths.events)
     log.log(
         "job_started",
         {
@@ -188,10 +187,10 @@ def test_porter_jobs_and_show_on_a_real_job(finished_job):
 def test_a_resumed_job_that_runs_is_reported_running_not_as_its_earlier_end(tmp_path):
     paths = JobPaths(tmp_path / "u" / "j")
     started = {"recipe": "w", "world_size": 1, "dataset": None, "resumed": False, "porter_version": "0"}
-    first = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    first = JobLogger(job=JobRef("j", "u", "w"), events_path=paths.events)
     first.log("job_started", started)
     first.close("job_cancelled", {"error_type": "JobCancelled", "message": "received signal SIGTERM"})
-    again = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    again = JobLogger(job=JobRef("j", "u", "w"), events_path=paths.events)
     again.log("job_started", {**started, "resumed": True})
     again.close()
     html = report_html(read_job_events(paths))

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from runtime.checkpoints import CheckpointPolicy, resume_config
 from runtime.job import JobError, JobPaths, validate_id
+from runtime.job import JobRef
 from runtime.job_logger import JobLogger, read_events
 from runtime.recipe_base import JobContext, RecipeBase
 from runtime.settings import RuntimeSettings
@@ -164,7 +165,7 @@ def test_resume_refuses_when_there_is_nothing_to_resume(tmp_path, events, messag
 
 def context(tmp_path, **kwargs) -> JobContext:
     paths = JobPaths(tmp_path).create()
-    logger = JobLogger(job_id="j", user_id="u", workflow="w", events_path=paths.events)
+    logger = JobLogger(job=JobRef("j", "u", "w"), events_path=paths.events)
     return JobContext(paths=paths, logger=logger, **kwargs)
 
 
