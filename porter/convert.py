@@ -252,7 +252,14 @@ def list_sources(
             continue
         result = generated.result
         reports.append(
-            FileReport(str(source), result.status, reason=result.reason, variant=result.variant, holes=result.holes)
+            FileReport(
+                str(source),
+                result.status,
+                reason=result.reason,
+                variant=result.variant,
+                holes=result.holes,
+                refusals=result.refusals,
+            )
         )
     return reports
 
@@ -274,6 +281,7 @@ def _compare_and_write(source: SourceFile, made, out_dir: Path, mode: Mode, forc
         return report
     result = made.result
     report.status, report.reason, report.variant = result.status, result.reason, result.variant
+    report.refusals = result.refusals
     if result.status not in (CONVERTED, PARTIAL):
         return report
     report.rules, report.notes, report.output = result.rules, result.notes, str(out_path)

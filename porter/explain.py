@@ -7,13 +7,11 @@ the dataset branch, and the notes the port adds (or why it refuses or skips the 
 
 from __future__ import annotations
 
-import ast
 from typing import List
 
-import libcst as cst
 
-from porter.index import SourceIndex
-from porter.pipeline import port
+from porter.outcomes import PortResult
+from porter.pipeline import port, read_recipe
 from porter.settings import Settings
 from porter.shape import EPOCH_COUNT, EPOCH_LOOP, RECIPE, RecipeShape, SAVES, SETUP_DATA, STEP_LOGGING
 from porter.syntax import node_code
@@ -30,16 +28,15 @@ _PARTS = {
 
 def explain(text: str, settings: Settings = Settings()) -> List[str]:
     """Lines that say what porter recognised in `text` and what porting it does."""
-    result = port(text, settings)
-    lines = [f"outcome: {result.status}" + (f" ({result.variant})" if result.variant else "")]
     try:
-        source_ast = ast.parse(text)
-    except (SyntaxError, ValueError):
+        read = read_recipe(text, settings.contract)
+    except Exception:  # a bug in porter: the port's outcome says so, as an internal error
+        read = port(text, settings)
+    result = read if isinstance(read, PortResult) else port(text, settings, read)
+    lines = [f"outcome: {result.status}" + (f" ({result.variant})" if result.variant else "")]
+    if isinstance(read, PortResult):  # skipped, or not Python: there is no shape to tell
         return lines + [f"why: {result.reason}"]
-    if result.status == "skipped":
-        return lines + [f"why: {result.reason}"]
-    module = cst.parse_module(text)
-    shape = RecipeShape(module, SourceIndex(module, source_ast))
+    shape = read.shape
     line = shape.index.line
     for part, label in _PARTS.items():
         if part in shape.problems:

@@ -40,6 +40,24 @@ class Note:
         )
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a rule (or the rules that need one part of the recipe) cannot port a file:
+    `rule` is their id or ids (`P004, P005`), `line` the source line, if any."""
+
+    rule: str
+    line: Optional[int]
+    message: str
+
+
+def refusal_text(refusals: Sequence[Refusal]) -> str:
+    """The one place refusals become words: each `line N: P00X message`, by line, joined."""
+    ordered = sorted(refusals, key=lambda r: (r.line or 0, f"{r.rule} {r.message}"))
+    return "; ".join(
+        f"line {r.line}: {r.rule} {r.message}" if r.line is not None else f"{r.rule} {r.message}" for r in ordered
+    )
+
+
 class Mode(Enum):
     WRITE = "write"
     CHECK = "check"  # write nothing; report what is missing or stale
@@ -57,11 +75,18 @@ class PortResult:
     reason: Optional[str] = None
     variant: Optional[str] = None
     holes: List[Dict[str, object]] = field(default_factory=list)  # PARTIAL: {rule, line, message, todo} each
+    refusals: List[Refusal] = field(default_factory=list)  # FAILED by rules: `reason` says them in words
 
     @classmethod
     def from_json(cls, data: Dict[str, object]) -> "PortResult":
         """A result as `dataclasses.asdict` wrote it (porter/cache.py)."""
-        return cls(**{**data, "notes": [Note(**note) for note in data.get("notes", [])]})
+        return cls(
+            **{
+                **data,
+                "notes": [Note(**note) for note in data.get("notes", [])],
+                "refusals": [Refusal(**refusal) for refusal in data.get("refusals", [])],
+            }
+        )
 
 
 @dataclass
@@ -75,6 +100,7 @@ class FileReport:
     variant: Optional[str] = None
     diff: Optional[str] = None  # current output -> new output, when they differ
     holes: List[Dict[str, object]] = field(default_factory=list)  # open holes, each {rule, line, message, todo}
+    refusals: List[Refusal] = field(default_factory=list)  # why rules refuse it: `reason` in words
 
     def as_json(self) -> Dict[str, object]:
         return asdict(self)

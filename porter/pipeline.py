@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
-from dataclasses import asdict
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import libcst as cst
 
@@ -19,23 +19,24 @@ from porter.errors import Hole, HoleSite, PortError
 from porter.imports import add_imports, header_code, header_length, remove_imports
 from porter.index import SourceIndex
 from porter.outputs import HEADER_MARK
-from porter.outcomes import CONVERTED, FAILED, PARTIAL, PortResult, SKIPPED
+from porter.outcomes import CONVERTED, FAILED, PARTIAL, PortResult, Refusal, refusal_text, SKIPPED
 from porter.rules import RULES
 from porter.rules.base import PortingRule
 from porter.settings import Settings
 from porter.shape import not_a_training_recipe, PORTED_BASE, RecipeShape, SETUP_DATA_METHODS
 from porter.syntax import module_code
 from porter.verify import check_names, contract_problems
-from runtime.contract import PORTER, PORTER_RUNTIME_MODULE
+from runtime.contract import PORTER, PORTER_RUNTIME_MODULE, RuntimeContract
 
 HOLES_TEMPLATE = "holes.py.j2"
 
 
-def port(text: str, settings: Settings = Settings()) -> PortResult:
-    """Port one module's source with every rule the settings leave in, or say precisely why not."""
+def port(text: str, settings: Settings = Settings(), read: Optional["ReadRecipe"] = None) -> PortResult:
+    """Port one module's source with every rule the settings leave in, or say precisely
+    why not. `read`: the source already read (`read_recipe`), so it is parsed once."""
     rules = [rule(settings.contract) for rule in RULES if rule.RULE_ID not in settings.skip_rules]
     try:
-        return port_with(rules, text, assisted=settings.assisted)
+        return port_with(rules, text, assisted=settings.assisted, read=read)
     except Exception as error:  # a bug in porter: this file fails, every other one still ports
         return PortResult(
             FAILED,
@@ -43,10 +44,17 @@ def port(text: str, settings: Settings = Settings()) -> PortResult:
         )
 
 
-def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) -> PortResult:
-    """Port `text` with `rules`. A rule's step that cannot be ported safely is a hole
-    (an assisted port: PARTIAL) where the rule says where (`PortingRule.hole`) and
-    `assisted`; otherwise the file is refused, with every problem and its line."""
+@dataclass(frozen=True)
+class ReadRecipe:
+    """A training recipe's source, parsed once: the stdlib ast, libcst's tree, its shape."""
+
+    source_ast: ast.Module
+    module: cst.Module
+    shape: RecipeShape
+
+
+def read_recipe(text: str, contract: RuntimeContract = PORTER) -> Union[ReadRecipe, PortResult]:
+    """The recipe `text` holds, read; or why it is skipped or fails (a PortResult)."""
     if not text.strip():
         return PortResult(SKIPPED, reason="empty file")
     if text.startswith(HEADER_MARK):
@@ -57,13 +65,25 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
         return PortResult(FAILED, reason=f"line {error.lineno}: syntax error: {error.msg}")
     except ValueError as error:  # source with NUL bytes
         return PortResult(FAILED, reason=f"not Python source: {error}")
-    contract = rules[0].contract if rules else PORTER
     skip = not_a_training_recipe(source_ast, {contract.module_of(PORTED_BASE), PORTER_RUNTIME_MODULE})
     if skip is not None:
         return PortResult(SKIPPED, reason=skip)
     module = cst.parse_module(text)
-    index = SourceIndex(module, source_ast)
-    shape = RecipeShape(module, index)
+    return ReadRecipe(source_ast, module, RecipeShape(module, SourceIndex(module, source_ast)))
+
+
+def port_with(
+    rules: Sequence[PortingRule], text: str, assisted: bool = True, read: Optional[ReadRecipe] = None
+) -> PortResult:
+    """Port `text` with `rules`. A rule's step that cannot be ported safely is a hole
+    (an assisted port: PARTIAL) where the rule says where (`PortingRule.hole`) and
+    `assisted`; otherwise the file is refused, with every problem and its line."""
+    if read is None:
+        read = read_recipe(text, rules[0].contract if rules else PORTER)
+        if isinstance(read, PortResult):
+            return read
+    source_ast, module, shape = read.source_ast, read.module, read.shape
+    index = shape.index
     variant = describe_variant(shape)
     sites = {rule.RULE_ID: rule.hole(shape) for rule in rules} if assisted else {}
     problems, holes = _shape_problems(shape, rules, sites)
@@ -78,9 +98,9 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
             if site is not None:
                 holes.append(Hole(rule.RULE_ID, index.line(error.node), error.message, site.todo))
             else:
-                problems.append((index.line(error.node), f"{error.rule_id} {error.message}"))
+                problems.append(Refusal(error.rule_id, index.line(error.node), error.message))
     if problems:
-        return _refused(problems + [(hole.line, f"{hole.rule} {hole.message}") for hole in holes], variant)
+        return _refused(problems + [Refusal(hole.rule, hole.line, hole.message) for hole in holes], variant)
 
     edits, notes, needed, applied = Edits(), [], [], []
     for hole in holes:
@@ -100,7 +120,7 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
             ),
         )
         problems += [
-            (index.line(anchor), f"{hole.rule} {problem}")
+            Refusal(hole.rule, index.line(anchor), problem)
             for anchor, problem in contract_problems(edits.inserted[made:], shape, rules[0].contract)
         ]
     for rule, anchors in found:
@@ -110,7 +130,7 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
         rule.edit(shape, anchors, edits)
         # Nothing outside the contract: what this rule's code uses, checked before any file is written.
         problems += [
-            (index.line(anchor), f"{rule.RULE_ID} {problem}")
+            Refusal(rule.RULE_ID, index.line(anchor), problem)
             for anchor, problem in contract_problems(edits.inserted[made:], shape, rule.contract)
         ]
         notes += rule.notes(shape, anchors)
@@ -127,12 +147,22 @@ def port_with(rules: Sequence[PortingRule], text: str, assisted: bool = True) ->
             variant=variant,
         )
     code, problems_found = _finish(tree, source_ast, shape.source_names, needed)
-    if not problems_found:
-        ported = ast.parse(code)
-        for rule, anchors in applied:
-            problems_found += [f"{rule.RULE_ID} {problem}" for problem in rule.check(ported, shape, anchors)]
     if problems_found:
         return PortResult(FAILED, reason="verify: " + "; ".join(problems_found), variant=variant)
+    ported = ast.parse(code)
+    # Each rule's post-conditions on the output: a failed one refuses the file, nothing is written.
+    failed = [
+        Refusal(rule.RULE_ID, None, problem)
+        for rule, anchors in applied
+        for problem in rule.check(ported, shape, anchors)
+    ]
+    if failed:
+        return PortResult(
+            FAILED,
+            reason="verify: " + "; ".join(f"{r.rule} {r.message}" for r in failed),
+            variant=variant,
+            refusals=failed,
+        )
     return PortResult(
         PARTIAL if holes else CONVERTED,
         code=code,
@@ -162,22 +192,12 @@ def _shape_problems(
         if site is not None:
             holes.append(Hole(ids[0], line, message, site.todo))
         else:
-            problems.append((line, f"{', '.join(ids)} {message}"))
+            problems.append(Refusal(", ".join(ids), line, message))
     return problems, holes
 
 
-def _refused(problems: List[Tuple[Optional[int], str]], variant: str) -> PortResult:
-    return PortResult(
-        FAILED, reason="; ".join(_located(line, text) for line, text in sorted(problems, key=_by_line)), variant=variant
-    )
-
-
-def _by_line(problem: Tuple[Optional[int], str]):
-    return (problem[0] or 0, problem[1])
-
-
-def _located(line: Optional[int], text: str) -> str:
-    return f"line {line}: {text}" if line is not None else text
+def _refused(refusals: List[Refusal], variant: str) -> PortResult:
+    return PortResult(FAILED, reason=refusal_text(refusals), variant=variant, refusals=refusals)
 
 
 def _finish(tree: cst.Module, source_ast: ast.Module, used, needed) -> Tuple[str, List[str]]:
