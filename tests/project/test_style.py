@@ -54,3 +54,11 @@ def test_no_module_of_porter_or_the_runtime_imports_itself_through_others():
                 reached.add(module)
                 frontier.extend(graph[module])
         assert start not in reached, f"{start} imports itself through {sorted(reached & set(graph))}"
+
+
+def test_no_test_folder_shadows_a_package_jobs_import():
+    # Jobs run with tests/ on PYTHONPATH (fault-injecting components live there): a folder
+    # tests/runtime would be a namespace package found before the installed runtime.
+    packages = {path.name for path in REPO.iterdir() if (path / "__init__.py").is_file()}
+    assert {"porter", "runtime"} <= packages
+    assert not packages & {path.name for path in (REPO / "tests").iterdir() if path.is_dir()}
