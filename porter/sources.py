@@ -210,34 +210,49 @@ def wheel_recipes(wheel: Path) -> Tuple[Path, str]:
     unpacked once into porter's cache folder, under the hash of the wheel's bytes, so
     nothing has to outlive a conversion. ValueError says why not."""
     import hashlib
-    import shutil
+    import io
 
     from porter.cache import default_folder
 
     try:
         data = wheel.read_bytes()
-        with zipfile.ZipFile(wheel) as archive:
-            names = archive.namelist()
-            metadata = [name for name in names if name.endswith(".dist-info/METADATA")]
-            match = _VERSION_LINE.search(archive.read(metadata[0]).decode("utf-8", "replace")) if metadata else None
-            recipes = [name for name in names if name.startswith("recipes/") and name.endswith(".py")]
-            if not recipes:
-                raise ValueError("the wheel has no recipes folder")
-            folder = default_folder() / "wheels" / f"{wheel.stem}-{hashlib.sha256(data).hexdigest()[:16]}"
-            if not folder.is_dir():
-                # Unpacked beside its final name and renamed: a folder there is always whole.
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
-                for name in recipes:
-                    archive.extract(name, partial)
-                try:
-                    partial.rename(folder)
-                except OSError:  # another process unpacked it first
-                    shutil.rmtree(partial, ignore_errors=True)
+        archive = zipfile.ZipFile(io.BytesIO(data))
     except FileNotFoundError:
         raise ValueError("no such file") from None
     except IsADirectoryError:
         raise ValueError("is a folder, not a wheel") from None
     except (OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"cannot read the wheel: {getattr(error, 'strerror', None) or error}") from error
+    with archive:
+        names = archive.namelist()
+        metadata = [name for name in names if name.endswith(".dist-info/METADATA")]
+        match = _VERSION_LINE.search(archive.read(metadata[0]).decode("utf-8", "replace")) if metadata else None
+        recipes = [name for name in names if name.startswith("recipes/") and name.endswith(".py")]
+        if not recipes:
+            raise ValueError("the wheel has no recipes folder")
+        folder = default_folder() / "wheels" / f"{wheel.stem}-{hashlib.sha256(data).hexdigest()[:16]}"
+        if not folder.is_dir():
+            try:
+                _unpack(archive, recipes, folder)
+            except OSError as error:
+                raise ValueError(
+                    f"cannot unpack its recipes into {folder.parent}: {getattr(error, 'strerror', None) or error}"
+                ) from error
     return folder / "recipes", match.group(1) if match else UNKNOWN_VERSION
+
+
+def _unpack(archive: zipfile.ZipFile, names: List[str], folder: Path) -> None:
+    """`names` of `archive` into `folder`, whole or not at all: unpacked beside it and
+    renamed, so a folder there is always complete."""
+    import shutil
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+    try:
+        for name in names:
+            archive.extract(name, partial)
+        partial.rename(folder)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not folder.is_dir():  # else another process unpacked it first
+            raise
