@@ -175,7 +175,7 @@ def port_with(
 
 def _shape_problems(
     shape: RecipeShape, rules: Sequence[PortingRule], sites: Dict[str, Optional[HoleSite]]
-) -> Tuple[List[Tuple[Optional[int], str]], List[Hole]]:
+) -> Tuple[List[Refusal], List[Hole]]:
     """Each missing part the rules need, once, with every rule that needs it: a problem,
     or a hole when every rule that needs it has a site for one."""
     needing: Dict[str, List[str]] = defaultdict(list)

@@ -108,10 +108,6 @@ def sources_of(paths, installed: bool, version: Optional[str], project: ProjectS
         raise Failure(str(error)) from error
 
 
-def overlays_of(project: ProjectSettings, overlays: Optional[Path], use_overlays: bool) -> Optional[Path]:
-    return project.overlays_folder(overlays, use_overlays)
-
-
 def port_cache(use_cache: bool):
     from porter.cache import default_folder, PortCache
 

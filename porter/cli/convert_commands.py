@@ -15,7 +15,6 @@ from porter.cli.app import (
     Failure,
     generation,
     main,
-    overlays_of,
     port_cache,
     progress_bar,
     project_settings,
@@ -122,7 +121,7 @@ def convert(
                 mode=mode,
                 force=force,
                 settings=settings,
-                overlays=overlays_of(project, overlays_dir, use_overlays),
+                overlays=project.overlays_folder(overlays_dir, use_overlays),
                 jobs=jobs or os.cpu_count() or 1,
                 cache=port_cache(use_cache),
                 prune=prune,
@@ -242,7 +241,7 @@ def diff(
 
     project = project_settings()
     settings = generation(project, contract, runtime_module, skip_rules, assisted)
-    overlays = overlays_of(project, overlays_dir, use_overlays)
+    overlays = project.overlays_folder(overlays_dir, use_overlays)
     if between:
         with progress_bar(0, "reviewing") as progress:
             try:
@@ -382,7 +381,7 @@ def overlay(
             matches[0],
             out_dir or project.output,
             generation(project, contract, runtime_module, skip_rules, assisted),
-            overlays_of(project, overlays_dir, True),
+            project.overlays_folder(overlays_dir, True),
         )
     except (OverlaySaveError, OutputFolderError, OSError) as error:
         raise Failure(str(error)) from error
